@@ -1,0 +1,100 @@
+//! Congestion control (RFC 7016 §3.5.2): pluggable, with a TCP-compatible default.
+
+use std::time::Duration;
+
+use super::time::Instant;
+
+/// A congestion controller decides how many bytes may be in flight.
+pub trait CongestionController: Send + std::fmt::Debug {
+    /// Bytes newly acknowledged by one ack-bearing packet.
+    fn on_ack(&mut self, now: Instant, acked_bytes: usize, srtt: Option<Duration>);
+    /// A fragment was declared lost by negative acknowledgement (at most once per RTT
+    /// counts as a congestion event).
+    fn on_loss(&mut self, now: Instant, srtt: Option<Duration>);
+    /// The retransmission timer fired with data outstanding.
+    fn on_timeout(&mut self, now: Instant);
+    /// The congestion window in bytes.
+    fn window(&self) -> usize;
+}
+
+/// The controller RFC 7016 §3.5.2.2 describes: slow start, additive increase, halving on
+/// loss, collapse to two segments on timeout.
+#[derive(Debug, Clone)]
+pub struct TcpCompatible {
+    mss: usize,
+    cwnd: usize,
+    ssthresh: usize,
+    acked_in_avoidance: usize,
+    recovery_until: Option<Instant>,
+}
+
+impl TcpCompatible {
+    pub fn new(mss: usize) -> Self {
+        TcpCompatible {
+            mss,
+            cwnd: 3 * mss,
+            ssthresh: usize::MAX,
+            acked_in_avoidance: 0,
+            recovery_until: None,
+        }
+    }
+}
+
+impl CongestionController for TcpCompatible {
+    fn on_ack(&mut self, _now: Instant, acked_bytes: usize, _srtt: Option<Duration>) {
+        if acked_bytes == 0 {
+            return;
+        }
+        if self.cwnd < self.ssthresh {
+            self.cwnd += acked_bytes.min(self.mss);
+        } else {
+            self.acked_in_avoidance += acked_bytes;
+            if self.acked_in_avoidance >= self.cwnd {
+                self.acked_in_avoidance -= self.cwnd;
+                self.cwnd += self.mss;
+            }
+        }
+    }
+
+    fn on_loss(&mut self, now: Instant, srtt: Option<Duration>) {
+        if self.recovery_until.is_some_and(|until| now < until) {
+            return;
+        }
+        self.ssthresh = (self.cwnd / 2).max(2 * self.mss);
+        self.cwnd = self.ssthresh;
+        self.acked_in_avoidance = 0;
+        self.recovery_until = Some(now + srtt.unwrap_or(Duration::from_millis(200)));
+    }
+
+    fn on_timeout(&mut self, _now: Instant) {
+        self.ssthresh = (self.cwnd / 2).max(2 * self.mss);
+        self.cwnd = 2 * self.mss;
+        self.acked_in_avoidance = 0;
+    }
+
+    fn window(&self) -> usize {
+        self.cwnd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_start_then_halving_then_timeout_collapse() {
+        let mut cc = TcpCompatible::new(1000);
+        let t = Instant::ZERO;
+        assert_eq!(cc.window(), 3000);
+        for _ in 0..10 {
+            cc.on_ack(t, 1000, None);
+        }
+        assert_eq!(cc.window(), 13000);
+        cc.on_loss(t, Some(Duration::from_millis(50)));
+        assert_eq!(cc.window(), 6500);
+        cc.on_loss(t + Duration::from_millis(10), None);
+        assert_eq!(cc.window(), 6500, "one halving per round trip");
+        cc.on_timeout(t);
+        assert_eq!(cc.window(), 2000);
+    }
+}

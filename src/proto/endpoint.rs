@@ -1,0 +1,752 @@
+//! The endpoint: one UDP socket's worth of RTMFP. It demultiplexes datagrams by session id,
+//! runs the responder's stateless handshake and the initiator's handshakes, owns open
+//! sessions, and introduces peers to each other (forwarded IHello, redirect).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::address::{AddressOrigin, EncodedAddress};
+use super::chunk::{Chunk, PacketView};
+use super::cipher::PacketCipher;
+use super::cookie::{CookieCheck, CookieJar};
+use super::dh::{DhGroup, DhKeyPair, SUPPORTED_GROUPS};
+use super::epd::{cert_option, Certificate, EndpointDiscriminator, PeerId};
+use super::handshake::{HandshakeFailure, HandshakeStep, Initiator};
+use super::keying::{self, HandshakeLayout, KeyingComponent, ProtectionPolicy};
+use super::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader, MIN_DATAGRAM};
+use super::session::{Session, SessionConfig, SessionEvent, SessionInfo};
+use super::time::Instant;
+use super::vlu::put_option;
+use super::DropReason;
+
+/// Signature bytes deployed peers put after keying components (RFC 7425 allows any).
+const SIGNATURE: &[u8] = b"X";
+/// How long we remember the RIKeying of an established session for retransmitted IIKeying.
+const RIKEYING_MEMORY: Duration = Duration::from_secs(95);
+
+/// Which certificate a cookie says we presented in RHello.
+const PRESENTED_SERVER: u8 = 0;
+const PRESENTED_FLASH_STATIC: u8 = 1;
+const PRESENTED_RFC_STATIC: u8 = 2;
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Accept sessions from initiators that ask for a server (ancillary-data EPDs).
+    pub accept_servers_epd: bool,
+    /// Forward IHellos for peers with a session here to them, and redirect the initiator.
+    pub rendezvous: bool,
+    /// The shard that owns sessions this endpoint accepts: the top byte of their ids.
+    pub shard: u8,
+    /// Cookie length in RHello: 64 works with every deployed client.
+    pub cookie_len: usize,
+    /// What we offer and require as responder.
+    pub responder_policy: ProtectionPolicy,
+    /// What we ask for as an RFC-layout initiator.
+    pub initiator_policy: ProtectionPolicy,
+    /// Layouts an initiator tries, in order.
+    pub initiator_layouts: Vec<HandshakeLayout>,
+    pub groups: Vec<DhGroup>,
+    pub session: SessionConfig,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            accept_servers_epd: false,
+            rendezvous: false,
+            shard: 0,
+            cookie_len: super::cookie::FLASH_COOKIE_LEN,
+            responder_policy: ProtectionPolicy::ACCOMMODATING,
+            initiator_policy: ProtectionPolicy::STRICT,
+            initiator_layouts: vec![HandshakeLayout::Rfc7425, HandshakeLayout::FlashEra],
+            groups: SUPPORTED_GROUPS.to_vec(),
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+impl EndpointConfig {
+    pub fn server() -> Self {
+        EndpointConfig { accept_servers_epd: true, rendezvous: true, ..Default::default() }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// Session ids name sessions in events and API calls.
+pub type SessionId = u32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    SessionOpened { session: SessionId, peer: SocketAddr, as_initiator: bool },
+    HandshakeFailed { session: SessionId, failure: HandshakeFailure },
+    Session { session: SessionId, event: SessionEvent },
+    /// An IHello for a peer we introduced (forwarded to it, redirect sent back).
+    Introduced { from: SocketAddr, target: PeerId },
+}
+
+struct StaticKeys {
+    keys: Vec<DhKeyPair>,
+    flash_cert: Certificate,
+    rfc_cert: Certificate,
+}
+
+pub struct Endpoint {
+    config: EndpointConfig,
+    rng: ChaCha20Rng,
+    cookies: CookieJar,
+    server_cert: Certificate,
+    static_keys: Option<StaticKeys>,
+    sessions: HashMap<SessionId, Session>,
+    initiators: HashMap<SessionId, Initiator>,
+    /// Cookie -> (session, RIKeying datagram, forget at).
+    answered: HashMap<Vec<u8>, (SessionId, Transmit, Instant)>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    drops: BTreeMap<DropReason, u64>,
+    scratch: Vec<u8>,
+}
+
+impl Endpoint {
+    /// `seed` feeds every random choice (keys, cookies, tags, ids): pass entropy in
+    /// production, a constant in tests.
+    pub fn new(config: EndpointConfig, seed: [u8; 32]) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let mut randomness = [0u8; 64];
+        rng.fill_bytes(&mut randomness);
+        let server_cert = Certificate::server(&randomness, &config.groups);
+        Endpoint {
+            config,
+            rng,
+            cookies: CookieJar::new(secret),
+            server_cert,
+            static_keys: None,
+            sessions: HashMap::new(),
+            initiators: HashMap::new(),
+            answered: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            drops: BTreeMap::new(),
+            scratch: Vec::with_capacity(4096),
+        }
+    }
+
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// The peer ID a server presents (fingerprint of the RHello certificate).
+    pub fn server_peer_id(&self) -> PeerId {
+        self.server_cert.peer_id()
+    }
+
+    /// Our peer IDs as an initiator: (Flash-era certificate, RFC certificate).
+    pub fn client_peer_ids(&mut self) -> (PeerId, PeerId) {
+        let k = self.static_keys();
+        (k.flash_cert.peer_id(), k.rfc_cert.peer_id())
+    }
+
+    pub fn drops(&self) -> &BTreeMap<DropReason, u64> {
+        &self.drops
+    }
+
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(&id)
+    }
+
+    pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(&id)
+    }
+
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().copied().collect()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn drop(&mut self, reason: DropReason) {
+        *self.drops.entry(reason).or_insert(0) += 1;
+    }
+
+    fn static_keys(&mut self) -> &StaticKeys {
+        if self.static_keys.is_none() {
+            let keys: Vec<DhKeyPair> =
+                self.config.groups.iter().map(|&g| DhKeyPair::generate(g, &mut self.rng)).collect();
+            let group2 = keys.iter().find(|k| k.group() == DhGroup::Modp1024);
+            let flash_cert = match group2 {
+                Some(k) => Certificate::with_static_keys(&[(k.group(), k.public_key())], None),
+                None => Certificate::with_static_keys(&[], None),
+            };
+            let mut randomness = [0u8; 64];
+            self.rng.fill_bytes(&mut randomness);
+            let all: Vec<(DhGroup, &[u8])> = keys.iter().map(|k| (k.group(), k.public_key())).collect();
+            let rfc_cert = Certificate::with_static_keys(&all, Some(&randomness));
+            self.static_keys = Some(StaticKeys { keys, flash_cert, rfc_cert });
+        }
+        self.static_keys.as_ref().unwrap_or_else(|| unreachable!("just set"))
+    }
+
+    fn new_session_id(&mut self) -> SessionId {
+        loop {
+            let id = (u32::from(self.config.shard) << 24) | (self.rng.gen::<u32>() & 0x00ff_ffff);
+            if id != 0 && !self.sessions.contains_key(&id) && !self.initiators.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn send_startup(&mut self, now: Instant, to: SocketAddr, session_id: u32, chunk: &Chunk<'_>) -> Transmit {
+        let mut packet = Vec::with_capacity(256);
+        let mut header = PacketHeader::new(Mode::Startup);
+        header.timestamp = Some(now.timestamp_ticks());
+        header.emit(&mut packet);
+        chunk.emit(&mut packet);
+        let mut payload = vec![0u8; 4];
+        PacketCipher::startup().seal(&packet, &mut payload);
+        scramble_session_id(&mut payload, session_id);
+        let t = Transmit { destination: to, payload };
+        self.transmits.push_back(t.clone());
+        t
+    }
+
+    // ---------------- initiator API ----------------
+
+    /// Starts a session to `to`, asking for `epd`. Returns the id the session will have.
+    pub fn connect(&mut self, now: Instant, to: SocketAddr, epd: EndpointDiscriminator) -> SessionId {
+        self.static_keys();
+        let near_id = self.new_session_id();
+        let mut tag = [0u8; 16];
+        self.rng.fill_bytes(&mut tag);
+        let init = Initiator::new(now, near_id, epd, tag, to, self.config.initiator_layouts.clone());
+        self.initiators.insert(near_id, init);
+        self.drive_initiator(now, near_id);
+        near_id
+    }
+
+    /// Sends (or resends) whatever the initiator's step calls for.
+    fn drive_initiator(&mut self, now: Instant, id: SessionId) {
+        let Some(mut init) = self.initiators.remove(&id) else { return };
+        if now < init.next_send {
+            self.initiators.insert(id, init);
+            return;
+        }
+        if init.exhausted() {
+            let failure = HandshakeFailure::NoAnswer(init.step);
+            if init.step == HandshakeStep::Keying && init.fall_back(now) {
+                self.initiators.insert(id, init);
+                return self.drive_initiator(now, id);
+            }
+            self.events.push_back(Event::HandshakeFailed { session: id, failure });
+            return;
+        }
+        match init.step {
+            HandshakeStep::Hello => {
+                let epd = init.epd.encode();
+                for &to in &init.candidates.clone() {
+                    self.send_startup(now, to, 0, &Chunk::IHello { epd: &epd, tag: &init.tag });
+                }
+            }
+            HandshakeStep::Keying => {
+                if let Some(to) = init.responder {
+                    let mut packet = Vec::with_capacity(init.iikeying.len() + 8);
+                    let mut header = PacketHeader::new(Mode::Startup);
+                    header.timestamp = Some(now.timestamp_ticks());
+                    header.emit(&mut packet);
+                    packet.extend_from_slice(&init.iikeying);
+                    let mut payload = vec![0u8; 4];
+                    PacketCipher::startup().seal(&packet, &mut payload);
+                    scramble_session_id(&mut payload, 0);
+                    self.transmits.push_back(Transmit { destination: to, payload });
+                }
+            }
+        }
+        init.schedule_next(now);
+        self.initiators.insert(id, init);
+    }
+
+    fn on_rhello(&mut self, now: Instant, from: SocketAddr, tag: &[u8], cookie: &[u8], cert_bytes: &[u8]) {
+        let Some(id) = self.initiators.iter().find(|(_, i)| i.tag == tag).map(|(&id, _)| id) else {
+            return self.drop(DropReason::UnexpectedHandshake);
+        };
+        let Some(mut init) = self.initiators.remove(&id) else { return };
+        if init.step != HandshakeStep::Hello {
+            self.initiators.insert(id, init);
+            return;
+        }
+        let cert = match Certificate::parse(cert_bytes) {
+            Ok(c) if c.is_selected_by(&init.epd) => c,
+            Ok(_) | Err(_) => {
+                // RFC 7016 §3.5.1.2: an RHello from the wrong responder is ignored.
+                self.initiators.insert(id, init);
+                return self.drop(DropReason::UnexpectedHandshake);
+            }
+        };
+        let mut randomness = [0u8; 64];
+        self.rng.fill_bytes(&mut randomness);
+        let policy = self.config.initiator_policy;
+        let groups = self.config.groups.clone();
+        let keys = self.static_keys();
+        let (group, our_cert, component) = match init.layout() {
+            HandshakeLayout::FlashEra => {
+                (2, keys.flash_cert.raw().to_vec(), keying::flash_era_initiator_component(&randomness))
+            }
+            HandshakeLayout::Rfc7425 => {
+                let Some(g) = groups.iter().map(|g| g.id()).find(|&g| cert.offers_group(g)) else {
+                    self.events.push_back(Event::HandshakeFailed {
+                        session: id,
+                        failure: HandshakeFailure::KeyAgreement("no common Diffie-Hellman group".into()),
+                    });
+                    return;
+                };
+                (g, keys.rfc_cert.raw().to_vec(), keying::initiator_component(g, &randomness, &policy))
+            }
+        };
+        let mut iikeying = Vec::new();
+        Chunk::IIKeying {
+            initiator_session_id: id,
+            cookie,
+            certificate: &our_cert,
+            keying_component: &component,
+            signature: SIGNATURE,
+        }
+        .emit(&mut iikeying);
+        init.responder = Some(from);
+        init.cookie = cookie.to_vec();
+        init.responder_cert = Some(cert);
+        init.group = group;
+        init.our_component = component;
+        init.our_cert = our_cert;
+        init.iikeying = iikeying;
+        init.step = HandshakeStep::Keying;
+        init.attempts = 0;
+        init.next_send = now;
+        self.initiators.insert(id, init);
+        self.drive_initiator(now, id);
+    }
+
+    fn on_redirect(&mut self, now: Instant, tag: &[u8], addresses: &[EncodedAddress]) {
+        let Some(id) = self.initiators.iter().find(|(_, i)| i.tag == tag).map(|(&id, _)| id) else {
+            return self.drop(DropReason::UnexpectedHandshake);
+        };
+        let Some(init) = self.initiators.get_mut(&id) else { return };
+        if init.step != HandshakeStep::Hello {
+            return;
+        }
+        let mut new = Vec::new();
+        for a in addresses {
+            if !init.candidates.contains(&a.addr) && !a.addr.ip().is_unspecified() {
+                init.candidates.push(a.addr);
+                new.push(a.addr);
+            }
+        }
+        let epd = init.epd.encode();
+        let tag = init.tag;
+        for to in new {
+            self.send_startup(now, to, 0, &Chunk::IHello { epd: &epd, tag: &tag });
+        }
+    }
+
+    fn on_cookie_change(&mut self, now: Instant, old: &[u8], new: &[u8]) {
+        let Some(id) = self.initiators.iter().find(|(_, i)| i.cookie == old).map(|(&id, _)| id) else {
+            return self.drop(DropReason::UnexpectedHandshake);
+        };
+        let Some(init) = self.initiators.get_mut(&id) else { return };
+        let mut iikeying = Vec::new();
+        Chunk::IIKeying {
+            initiator_session_id: id,
+            cookie: new,
+            certificate: &init.our_cert,
+            keying_component: &init.our_component,
+            signature: SIGNATURE,
+        }
+        .emit(&mut iikeying);
+        init.cookie = new.to_vec();
+        init.iikeying = iikeying;
+        init.next_send = now;
+        self.drive_initiator(now, id);
+    }
+
+    fn on_rikeying(&mut self, now: Instant, from: SocketAddr, id: SessionId, responder_id: u32, component: &[u8]) {
+        let Some(mut init) = self.initiators.remove(&id) else { return };
+        if init.step != HandshakeStep::Keying {
+            self.initiators.insert(id, init);
+            return self.drop(DropReason::UnexpectedHandshake);
+        }
+        let layout = init.layout();
+        let policy = match layout {
+            HandshakeLayout::FlashEra => ProtectionPolicy::ACCOMMODATING,
+            HandshakeLayout::Rfc7425 => self.config.initiator_policy,
+        };
+        let result = self.agree_as_initiator(&init, component, &policy);
+        match result {
+            Ok((cipher, info)) => {
+                let session =
+                    Session::new(now, id, responder_id, Mode::Initiator, from, cipher, SessionInfo { layout, ..info }, self.config.session);
+                self.sessions.insert(id, session);
+                self.events.push_back(Event::SessionOpened { session: id, peer: from, as_initiator: true });
+            }
+            Err(failure) => {
+                self.drop(DropReason::KeyingFailed);
+                // A responder that answered in a layout we cannot use: try the next one
+                // (MonaServer2 offers groups 2, 5 and 14 but keys only group 2 properly).
+                if init.fall_back(now) {
+                    self.initiators.insert(id, init);
+                    self.drive_initiator(now, id);
+                } else {
+                    self.events.push_back(Event::HandshakeFailed { session: id, failure });
+                }
+            }
+        }
+    }
+
+    fn agree_as_initiator(
+        &mut self,
+        init: &Initiator,
+        component: &[u8],
+        policy: &ProtectionPolicy,
+    ) -> Result<(PacketCipher, SessionInfo), HandshakeFailure> {
+        let theirs = KeyingComponent::parse(component)
+            .map_err(|e| HandshakeFailure::KeyAgreement(format!("malformed responder component: {e}")))?;
+        let (tx, rx) = keying::negotiate(policy, &theirs).map_err(|e| HandshakeFailure::Negotiation(format!("{e:?}")))?;
+        let cert = init.responder_cert.as_ref().ok_or_else(|| HandshakeFailure::KeyAgreement("no certificate".into()))?;
+        let their_public: Vec<u8> = match &theirs.dh_public_key {
+            Some((g, key)) if *g == init.group => key.clone(),
+            Some((g, _)) => {
+                return Err(HandshakeFailure::KeyAgreement(format!(
+                    "responder keyed group {g}, we selected group {}",
+                    init.group
+                )))
+            }
+            None => cert
+                .static_key(init.group)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| HandshakeFailure::KeyAgreement("responder sent no public key".into()))?,
+        };
+        let keys = self.static_keys();
+        let pair = keys
+            .keys
+            .iter()
+            .find(|k| k.group().id() == init.group)
+            .ok_or_else(|| HandshakeFailure::KeyAgreement("group not supported".into()))?;
+        let secret = pair
+            .shared_secret(&their_public)
+            .ok_or_else(|| HandshakeFailure::KeyAgreement("responder public key fails RFC 7425 §4.6.2".into()))?;
+        let k = keying::derive_session_keys(&secret, &init.our_component, component);
+        let cipher = PacketCipher::new(&k.encrypt, &k.decrypt).with_protection(tx, &k.tx_hmac_key, rx, &k.rx_hmac_key);
+        let info = SessionInfo {
+            layout: init.layout(),
+            dh_group: init.group,
+            far_peer_id: cert.peer_id(),
+            tx_hmac: tx.hmac_len,
+            rx_hmac: rx.hmac_len,
+            tx_sequence_numbers: tx.sequence_numbers,
+            rx_sequence_numbers: rx.sequence_numbers,
+        };
+        Ok((cipher, info))
+    }
+
+    // ---------------- responder ----------------
+
+    /// Which certificate (if any) we present to `epd`.
+    fn certificate_for(&mut self, epd: &EndpointDiscriminator) -> Option<(u8, Certificate)> {
+        if let Some(fp) = &epd.fingerprint {
+            if *fp == self.server_cert.peer_id() {
+                return Some((PRESENTED_SERVER, self.server_cert.clone()));
+            }
+            if let Some(keys) = &self.static_keys {
+                if *fp == keys.flash_cert.peer_id() {
+                    return Some((PRESENTED_FLASH_STATIC, keys.flash_cert.clone()));
+                }
+                if *fp == keys.rfc_cert.peer_id() {
+                    return Some((PRESENTED_RFC_STATIC, keys.rfc_cert.clone()));
+                }
+            }
+            return None;
+        }
+        if self.config.accept_servers_epd && self.server_cert.is_selected_by(epd) {
+            return Some((PRESENTED_SERVER, self.server_cert.clone()));
+        }
+        None
+    }
+
+    fn on_ihello(&mut self, now: Instant, reply_to: SocketAddr, epd_bytes: &[u8], tag: &[u8]) {
+        let Ok(epd) = EndpointDiscriminator::parse(epd_bytes) else {
+            return self.drop(DropReason::Malformed);
+        };
+        if let Some((presented, cert)) = self.certificate_for(&epd) {
+            let mut filler = [0u8; 64];
+            self.rng.fill_bytes(&mut filler);
+            let cookie = self.cookies.mint(now.as_micros() / 1_000_000, reply_to, presented, self.config.cookie_len, &filler);
+            self.send_startup(now, reply_to, 0, &Chunk::RHello { tag, cookie: &cookie, certificate: cert.raw() });
+            return;
+        }
+        if let (true, Some(target)) = (self.config.rendezvous, epd.fingerprint) {
+            self.introduce(now, reply_to, target, epd_bytes, tag);
+        } else {
+            self.drop(DropReason::UnexpectedHandshake);
+        }
+    }
+
+    /// RFC 7016 §3.5.1.5-6: forward the IHello to the target's session and tell the
+    /// initiator where the target can be reached.
+    fn introduce(&mut self, now: Instant, initiator: SocketAddr, target: PeerId, epd: &[u8], tag: &[u8]) {
+        let Some((&sid, _)) = self.sessions.iter().find(|(_, s)| s.info.far_peer_id == target && !s.is_closed()) else {
+            // Unknown peer: say so with an empty redirect only if asked again? Stay silent.
+            return self.drop(DropReason::UnexpectedHandshake);
+        };
+        let target_addr = self.sessions.get(&sid).map(|s| s.peer);
+        let Some(target_addr) = target_addr else { return };
+        let mut fihello = Vec::new();
+        Chunk::ForwardedIHello {
+            epd,
+            reply_address: EncodedAddress::new(initiator, AddressOrigin::Remote),
+            tag,
+        }
+        .emit(&mut fihello);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.queue_control(fihello);
+        }
+        self.send_startup(
+            now,
+            initiator,
+            0,
+            &Chunk::Redirect { tag, addresses: vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)] },
+        );
+        self.events.push_back(Event::Introduced { from: initiator, target });
+    }
+
+    fn on_iikeying(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        initiator_id: u32,
+        cookie: &[u8],
+        cert_bytes: &[u8],
+        component: &[u8],
+    ) {
+        if let Some((_, t, until)) = self.answered.get(cookie) {
+            if now < *until {
+                // A retransmitted IIKeying: the RIKeying was lost (RFC 7016 §3.5.1.3).
+                let t = Transmit { destination: from, payload: t.payload.clone() };
+                self.transmits.push_back(t);
+                return;
+            }
+        }
+        let (check, presented) = self.cookies.check(cookie, now.as_micros() / 1_000_000, from);
+        match check {
+            CookieCheck::Valid => {}
+            CookieCheck::OtherAddress => {
+                let mut filler = [0u8; 64];
+                self.rng.fill_bytes(&mut filler);
+                let new = self.cookies.mint(now.as_micros() / 1_000_000, from, presented, cookie.len(), &filler);
+                self.send_startup(now, from, initiator_id, &Chunk::RHelloCookieChange { old_cookie: cookie, new_cookie: &new });
+                return;
+            }
+            CookieCheck::Expired | CookieCheck::Forged => return self.drop(DropReason::BadCookie),
+        }
+        let (Ok(cert), Ok(theirs)) = (Certificate::parse(cert_bytes), KeyingComponent::parse(component)) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let flash_cert_shape = cert.static_keys.len() == 1 && cert.static_keys[0].0 == 2 && cert.supported_groups.is_empty();
+        let layout = if theirs.is_flash_era_initiator() && flash_cert_shape {
+            HandshakeLayout::FlashEra
+        } else {
+            HandshakeLayout::Rfc7425
+        };
+        let policy = match layout {
+            HandshakeLayout::FlashEra => ProtectionPolicy { hmac: keying::Willingness::NONE, sequence_numbers: keying::Willingness::NONE, ..self.config.responder_policy },
+            HandshakeLayout::Rfc7425 => self.config.responder_policy,
+        };
+        let Ok((tx, rx)) = keying::negotiate(&policy, &theirs) else {
+            return self.drop(DropReason::KeyingFailed);
+        };
+        let (group, their_public) = match (&theirs.group_select, &theirs.dh_public_key) {
+            (Some(g), _) => match cert.static_key(*g) {
+                Some(k) => (*g, k.to_vec()),
+                None => return self.drop(DropReason::KeyingFailed),
+            },
+            (None, Some((g, k))) => (*g, k.clone()),
+            (None, None) => return self.drop(DropReason::KeyingFailed),
+        };
+        let Some(dh_group) = DhGroup::from_id(group).filter(|g| self.config.groups.contains(g)) else {
+            return self.drop(DropReason::KeyingFailed);
+        };
+        let mut randomness = [0u8; 64];
+        self.rng.fill_bytes(&mut randomness);
+        let (secret, our_component) = if presented == PRESENTED_SERVER {
+            let pair = DhKeyPair::generate(dh_group, &mut self.rng);
+            let comp = keying::responder_component(layout, &policy, group, pair.public_key());
+            (pair.shared_secret(&their_public), comp)
+        } else {
+            let keys = self.static_keys();
+            let pair = keys.keys.iter().find(|k| k.group() == dh_group).cloned();
+            let Some(pair) = pair else { return self.drop(DropReason::KeyingFailed) };
+            let mut comp = Vec::new();
+            let mut hmac = vec![if layout == HandshakeLayout::FlashEra { 0 } else { policy.hmac.flags() }];
+            super::vlu::put_vlu(&mut hmac, if layout == HandshakeLayout::FlashEra { 0 } else { policy.hmac_len as u64 });
+            put_option(&mut comp, keying::keying_option::HMAC_NEGOTIATION, &hmac);
+            let sseq = if layout == HandshakeLayout::FlashEra { 0 } else { policy.sequence_numbers.flags() };
+            put_option(&mut comp, keying::keying_option::SSEQ_NEGOTIATION, &[sseq]);
+            put_option(&mut comp, cert_option::EXTRA_RANDOMNESS, &randomness);
+            (pair.shared_secret(&their_public), comp)
+        };
+        let Some(secret) = secret else { return self.drop(DropReason::KeyingFailed) };
+        let k = keying::derive_session_keys(&secret, &our_component, component);
+        let cipher = PacketCipher::new(&k.encrypt, &k.decrypt).with_protection(tx, &k.tx_hmac_key, rx, &k.rx_hmac_key);
+        let near_id = self.new_session_id();
+        let info = SessionInfo {
+            layout,
+            dh_group: group,
+            far_peer_id: cert.peer_id(),
+            tx_hmac: tx.hmac_len,
+            rx_hmac: rx.hmac_len,
+            tx_sequence_numbers: tx.sequence_numbers,
+            rx_sequence_numbers: rx.sequence_numbers,
+        };
+        let session = Session::new(now, near_id, initiator_id, Mode::Responder, from, cipher, info, self.config.session);
+        self.sessions.insert(near_id, session);
+        let t = self.send_startup(
+            now,
+            from,
+            initiator_id,
+            &Chunk::RIKeying { responder_session_id: near_id, keying_component: &our_component, signature: SIGNATURE },
+        );
+        self.answered.insert(cookie.to_vec(), (near_id, t, now + RIKEYING_MEMORY));
+        self.events.push_back(Event::SessionOpened { session: near_id, peer: from, as_initiator: false });
+    }
+
+    // ---------------- datagram entry ----------------
+
+    /// Processes one received datagram.
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if datagram.len() < MIN_DATAGRAM {
+            return self.drop(DropReason::BadLength);
+        }
+        let Some(sid) = unscramble_session_id(datagram) else {
+            return self.drop(DropReason::BadLength);
+        };
+        if sid != 0 {
+            if let Some(session) = self.sessions.get_mut(&sid) {
+                let result = session.handle_datagram(now, from, &datagram[4..]);
+                self.collect_session_events(now, sid);
+                if let Err(reason) = result {
+                    self.drop(reason);
+                }
+                return;
+            }
+            if !self.initiators.contains_key(&sid) {
+                return self.drop(DropReason::UnknownSession);
+            }
+        }
+        self.handle_startup(now, from, sid, &datagram[4..]);
+    }
+
+    fn handle_startup(&mut self, now: Instant, from: SocketAddr, sid: u32, ciphertext: &[u8]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        match PacketCipher::startup().open(ciphertext, &mut scratch) {
+            Ok(range) => self.handle_startup_packet(now, from, sid, &scratch[range]),
+            Err(reason) => self.drop(reason),
+        }
+        self.scratch = scratch;
+    }
+
+    fn handle_startup_packet(&mut self, now: Instant, from: SocketAddr, sid: u32, packet: &[u8]) {
+        let Ok(view) = PacketView::parse(packet) else { return self.drop(DropReason::Malformed) };
+        if view.header.mode != Mode::Startup {
+            return self.drop(DropReason::WrongMode);
+        }
+        for chunk in view.chunks() {
+            let Ok(chunk) = chunk else { return self.drop(DropReason::Malformed) };
+            match chunk {
+                Chunk::IHello { epd, tag } if sid == 0 => self.on_ihello(now, from, epd, tag),
+                Chunk::RHello { tag, cookie, certificate } if sid == 0 => self.on_rhello(now, from, tag, cookie, certificate),
+                Chunk::Redirect { tag, addresses } if sid == 0 => self.on_redirect(now, tag, &addresses),
+                Chunk::IIKeying { initiator_session_id, cookie, certificate, keying_component, .. } if sid == 0 => {
+                    self.on_iikeying(now, from, initiator_session_id, cookie, certificate, keying_component)
+                }
+                Chunk::RIKeying { responder_session_id, keying_component, .. } if sid != 0 => {
+                    self.on_rikeying(now, from, sid, responder_session_id, keying_component)
+                }
+                Chunk::RHelloCookieChange { old_cookie, new_cookie } => self.on_cookie_change(now, old_cookie, new_cookie),
+                Chunk::Padding(_) | Chunk::Unknown { .. } => {}
+                _ => self.drop(DropReason::UnexpectedHandshake),
+            }
+        }
+    }
+
+    fn collect_session_events(&mut self, now: Instant, sid: SessionId) {
+        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let mut forwarded = Vec::new();
+        while let Some(event) = session.poll_event() {
+            forwarded.push(event);
+        }
+        for event in forwarded {
+            if let SessionEvent::ForwardedIHello { epd, reply_address, tag } = &event {
+                // We are the target of an introduction: answer as if the IHello came
+                // straight from the initiator, so both sides punch holes toward each other.
+                self.on_ihello(now, *reply_address, epd, tag);
+                continue;
+            }
+            self.events.push_back(Event::Session { session: sid, event });
+        }
+    }
+
+    // ---------------- timers and output ----------------
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let a = self.initiators.values().map(|i| i.next_send).min();
+        let b = self.sessions.values().filter_map(|s| s.poll_timeout()).min();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<SessionId> = self.initiators.iter().filter(|(_, i)| i.next_send <= now).map(|(&id, _)| id).collect();
+        for id in due {
+            self.drive_initiator(now, id);
+        }
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                if s.poll_timeout().is_some_and(|t| t <= now) {
+                    s.handle_timeout(now);
+                }
+            }
+            self.collect_session_events(now, id);
+        }
+        self.answered.retain(|_, (_, _, until)| *until > now);
+        self.sessions.retain(|_, s| !s.is_closed());
+    }
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            let mut payload = Vec::with_capacity(1280);
+            if let Some(destination) = s.poll_transmit(now, &mut payload) {
+                return Some(Transmit { destination, payload });
+            }
+        }
+        None
+    }
+}
+

@@ -1,0 +1,225 @@
+//! Sending flows (RFC 7016 §3.6.2): messages cut into fragments with sequence numbers,
+//! retransmitted until acknowledged, or abandoned when stale (partial reliability).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::chunk::Fragmentation;
+use super::time::Instant;
+
+/// One fragment the sender still owns.
+#[derive(Debug, Clone)]
+pub struct SendFragment {
+    pub data: Vec<u8>,
+    pub fragmentation: Fragmentation,
+    pub final_fragment: bool,
+    /// Abandoned: sent as an empty fragment with the abandon flag from now on.
+    pub abandoned: bool,
+    /// Message deadline after which the fragment is abandoned.
+    pub deadline: Option<Instant>,
+    pub in_flight: bool,
+    /// Session-wide transmission number of the last send (orders NAK counting).
+    pub tsn: u64,
+    pub nak_count: u32,
+    pub sent_once: bool,
+}
+
+impl SendFragment {
+    /// Bytes this fragment occupies in flight.
+    pub fn wire_len(&self) -> usize {
+        if self.abandoned {
+            0
+        } else {
+            self.data.len()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFlowState {
+    Open,
+    /// Final fragment queued; waiting for everything to be acknowledged.
+    Closing,
+    /// All acknowledged after close, or rejected by the receiver.
+    Complete,
+}
+
+#[derive(Debug)]
+pub struct SendFlow {
+    pub id: u64,
+    pub metadata: Vec<u8>,
+    pub return_flow: Option<u64>,
+    pub state: SendFlowState,
+    next_sequence: u64,
+    /// Unacknowledged fragments by sequence number.
+    pub outstanding: BTreeMap<u64, SendFragment>,
+    /// Sequence numbers to (re)transmit, lowest first.
+    pub queue: VecDeque<u64>,
+    /// Last receive-window advertisement in bytes (starts permissive until the first ack).
+    pub peer_window: u64,
+    /// The receiver has acknowledged at least once: options need not be repeated.
+    pub options_acknowledged: bool,
+    pub exception: Option<u64>,
+    pub priority: u8,
+}
+
+impl SendFlow {
+    pub fn new(id: u64, metadata: Vec<u8>, return_flow: Option<u64>) -> Self {
+        SendFlow {
+            id,
+            metadata,
+            return_flow,
+            state: SendFlowState::Open,
+            next_sequence: 1,
+            outstanding: BTreeMap::new(),
+            queue: VecDeque::new(),
+            peer_window: 65536,
+            options_acknowledged: false,
+            exception: None,
+            priority: 0,
+        }
+    }
+
+    /// Cuts `message` into fragments of at most `max_fragment` bytes and queues them.
+    pub fn queue_message(&mut self, message: &[u8], max_fragment: usize, deadline: Option<Instant>) {
+        if self.state != SendFlowState::Open {
+            return;
+        }
+        let pieces: Vec<&[u8]> = if message.is_empty() {
+            vec![&[][..]]
+        } else {
+            message.chunks(max_fragment.max(1)).collect()
+        };
+        let n = pieces.len();
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let fragmentation = match (n, i) {
+                (1, _) => Fragmentation::Whole,
+                (_, 0) => Fragmentation::Begin,
+                (_, i) if i == n - 1 => Fragmentation::End,
+                _ => Fragmentation::Middle,
+            };
+            self.push_fragment(piece.to_vec(), fragmentation, false, deadline);
+        }
+    }
+
+    fn push_fragment(&mut self, data: Vec<u8>, fragmentation: Fragmentation, final_fragment: bool, deadline: Option<Instant>) {
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        self.outstanding.insert(
+            seq,
+            SendFragment {
+                data,
+                fragmentation,
+                final_fragment,
+                abandoned: false,
+                deadline,
+                in_flight: false,
+                tsn: 0,
+                nak_count: 0,
+                sent_once: false,
+            },
+        );
+        self.queue.push_back(seq);
+    }
+
+    /// Queues the final fragment (RFC 7016 §3.6.2.3.2): an empty message with `fin`.
+    pub fn close(&mut self) {
+        if self.state == SendFlowState::Open {
+            self.push_fragment(Vec::new(), Fragmentation::Whole, true, None);
+            self.state = SendFlowState::Closing;
+        }
+    }
+
+    /// The forward sequence number: every sequence number up to it is acknowledged or
+    /// abandoned (RFC 7016 §3.6.2.2).
+    pub fn forward_sequence(&self) -> u64 {
+        let mut fsn = self.next_sequence - 1;
+        for (&seq, frag) in &self.outstanding {
+            if !frag.abandoned {
+                fsn = seq - 1;
+                break;
+            }
+        }
+        fsn
+    }
+
+    /// Marks stale fragments abandoned; returns bytes that were in flight among them.
+    pub fn abandon_stale(&mut self, now: Instant) -> usize {
+        let mut freed = 0;
+        for frag in self.outstanding.values_mut() {
+            if !frag.abandoned && frag.deadline.is_some_and(|d| now >= d) {
+                if frag.in_flight {
+                    freed += frag.data.len();
+                }
+                frag.abandoned = true;
+                frag.data.clear();
+                frag.data.shrink_to_fit();
+            }
+        }
+        freed
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Bytes not yet acknowledged (what the receiver's window is measured against).
+    pub fn unacknowledged_bytes(&self) -> u64 {
+        self.outstanding.values().map(|f| f.data.len() as u64).sum()
+    }
+
+    /// Removes acknowledged `[from, to]`; returns (bytes acked that were in flight,
+    /// greatest tsn among them).
+    pub fn acknowledge(&mut self, from: u64, to: u64) -> (usize, u64) {
+        let seqs: Vec<u64> = self.outstanding.range(from..=to).map(|(&s, _)| s).collect();
+        let mut bytes = 0;
+        let mut max_tsn = 0;
+        for s in seqs {
+            if let Some(f) = self.outstanding.remove(&s) {
+                if f.in_flight {
+                    bytes += f.wire_len();
+                }
+                if f.sent_once {
+                    max_tsn = max_tsn.max(f.tsn);
+                }
+            }
+        }
+        self.queue.retain(|s| self.outstanding.contains_key(s));
+        if self.state == SendFlowState::Closing && self.outstanding.is_empty() {
+            self.state = SendFlowState::Complete;
+        }
+        (bytes, max_tsn)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.state == SendFlowState::Complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn messages_fragment_and_forward_sequence_tracks_abandonment() {
+        let mut f = SendFlow::new(1, vec![], None);
+        f.queue_message(&[1; 2500], 1000, Some(Instant::ZERO + Duration::from_millis(100)));
+        let kinds: Vec<_> = f.outstanding.values().map(|x| x.fragmentation).collect();
+        assert_eq!(kinds, vec![Fragmentation::Begin, Fragmentation::Middle, Fragmentation::End]);
+        assert_eq!(f.forward_sequence(), 0);
+        f.abandon_stale(Instant::ZERO + Duration::from_millis(100));
+        assert_eq!(f.forward_sequence(), 3);
+        f.acknowledge(1, 3);
+        assert!(f.outstanding.is_empty());
+    }
+
+    #[test]
+    fn closing_completes_when_all_acknowledged() {
+        let mut f = SendFlow::new(1, vec![], None);
+        f.queue_message(b"x", 100, None);
+        f.close();
+        assert_eq!(f.state, SendFlowState::Closing);
+        f.acknowledge(1, 2);
+        assert!(f.is_complete());
+    }
+}

@@ -1,0 +1,921 @@
+//! An open session (RFC 7016 §3.5): flows, acknowledgements, retransmission, RTT, congestion
+//! control, keepalive, idle timeout, orderly close and address mobility. The endpoint owns
+//! the handshake; a `Session` exists once keys are agreed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::chunk::{Chunk, DataOptions, Fragmentation, UserData};
+use super::cipher::PacketCipher;
+use super::congestion::{CongestionController, TcpCompatible};
+use super::epd::PeerId;
+use super::flow_recv::{Delivery, RecvFlow};
+use super::flow_send::SendFlow;
+use super::keying::HandshakeLayout;
+use super::packet::{Mode, PacketHeader, MAX_SESSION_PACKET};
+use super::time::Instant;
+use super::vlu::{put_vlu, Reader};
+
+/// Largest user data fragment: a packet minus header, chunk header and the VLUs.
+pub const MAX_FRAGMENT: usize = MAX_SESSION_PACKET - 5 - 3 - 1 - 30 - 32;
+const DELAYED_ACK: Duration = Duration::from_millis(200);
+const MIN_ERTO: Duration = Duration::from_millis(250);
+const INITIAL_ERTO: Duration = Duration::from_secs(3);
+const MAX_ERTO: Duration = Duration::from_secs(10);
+const NAKS_FOR_LOSS: u32 = 3;
+const NEARCLOSE_RETRANSMIT: Duration = Duration::from_secs(5);
+const NEARCLOSE_PERIOD: Duration = Duration::from_secs(90);
+const FARCLOSE_LINGER: Duration = Duration::from_secs(19);
+const RECV_FLOW_CAPACITY: u64 = 1 << 20;
+const MOBILITY_MARK: u8 = b'M';
+
+/// Exception code we send when rejecting a flow we cannot take.
+pub const FLOW_REJECTED: u64 = 0;
+
+/// Tunables for sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    pub keepalive: Duration,
+    pub idle_timeout: Duration,
+    /// Give up on a session whose data has gone unacknowledged this long.
+    pub retransmit_limit: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            keepalive: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(120),
+            retransmit_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Open,
+    /// We asked to close; waiting for the acknowledgement.
+    NearClose { since: Instant, next_request: Instant },
+    /// The far side closed; we acknowledged and linger to answer retransmissions.
+    FarCloseLinger { until: Instant },
+    Closed,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Orderly close we asked for, acknowledged.
+    LocalClose,
+    /// The peer asked to close.
+    PeerClosed,
+    /// Nothing heard for the idle timeout.
+    IdleTimeout,
+    /// Data or keepalives went unacknowledged for the retransmit limit.
+    RetransmitLimit,
+    /// Closed without telling the peer.
+    Aborted,
+}
+
+/// What a session tells its endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    FlowOpened { flow_id: u64, metadata: Vec<u8>, return_flow: Option<u64> },
+    Message { flow_id: u64, data: Vec<u8> },
+    FlowFinished { flow_id: u64 },
+    /// The receiver rejected one of our sending flows.
+    FlowRejected { flow_id: u64, code: u64 },
+    AddressChanged { from: SocketAddr, to: SocketAddr },
+    /// A server forwarded an initiator's IHello to us (RFC 7016 §2.3.3): the endpoint
+    /// answers it toward `reply_address`.
+    ForwardedIHello { epd: Vec<u8>, reply_address: SocketAddr, tag: Vec<u8> },
+    Closed(CloseReason),
+}
+
+/// What was negotiated, for tools and logs.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub layout: HandshakeLayout,
+    pub dh_group: u64,
+    pub far_peer_id: PeerId,
+    pub tx_hmac: Option<usize>,
+    pub rx_hmac: Option<usize>,
+    pub tx_sequence_numbers: bool,
+    pub rx_sequence_numbers: bool,
+}
+
+pub struct Session {
+    pub near_id: u32,
+    pub far_id: u32,
+    pub role: Mode,
+    pub peer: SocketAddr,
+    pub info: SessionInfo,
+    pub state: SessionState,
+    config: SessionConfig,
+    cipher: PacketCipher,
+    send_flows: BTreeMap<u64, SendFlow>,
+    recv_flows: BTreeMap<u64, RecvFlow>,
+    next_flow_id: u64,
+    cc: Box<dyn CongestionController>,
+    in_flight: usize,
+    next_tsn: u64,
+    // RTT (RFC 7016 §3.5.2.2)
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    erto: Duration,
+    last_ts_sent: Option<u16>,
+    ts_received: Option<(u16, Instant)>,
+    last_echo_seen: Option<u16>,
+    // timers
+    last_receive: Instant,
+    last_send: Instant,
+    rto_deadline: Option<Instant>,
+    rto_backoff: u32,
+    ack_deadline: Option<Instant>,
+    data_packets_unacked: u32,
+    keepalive_outstanding: Option<Instant>,
+    unacked_since: Option<Instant>,
+    // control chunks waiting for a packet
+    control: VecDeque<Vec<u8>>,
+    pending_mobility: Option<(SocketAddr, u64)>,
+    mobility_sent: Option<u64>,
+    mobility_nonce: u64,
+    events: VecDeque<SessionEvent>,
+    /// Ciphertext-to-plaintext scratch buffer, reused.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("near_id", &self.near_id)
+            .field("far_id", &self.far_id)
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        now: Instant,
+        near_id: u32,
+        far_id: u32,
+        role: Mode,
+        peer: SocketAddr,
+        cipher: PacketCipher,
+        info: SessionInfo,
+        config: SessionConfig,
+    ) -> Self {
+        Session {
+            near_id,
+            far_id,
+            role,
+            peer,
+            info,
+            state: SessionState::Open,
+            config,
+            cipher,
+            send_flows: BTreeMap::new(),
+            recv_flows: BTreeMap::new(),
+            next_flow_id: 1,
+            cc: Box::new(TcpCompatible::new(MAX_FRAGMENT)),
+            in_flight: 0,
+            next_tsn: 1,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            erto: INITIAL_ERTO,
+            last_ts_sent: None,
+            ts_received: None,
+            last_echo_seen: None,
+            last_receive: now,
+            last_send: now,
+            rto_deadline: None,
+            rto_backoff: 0,
+            ack_deadline: None,
+            data_packets_unacked: 0,
+            keepalive_outstanding: None,
+            unacked_since: None,
+            control: VecDeque::new(),
+            pending_mobility: None,
+            mobility_sent: None,
+            mobility_nonce: u64::from(near_id) << 16,
+            events: VecDeque::new(),
+            scratch: Vec::with_capacity(2048),
+        }
+    }
+
+    pub fn set_congestion_controller(&mut self, cc: Box<dyn CongestionController>) {
+        self.cc = cc;
+    }
+
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    pub fn congestion_window(&self) -> usize {
+        self.cc.window()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == SessionState::Closed
+    }
+
+    // ---- application API ----
+
+    /// Opens a sending flow; `return_flow` associates it with one of the peer's flows.
+    pub fn open_flow(&mut self, metadata: Vec<u8>, return_flow: Option<u64>) -> u64 {
+        let id = self.next_flow_id;
+        self.next_flow_id += 1;
+        self.send_flows.insert(id, SendFlow::new(id, metadata, return_flow));
+        id
+    }
+
+    /// Queues a message. With a `deadline`, fragments still unacknowledged then are
+    /// abandoned instead of retransmitted (partial reliability for stale media).
+    pub fn send(&mut self, flow_id: u64, message: &[u8], deadline: Option<Instant>) -> bool {
+        match self.send_flows.get_mut(&flow_id) {
+            Some(f) if f.exception.is_none() => {
+                f.queue_message(message, MAX_FRAGMENT, deadline);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn close_flow(&mut self, flow_id: u64) {
+        if let Some(f) = self.send_flows.get_mut(&flow_id) {
+            f.close();
+        }
+    }
+
+    /// Chooses how a receiving flow delivers messages.
+    pub fn set_delivery(&mut self, flow_id: u64, delivery: Delivery) {
+        if let Some(f) = self.recv_flows.get_mut(&flow_id) {
+            f.delivery = delivery;
+        }
+    }
+
+    /// Rejects a receiving flow (RFC 7016 §3.6.3.7): the sender gets a flow exception.
+    pub fn reject_flow(&mut self, flow_id: u64, code: u64) {
+        if let Some(f) = self.recv_flows.get_mut(&flow_id) {
+            f.rejected = Some(code);
+            f.ack_due = true;
+            let mut c = Vec::new();
+            Chunk::FlowException { flow_id, code }.emit(&mut c);
+            self.control.push_back(c);
+        }
+    }
+
+    /// Bytes queued or in flight across our sending flows.
+    pub fn unacknowledged_bytes(&self) -> u64 {
+        self.send_flows.values().map(|f| f.unacknowledged_bytes()).sum()
+    }
+
+    /// Starts an orderly close (RFC 7016 §3.5.5.1).
+    pub fn close(&mut self, now: Instant) {
+        if self.state == SessionState::Open {
+            self.state = SessionState::NearClose { since: now, next_request: now };
+        }
+    }
+
+    /// Ends the session without a word to the peer.
+    pub fn abort(&mut self) {
+        if self.state != SessionState::Closed {
+            self.state = SessionState::Closed;
+            self.events.push_back(SessionEvent::Closed(CloseReason::Aborted));
+        }
+    }
+
+    /// Queues an encoded chunk to go out in the next packet.
+    pub fn queue_control(&mut self, chunk: Vec<u8>) {
+        self.control.push_back(chunk);
+    }
+
+    // ---- receive ----
+
+    /// Decrypts and processes a datagram's ciphertext (after the session id). Returns
+    /// `Err` with the drop reason when the packet is not for us or malformed.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, ciphertext: &[u8]) -> Result<(), super::DropReason> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.cipher.open(ciphertext, &mut scratch).and_then(|range| {
+            let packet = &scratch[range];
+            self.handle_packet(now, from, packet)
+        });
+        self.scratch = scratch;
+        result
+    }
+
+    fn handle_packet(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) -> Result<(), super::DropReason> {
+        use super::DropReason;
+        let view = super::chunk::PacketView::parse(packet).map_err(|_| DropReason::Malformed)?;
+        let header = view.header;
+        // RFC 7016 §2.2.4: we accept packets in the far end's mode only.
+        let far_mode = if self.role == Mode::Initiator { Mode::Responder } else { Mode::Initiator };
+        if header.mode != far_mode {
+            return Err(DropReason::WrongMode);
+        }
+        if self.state == SessionState::Closed {
+            return Err(DropReason::UnknownSession);
+        }
+        self.last_receive = now;
+        if let Some(ts) = header.timestamp {
+            if self.ts_received.map(|(t, _)| t) != Some(ts) {
+                self.ts_received = Some((ts, now));
+            }
+        }
+        if let Some(echo) = header.timestamp_echo {
+            self.on_timestamp_echo(now, echo);
+        }
+        let mut data_seen = false;
+        let mut acks_seen = false;
+        let mut last_data: Option<(u64, u64, u64)> = None; // flow, seq, fsn
+        for chunk in view.chunks() {
+            let Ok(chunk) = chunk else { break };
+            match chunk {
+                Chunk::UserData { flow_id, sequence, fsn_offset, fragment } => {
+                    data_seen = true;
+                    let fsn = sequence - fsn_offset;
+                    self.on_user_data(flow_id, sequence, fsn, &fragment);
+                    last_data = Some((flow_id, sequence, fsn));
+                }
+                Chunk::NextUserData { fragment } => {
+                    // RFC 7016 §2.3.12: continues the previous user data chunk.
+                    if let Some((flow_id, seq, fsn)) = last_data {
+                        data_seen = true;
+                        self.on_user_data(flow_id, seq + 1, fsn, &fragment);
+                        last_data = Some((flow_id, seq + 1, fsn));
+                    }
+                }
+                Chunk::AckRanges { flow_id, buffer_blocks, cumulative_ack, ranges } => {
+                    acks_seen = true;
+                    let mut pairs = vec![(1, cumulative_ack)];
+                    let mut cursor = cumulative_ack;
+                    for r in ranges {
+                        let from = cursor.saturating_add(r.holes_minus_one).saturating_add(2);
+                        let to = from.saturating_add(r.received_minus_one);
+                        pairs.push((from, to));
+                        cursor = to;
+                    }
+                    self.on_ack(now, flow_id, buffer_blocks, &pairs);
+                }
+                Chunk::AckBitmap { flow_id, buffer_blocks, cumulative_ack, bitmap } => {
+                    acks_seen = true;
+                    let mut pairs = vec![(1, cumulative_ack)];
+                    for (i, byte) in bitmap.iter().enumerate() {
+                        for bit in 0..8 {
+                            if byte & (1 << bit) != 0 {
+                                // RFC 7016 §2.3.13: bit 0 of byte 0 is cumulativeAck + 2.
+                                let seq = cumulative_ack + 2 + (i as u64) * 8 + bit;
+                                pairs.push((seq, seq));
+                            }
+                        }
+                    }
+                    self.on_ack(now, flow_id, buffer_blocks, &pairs);
+                }
+                Chunk::BufferProbe { flow_id } => {
+                    if let Some(f) = self.recv_flows.get_mut(&flow_id) {
+                        f.ack_due = true;
+                        self.ack_deadline = Some(now);
+                    }
+                }
+                Chunk::FlowException { flow_id, code } => {
+                    if let Some(f) = self.send_flows.get_mut(&flow_id) {
+                        if f.exception.is_none() {
+                            f.exception = Some(code);
+                            for frag in f.outstanding.values() {
+                                if frag.in_flight {
+                                    self.in_flight = self.in_flight.saturating_sub(frag.wire_len());
+                                }
+                            }
+                            f.outstanding.clear();
+                            f.queue.clear();
+                            self.events.push_back(SessionEvent::FlowRejected { flow_id, code });
+                        }
+                    }
+                }
+                Chunk::Ping { message } => {
+                    let mut c = Vec::new();
+                    Chunk::PingReply { message }.emit(&mut c);
+                    self.control.push_back(c);
+                }
+                Chunk::PingReply { message } => {
+                    self.keepalive_outstanding = None;
+                    if self.in_flight == 0 {
+                        self.unacked_since = None;
+                    }
+                    self.on_ping_reply(from, message);
+                }
+                Chunk::SessionCloseRequest => {
+                    let mut c = Vec::new();
+                    Chunk::SessionCloseAck.emit(&mut c);
+                    self.control.push_back(c);
+                    if self.state == SessionState::Open {
+                        self.state = SessionState::FarCloseLinger { until: now + FARCLOSE_LINGER };
+                        self.events.push_back(SessionEvent::Closed(CloseReason::PeerClosed));
+                    }
+                }
+                Chunk::SessionCloseAck => match self.state {
+                    SessionState::NearClose { .. } => {
+                        self.state = SessionState::Closed;
+                        self.events.push_back(SessionEvent::Closed(CloseReason::LocalClose));
+                    }
+                    SessionState::Open => {
+                        // RFC 7016 §3.5.5.2: an unexpected ack closes the session.
+                        self.state = SessionState::Closed;
+                        self.events.push_back(SessionEvent::Closed(CloseReason::PeerClosed));
+                    }
+                    _ => {}
+                },
+                Chunk::ForwardedIHello { epd, reply_address, tag } => {
+                    self.events.push_back(SessionEvent::ForwardedIHello {
+                        epd: epd.to_vec(),
+                        reply_address: reply_address.addr,
+                        tag: tag.to_vec(),
+                    });
+                }
+                // Startup chunks and unknown types are ignored in an open session.
+                _ => {}
+            }
+        }
+        if data_seen {
+            self.data_packets_unacked += 1;
+            // Ack at once every second data packet, or when something is out of order.
+            let out_of_order = self.recv_flows.values().any(|f| f.ack_due && !f.ack_ranges(1).is_empty());
+            if self.data_packets_unacked >= 2 || out_of_order {
+                self.ack_deadline = Some(now);
+            } else if self.ack_deadline.is_none() {
+                self.ack_deadline = Some(now + DELAYED_ACK);
+            }
+        }
+        if acks_seen {
+            self.detect_losses(now);
+        }
+        if from != self.peer && self.state == SessionState::Open {
+            self.start_mobility_check(from);
+        }
+        Ok(())
+    }
+
+    fn on_timestamp_echo(&mut self, now: Instant, echo: u16) {
+        if self.last_echo_seen == Some(echo) {
+            return;
+        }
+        self.last_echo_seen = Some(echo);
+        let ticks = now.timestamp_ticks().wrapping_sub(echo);
+        if ticks >= 32768 {
+            return;
+        }
+        let rtt = Duration::from_millis(u64::from(ticks) * 4);
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let delta = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                self.rttvar = (self.rttvar * 3 + delta) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(rtt);
+        self.erto = (srtt + self.rttvar * 4 + DELAYED_ACK).max(MIN_ERTO);
+    }
+
+    fn on_user_data(&mut self, flow_id: u64, sequence: u64, fsn: u64, fragment: &UserData<'_>) {
+        if !self.recv_flows.contains_key(&flow_id) {
+            let Some(options) = fragment.options else {
+                // RFC 7016 §3.6.3.1: a new flow's first fragment must carry its metadata;
+                // without it, reject the flow.
+                let mut c = Vec::new();
+                Chunk::FlowException { flow_id, code: FLOW_REJECTED }.emit(&mut c);
+                self.control.push_back(c);
+                return;
+            };
+            let mut flow = RecvFlow::new(
+                flow_id,
+                options.metadata.unwrap_or_default().to_vec(),
+                options.return_flow,
+                RECV_FLOW_CAPACITY,
+            );
+            if options.unknown_mandatory {
+                flow.rejected = Some(FLOW_REJECTED);
+                let mut c = Vec::new();
+                Chunk::FlowException { flow_id, code: FLOW_REJECTED }.emit(&mut c);
+                self.control.push_back(c);
+            } else {
+                self.events.push_back(SessionEvent::FlowOpened {
+                    flow_id,
+                    metadata: flow.metadata.clone(),
+                    return_flow: flow.return_flow,
+                });
+            }
+            self.recv_flows.insert(flow_id, flow);
+        }
+        let Some(flow) = self.recv_flows.get_mut(&flow_id) else { return };
+        if flow.rejected.is_some() {
+            flow.ack_due = true;
+            return;
+        }
+        let was_finished = flow.is_finished();
+        flow.on_fragment(
+            sequence,
+            fsn,
+            fragment.fragmentation,
+            fragment.abandon,
+            fragment.final_fragment,
+            fragment.data,
+        );
+        for data in flow.take_messages() {
+            if !(data.is_empty() && flow.is_finished()) {
+                self.events.push_back(SessionEvent::Message { flow_id, data });
+            }
+        }
+        if !was_finished && flow.is_finished() {
+            self.events.push_back(SessionEvent::FlowFinished { flow_id });
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, flow_id: u64, buffer_blocks: u64, ranges: &[(u64, u64)]) {
+        let Some(flow) = self.send_flows.get_mut(&flow_id) else { return };
+        flow.peer_window = buffer_blocks.saturating_mul(1024);
+        flow.options_acknowledged = true;
+        let mut acked = 0;
+        let mut max_tsn = 0;
+        for &(from, to) in ranges {
+            if from <= to {
+                let (b, t) = flow.acknowledge(from, to);
+                acked += b;
+                max_tsn = max_tsn.max(t);
+            }
+        }
+        // NAK counting (RFC 7016 §3.6.2.4): fragments sent before an acknowledged one and
+        // still outstanding each get a strike.
+        for frag in flow.outstanding.values_mut() {
+            if frag.in_flight && frag.tsn < max_tsn {
+                frag.nak_count += 1;
+            }
+        }
+        self.in_flight = self.in_flight.saturating_sub(acked);
+        self.keepalive_outstanding = None;
+        if acked > 0 {
+            self.rto_backoff = 0;
+            self.unacked_since = None;
+            self.cc.on_ack(now, acked, self.srtt);
+        }
+        self.rto_deadline = if self.in_flight > 0 { Some(now + self.erto) } else { None };
+    }
+
+    fn detect_losses(&mut self, now: Instant) {
+        let mut lost_any = false;
+        for flow in self.send_flows.values_mut() {
+            let mut requeue = Vec::new();
+            for (&seq, frag) in flow.outstanding.iter_mut() {
+                if frag.in_flight && frag.nak_count >= NAKS_FOR_LOSS {
+                    frag.in_flight = false;
+                    frag.nak_count = 0;
+                    self.in_flight = self.in_flight.saturating_sub(frag.wire_len());
+                    lost_any = true;
+                    requeue.push(seq);
+                }
+            }
+            for seq in requeue.into_iter().rev() {
+                flow.queue.push_front(seq);
+            }
+            let mut q: Vec<u64> = flow.queue.drain(..).collect();
+            q.sort_unstable();
+            q.dedup();
+            flow.queue = q.into();
+        }
+        if lost_any {
+            self.cc.on_loss(now, self.srtt);
+        }
+    }
+
+    fn start_mobility_check(&mut self, from: SocketAddr) {
+        // RFC 7016 §3.5.4.2: probe the new address before moving the session there.
+        if self.pending_mobility.map(|(a, _)| a) == Some(from) {
+            return;
+        }
+        self.mobility_nonce += 1;
+        self.pending_mobility = Some((from, self.mobility_nonce));
+    }
+
+    fn on_ping_reply(&mut self, from: SocketAddr, message: &[u8]) {
+        let Some((addr, nonce)) = self.pending_mobility else { return };
+        let mut r = Reader::new(message);
+        if r.u8() != Ok(MOBILITY_MARK) || r.vlu() != Ok(nonce) || from != addr {
+            return;
+        }
+        let old = self.peer;
+        self.peer = addr;
+        self.pending_mobility = None;
+        // A new path: forget what we knew of the old one's round trip.
+        self.srtt = None;
+        self.erto = INITIAL_ERTO;
+        self.events.push_back(SessionEvent::AddressChanged { from: old, to: addr });
+    }
+
+    // ---- timers ----
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t: Option<Instant> = None;
+        let mut consider = |d: Option<Instant>| {
+            if let Some(d) = d {
+                t = Some(t.map_or(d, |x| x.min(d)));
+            }
+        };
+        match self.state {
+            SessionState::Closed => return None,
+            SessionState::NearClose { since, next_request } => {
+                consider(Some(next_request));
+                consider(Some(since + NEARCLOSE_PERIOD));
+            }
+            SessionState::FarCloseLinger { until } => consider(Some(until)),
+            SessionState::Open => {
+                consider(self.rto_deadline);
+                consider(self.ack_deadline);
+                consider(Some(self.last_receive + self.config.idle_timeout));
+                if self.keepalive_outstanding.is_none() {
+                    consider(Some(self.last_receive.max(self.last_send) + self.config.keepalive));
+                } else {
+                    consider(self.keepalive_outstanding.map(|t| t + self.erto));
+                }
+                consider(self.next_abandon_deadline());
+                if self.pending_mobility.is_some() || !self.control.is_empty() {
+                    consider(Some(Instant::ZERO));
+                }
+            }
+        }
+        t
+    }
+
+    fn next_abandon_deadline(&self) -> Option<Instant> {
+        self.send_flows
+            .values()
+            .flat_map(|f| f.outstanding.values())
+            .filter(|f| !f.abandoned)
+            .filter_map(|f| f.deadline)
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            SessionState::Closed => {}
+            SessionState::FarCloseLinger { until } => {
+                if now >= until {
+                    self.state = SessionState::Closed;
+                }
+            }
+            SessionState::NearClose { since, next_request } => {
+                if now >= since + NEARCLOSE_PERIOD {
+                    self.state = SessionState::Closed;
+                    self.events.push_back(SessionEvent::Closed(CloseReason::LocalClose));
+                } else if now >= next_request {
+                    let mut c = Vec::new();
+                    Chunk::SessionCloseRequest.emit(&mut c);
+                    self.control.push_back(c);
+                    self.state = SessionState::NearClose { since, next_request: now + NEARCLOSE_RETRANSMIT };
+                }
+            }
+            SessionState::Open => {
+                if now >= self.last_receive + self.config.idle_timeout {
+                    self.state = SessionState::Closed;
+                    self.events.push_back(SessionEvent::Closed(CloseReason::IdleTimeout));
+                    return;
+                }
+                if self.unacked_since.is_some_and(|t| now >= t + self.config.retransmit_limit) {
+                    self.state = SessionState::Closed;
+                    self.events.push_back(SessionEvent::Closed(CloseReason::RetransmitLimit));
+                    return;
+                }
+                let mut freed = 0;
+                for f in self.send_flows.values_mut() {
+                    freed += f.abandon_stale(now);
+                }
+                self.in_flight = self.in_flight.saturating_sub(freed);
+                if self.rto_deadline.is_some_and(|d| now >= d) {
+                    self.on_retransmit_timeout(now);
+                }
+                if let Some(sent) = self.keepalive_outstanding {
+                    if now >= sent + self.erto {
+                        self.erto = (self.erto * 3 / 2).min(MAX_ERTO);
+                        self.queue_ping(now);
+                    }
+                } else if now >= self.last_receive.max(self.last_send) + self.config.keepalive {
+                    self.queue_ping(now);
+                }
+            }
+        }
+    }
+
+    fn queue_ping(&mut self, now: Instant) {
+        let mut c = Vec::new();
+        Chunk::Ping { message: &[] }.emit(&mut c);
+        self.control.push_back(c);
+        self.keepalive_outstanding = Some(now);
+        self.unacked_since.get_or_insert(now);
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        // RFC 7016 §3.5.2.2: everything in flight is presumed lost; back off the timer.
+        for flow in self.send_flows.values_mut() {
+            let mut q: Vec<u64> = Vec::new();
+            for (&seq, frag) in flow.outstanding.iter_mut() {
+                if frag.in_flight {
+                    frag.in_flight = false;
+                    frag.nak_count = 0;
+                    q.push(seq);
+                }
+            }
+            q.extend(flow.queue.drain(..));
+            q.sort_unstable();
+            q.dedup();
+            flow.queue = q.into();
+        }
+        self.in_flight = 0;
+        self.cc.on_timeout(now);
+        self.rto_backoff += 1;
+        self.erto = (self.erto * 3 / 2).min(MAX_ERTO);
+        self.rto_deadline = None;
+        self.unacked_since.get_or_insert(now);
+    }
+
+    // ---- transmit ----
+
+    /// Builds the next packet to send, if any, appending `[scrambled id][ciphertext]` to
+    /// `out`, and returns the destination.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        if self.state == SessionState::Closed {
+            return None;
+        }
+        let mut packet = Vec::with_capacity(MAX_SESSION_PACKET);
+        let header = self.next_header(now);
+        header.emit(&mut packet);
+        let header_len = packet.len();
+        let budget = MAX_SESSION_PACKET - self.cipher.overhead();
+        // Mobility probe goes to the candidate address in a packet of its own.
+        if let Some((addr, nonce)) = self.pending_mobility {
+            if !self.mobility_probe_sent(nonce) {
+                let mut msg = vec![MOBILITY_MARK];
+                put_vlu(&mut msg, nonce);
+                Chunk::Ping { message: &msg }.emit(&mut packet);
+                self.mobility_sent = Some(nonce);
+                return Some(self.seal(now, &packet, addr, out));
+            }
+        }
+        while let Some(c) = self.control.front() {
+            if packet.len() + c.len() > budget {
+                break;
+            }
+            if let Some(c) = self.control.pop_front() {
+                packet.extend_from_slice(&c);
+            }
+        }
+        if self.ack_deadline.is_some_and(|d| now >= d) {
+            self.write_acks(&mut packet, budget);
+        }
+        if self.state == SessionState::Open {
+            self.write_data(now, &mut packet, budget);
+        }
+        if packet.len() == header_len {
+            return None;
+        }
+        self.last_send = now;
+        let dest = self.peer;
+        Some(self.seal(now, &packet, dest, out))
+    }
+
+    fn mobility_probe_sent(&self, nonce: u64) -> bool {
+        self.mobility_sent == Some(nonce)
+    }
+
+    fn seal(&mut self, _now: Instant, packet: &[u8], dest: SocketAddr, out: &mut Vec<u8>) -> SocketAddr {
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        self.cipher.seal(packet, out);
+        super::packet::scramble_session_id(&mut out[start..], self.far_id);
+        dest
+    }
+
+    fn next_header(&mut self, now: Instant) -> PacketHeader {
+        let mut h = PacketHeader::new(self.role);
+        let ts = now.timestamp_ticks();
+        // Flash-era peers expect a timestamp in every packet; RFC peers only when new.
+        if self.info.layout == HandshakeLayout::FlashEra || self.last_ts_sent != Some(ts) {
+            h.timestamp = Some(ts);
+            self.last_ts_sent = Some(ts);
+        }
+        if let Some((ts_rx, at)) = self.ts_received {
+            let elapsed = now.saturating_since(at);
+            // RFC 7016 §3.5.2.2: echo only while the elapsed time fits (128 s).
+            if elapsed < Duration::from_secs(128) {
+                h.timestamp_echo = Some(ts_rx.wrapping_add((elapsed.as_millis() / 4) as u16));
+            }
+        }
+        h
+    }
+
+    fn write_acks(&mut self, packet: &mut Vec<u8>, budget: usize) {
+        let mut all_written = true;
+        for flow in self.recv_flows.values_mut() {
+            if !flow.ack_due {
+                continue;
+            }
+            let ranges = flow.ack_ranges(16);
+            let chunk = Chunk::AckRanges {
+                flow_id: flow.id,
+                buffer_blocks: flow.buffer_blocks(),
+                cumulative_ack: flow.cumulative_ack(),
+                ranges,
+            };
+            if packet.len() + chunk.encoded_len() > budget {
+                all_written = false;
+                break;
+            }
+            chunk.emit(packet);
+            flow.ack_due = false;
+        }
+        if all_written {
+            self.ack_deadline = None;
+            self.data_packets_unacked = 0;
+        }
+    }
+
+    fn write_data(&mut self, now: Instant, packet: &mut Vec<u8>, budget: usize) {
+        let window = self.cc.window();
+        let mut wrote_any = false;
+        let flow_ids: Vec<u64> = self.send_flows.keys().copied().collect();
+        for flow_id in flow_ids {
+            let Some(flow) = self.send_flows.get_mut(&flow_id) else { continue };
+            let mut prev_seq: Option<u64> = None;
+            while let Some(&seq) = flow.queue.front() {
+                let Some(frag) = flow.outstanding.get(&seq) else {
+                    flow.queue.pop_front();
+                    continue;
+                };
+                let wire = frag.wire_len();
+                let window_ok = self.in_flight + wire <= window || (self.in_flight == 0 && !wrote_any);
+                let receiver_ok = frag.sent_once
+                    || flow.peer_window > 0 && flow.unacknowledged_bytes() <= flow.peer_window + wire as u64
+                    || wire == 0;
+                if !window_ok || !receiver_ok {
+                    if !receiver_ok && flow.peer_window == 0 {
+                        // RFC 7016 §3.6.2.5: probe a closed window.
+                        let c = Chunk::BufferProbe { flow_id };
+                        if packet.len() + c.encoded_len() <= budget && self.rto_deadline.is_none() {
+                            c.emit(packet);
+                            self.rto_deadline = Some(now + self.erto);
+                        }
+                    }
+                    break;
+                }
+                let fsn = flow.forward_sequence().min(seq.saturating_sub(1));
+                let options = (!flow.options_acknowledged).then_some(DataOptions {
+                    metadata: Some(&flow.metadata),
+                    return_flow: flow.return_flow,
+                    unknown_mandatory: false,
+                });
+                let fragment = UserData {
+                    fragmentation: if frag.abandoned { Fragmentation::Whole } else { frag.fragmentation },
+                    abandon: frag.abandoned,
+                    final_fragment: frag.final_fragment,
+                    options,
+                    data: if frag.abandoned { &[] } else { &frag.data },
+                };
+                let chunk = if prev_seq == Some(seq.wrapping_sub(1)) && options.is_none() {
+                    Chunk::NextUserData { fragment }
+                } else {
+                    Chunk::UserData { flow_id, sequence: seq, fsn_offset: seq - fsn, fragment }
+                };
+                if packet.len() + chunk.encoded_len() > budget {
+                    break;
+                }
+                chunk.emit(packet);
+                wrote_any = true;
+                prev_seq = Some(seq);
+                flow.queue.pop_front();
+                let tsn = self.next_tsn;
+                self.next_tsn += 1;
+                if let Some(frag) = flow.outstanding.get_mut(&seq) {
+                    frag.in_flight = true;
+                    frag.sent_once = true;
+                    frag.tsn = tsn;
+                    frag.nak_count = 0;
+                }
+                self.in_flight += wire;
+                self.unacked_since.get_or_insert(now);
+            }
+        }
+        if wrote_any && self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + self.erto);
+        }
+        // Flows that completed (all acked after close, or rejected) are forgotten.
+        self.send_flows.retain(|_, f| !f.is_complete() && !(f.exception.is_some() && f.outstanding.is_empty()));
+    }
+}
