@@ -142,6 +142,7 @@ fn session_closes_cleanly_on_both_sides() {
 fn session_survives_client_address_change() {
     let (mut net, s, c, sid) = pair(5, Link::default(), EndpointConfig::default());
     assert!(net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some() && opened(n, s).is_some()));
+    let server_sid = opened(&net, s).unwrap();
     net.rebind(c, "10.0.0.3:40000");
     let session = net.nodes[c].endpoint.session_mut(sid).unwrap();
     let flow = session.open_flow(b"after-move".to_vec(), None);
@@ -161,7 +162,6 @@ fn session_survives_client_address_change() {
     assert_eq!(got.as_deref(), Some(&b"hello from a new address"[..]));
     assert!(moved);
     // And the server's replies reach the new address.
-    let server_sid = opened(&net, s).unwrap();
     let session = net.nodes[s].endpoint.session_mut(server_sid).unwrap();
     let flow = session.open_flow(b"reply".to_vec(), None);
     session.send(flow, b"welcome", None);

@@ -702,6 +702,9 @@ impl Endpoint {
             }
             self.events.push_back(Event::Session { session: sid, event });
         }
+        if self.sessions.get(&sid).is_some_and(|s| s.is_closed()) {
+            self.sessions.remove(&sid);
+        }
     }
 
     // ---------------- timers and output ----------------

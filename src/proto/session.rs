@@ -600,6 +600,8 @@ impl Session {
     fn start_mobility_check(&mut self, from: SocketAddr) {
         // RFC 7016 §3.5.4.2: probe the new address before moving the session there.
         if self.pending_mobility.map(|(a, _)| a) == Some(from) {
+            // Still unconfirmed: probe again (the last probe or its reply may be lost).
+            self.mobility_sent = None;
             return;
         }
         self.mobility_nonce += 1;
@@ -647,9 +649,6 @@ impl Session {
                     consider(self.keepalive_outstanding.map(|t| t + self.erto));
                 }
                 consider(self.next_abandon_deadline());
-                if self.pending_mobility.is_some() || !self.control.is_empty() {
-                    consider(Some(Instant::ZERO));
-                }
             }
         }
         t
@@ -854,6 +853,8 @@ impl Session {
         for flow_id in flow_ids {
             let Some(flow) = self.send_flows.get_mut(&flow_id) else { continue };
             let mut prev_seq: Option<u64> = None;
+            let mut flow_in_flight: u64 =
+                flow.outstanding.values().filter(|f| f.in_flight).map(|f| f.wire_len() as u64).sum();
             while let Some(&seq) = flow.queue.front() {
                 let Some(frag) = flow.outstanding.get(&seq) else {
                     flow.queue.pop_front();
@@ -861,9 +862,8 @@ impl Session {
                 };
                 let wire = frag.wire_len();
                 let window_ok = self.in_flight + wire <= window || (self.in_flight == 0 && !wrote_any);
-                let receiver_ok = frag.sent_once
-                    || flow.peer_window > 0 && flow.unacknowledged_bytes() <= flow.peer_window + wire as u64
-                    || wire == 0;
+                // RFC 7016 §3.6.2.5: new data only while the receiver advertises room.
+                let receiver_ok = frag.sent_once || wire == 0 || flow_in_flight + wire as u64 <= flow.peer_window;
                 if !window_ok || !receiver_ok {
                     if !receiver_ok && flow.peer_window == 0 {
                         // RFC 7016 §3.6.2.5: probe a closed window.
@@ -909,6 +909,7 @@ impl Session {
                     frag.nak_count = 0;
                 }
                 self.in_flight += wire;
+                flow_in_flight += wire as u64;
                 self.unacked_since.get_or_insert(now);
             }
         }
