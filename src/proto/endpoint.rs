@@ -173,6 +173,11 @@ impl Endpoint {
         self.sessions.keys().copied().collect()
     }
 
+    /// Where an unfinished handshake we started stands.
+    pub fn handshake_step(&self, id: SessionId) -> Option<HandshakeStep> {
+        self.initiators.get(&id).map(|i| i.step)
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

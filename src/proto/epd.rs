@@ -34,7 +34,7 @@ impl PeerId {
     }
 
     pub fn from_hex(s: &str) -> Option<PeerId> {
-        if s.len() != 64 {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -157,7 +157,8 @@ impl Certificate {
             }
         }
         // Options after a marker are outside the fingerprint but still well-formed.
-        for opt in options(&raw[cert.canonical_len.min(raw.len())..]) {
+        // Skip the marker byte itself; what follows must still be a well-formed list.
+        for opt in options(raw.get(cert.canonical_len + 1..).unwrap_or_default()) {
             opt?;
         }
         Ok(cert)

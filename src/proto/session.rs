@@ -713,6 +713,11 @@ impl Session {
         }
     }
 
+    /// Sends a ping now (its reply refreshes the RTT estimate).
+    pub fn ping(&mut self, now: Instant) {
+        self.queue_ping(now);
+    }
+
     fn queue_ping(&mut self, now: Instant) {
         let mut c = Vec::new();
         Chunk::Ping { message: &[] }.emit(&mut c);
