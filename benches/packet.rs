@@ -16,7 +16,9 @@ use aes::Aes128;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use rtmfp_edge::proto::chunk::{Chunk, Fragmentation, PacketView, UserData};
-use rtmfp_edge::proto::cipher::{cbc_decrypt_in_place, cbc_encrypt_in_place, PacketCipher, PacketProtection, BLOCK};
+use rtmfp_edge::proto::cipher::{
+    cbc_decrypt_in_place, cbc_encrypt_in_place, PacketCipher, PacketProtection, BLOCK,
+};
 use rtmfp_edge::proto::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader};
 
 /// The datagram size we aim for: UDP payload of a full session packet.
@@ -51,16 +53,28 @@ impl Case {
         let ciphertext = (TARGET_DATAGRAM - SESSION_ID_LEN - hmac) / BLOCK * BLOCK;
         // Inside the ciphertext: sequence number (reserve its widest form so the block
         // count never changes as it grows) or the 2-byte checksum, then the packet.
-        let prefix = if protection.sequence_numbers { MAX_SEQ_VLU } else { 0 }
-            + if protection.hmac_len.is_none() { 2 } else { 0 };
+        let prefix = if protection.sequence_numbers {
+            MAX_SEQ_VLU
+        } else {
+            0
+        } + if protection.hmac_len.is_none() { 2 } else { 0 };
         let empty_packet = encode(&header(), &[], &mut Vec::new()).len();
         let payload_len = ciphertext - prefix - empty_packet;
         let payload = (0..payload_len).map(|i| (i * 31 + 7) as u8).collect();
-        Case { name, protection, payload }
+        Case {
+            name,
+            protection,
+            payload,
+        }
     }
 
     fn sender(&self) -> PacketCipher {
-        PacketCipher::new(&KEY, &KEY).with_protection(self.protection, b"hmac-key-a", self.protection, b"hmac-key-a")
+        PacketCipher::new(&KEY, &KEY).with_protection(
+            self.protection,
+            b"hmac-key-a",
+            self.protection,
+            b"hmac-key-a",
+        )
     }
 
     fn receiver(&self) -> PacketCipher {
@@ -96,7 +110,12 @@ fn encode<'o>(header: &PacketHeader, data: &[u8], out: &'o mut Vec<u8>) -> &'o [
 }
 
 /// Encode, seal and scramble into `datagram` (cleared first); returns the datagram length.
-fn seal_datagram(cipher: &mut PacketCipher, data: &[u8], plain: &mut Vec<u8>, datagram: &mut Vec<u8>) -> usize {
+fn seal_datagram(
+    cipher: &mut PacketCipher,
+    data: &[u8],
+    plain: &mut Vec<u8>,
+    datagram: &mut Vec<u8>,
+) -> usize {
     encode(&header(), data, plain);
     datagram.clear();
     datagram.extend_from_slice(&[0; SESSION_ID_LEN]);
@@ -109,7 +128,9 @@ fn seal_datagram(cipher: &mut PacketCipher, data: &[u8], plain: &mut Vec<u8>, da
 fn open_datagram(cipher: &mut PacketCipher, datagram: &[u8], buf: &mut Vec<u8>) -> usize {
     let sid = unscramble_session_id(datagram).expect("datagram long enough");
     assert_eq!(sid, SESSION_ID);
-    let range = cipher.open(&datagram[SESSION_ID_LEN..], buf).expect("datagram opens");
+    let range = cipher
+        .open(&datagram[SESSION_ID_LEN..], buf)
+        .expect("datagram opens");
     let view = PacketView::parse(&buf[range]).expect("header parses");
     let mut seen = 0;
     for chunk in view.chunks() {
@@ -136,7 +157,13 @@ fn sealed_ring(case: &Case) -> Vec<Vec<u8>> {
 fn bench_packets(c: &mut Criterion) {
     let cases = [
         Case::new("1200", PacketProtection::default()),
-        Case::new("1200_hmac16_seq", PacketProtection { hmac_len: Some(16), sequence_numbers: true }),
+        Case::new(
+            "1200_hmac16_seq",
+            PacketProtection {
+                hmac_len: Some(16),
+                sequence_numbers: true,
+            },
+        ),
     ];
 
     let mut group = c.benchmark_group("packet");
@@ -161,9 +188,15 @@ fn bench_packets(c: &mut Criterion) {
         // Sanity: the sizes are what the names promise, and the round trip works.
         let ring = sealed_ring(case);
         let len = ring[0].len();
-        assert!(len <= TARGET_DATAGRAM && len + BLOCK > TARGET_DATAGRAM - case.protection.hmac_len.unwrap_or(0));
+        assert!(
+            len <= TARGET_DATAGRAM
+                && len + BLOCK > TARGET_DATAGRAM - case.protection.hmac_len.unwrap_or(0)
+        );
         let mut rx = case.receiver();
-        assert_eq!(open_datagram(&mut rx, &ring[0], &mut Vec::new()), case.payload.len());
+        assert_eq!(
+            open_datagram(&mut rx, &ring[0], &mut Vec::new()),
+            case.payload.len()
+        );
         eprintln!(
             "case {}: datagram {} bytes, user data {} bytes, hmac {:?}, sequence numbers {}",
             case.name,
@@ -177,7 +210,14 @@ fn bench_packets(c: &mut Criterion) {
         let mut plain = Vec::with_capacity(TARGET_DATAGRAM);
         let mut datagram = Vec::with_capacity(TARGET_DATAGRAM + 64);
         group.bench_function(format!("seal_{}", case.name), |b| {
-            b.iter(|| seal_datagram(&mut sender, black_box(&case.payload), &mut plain, &mut datagram))
+            b.iter(|| {
+                seal_datagram(
+                    &mut sender,
+                    black_box(&case.payload),
+                    &mut plain,
+                    &mut datagram,
+                )
+            })
         });
 
         let template = case.receiver();

@@ -58,7 +58,8 @@ pub fn main() -> ExitCode {
 
 fn serve(listen: SocketAddr) -> Result<()> {
     let endpoint = Endpoint::new(EndpointConfig::server(), os_seed());
-    let mut driver = UdpDriver::bind(listen, endpoint).with_context(|| format!("binding UDP {listen}"))?;
+    let mut driver =
+        UdpDriver::bind(listen, endpoint).with_context(|| format!("binding UDP {listen}"))?;
     println!("rtmfp-edge serving RTMFP on udp://{}", driver.local_addr()?);
     println!("server peer id {}", driver.endpoint.server_peer_id());
     loop {
@@ -72,25 +73,55 @@ fn serve(listen: SocketAddr) -> Result<()> {
 
 fn log_event(event: &Event) {
     match event {
-        Event::SessionOpened { session, peer, as_initiator } => {
-            println!("session {session:08x} open with {peer} ({})", if *as_initiator { "we initiated" } else { "accepted" })
+        Event::SessionOpened {
+            session,
+            peer,
+            as_initiator,
+        } => {
+            println!(
+                "session {session:08x} open with {peer} ({})",
+                if *as_initiator {
+                    "we initiated"
+                } else {
+                    "accepted"
+                }
+            )
         }
-        Event::Session { session, event: SessionEvent::Closed(reason) } => println!("session {session:08x} closed: {reason:?}"),
-        Event::Session { session, event: SessionEvent::FlowOpened { flow_id, metadata, .. } } => {
-            println!("session {session:08x} flow {flow_id} opened ({} bytes of metadata)", metadata.len())
+        Event::Session {
+            session,
+            event: SessionEvent::Closed(reason),
+        } => println!("session {session:08x} closed: {reason:?}"),
+        Event::Session {
+            session,
+            event: SessionEvent::FlowOpened {
+                flow_id, metadata, ..
+            },
+        } => {
+            println!(
+                "session {session:08x} flow {flow_id} opened ({} bytes of metadata)",
+                metadata.len()
+            )
         }
-        Event::Session { session, event: SessionEvent::AddressChanged { from, to } } => {
+        Event::Session {
+            session,
+            event: SessionEvent::AddressChanged { from, to },
+        } => {
             println!("session {session:08x} moved {from} -> {to}")
         }
         Event::Introduced { from, target } => println!("introduced {from} to peer {target}"),
-        Event::HandshakeFailed { session, failure } => println!("handshake {session:08x} failed: {failure}"),
+        Event::HandshakeFailed { session, failure } => {
+            println!("handshake {session:08x} failed: {failure}")
+        }
         _ => {}
     }
 }
 
 fn print_drops(drops: &std::collections::BTreeMap<DropReason, u64>) {
     if !drops.is_empty() {
-        let list: Vec<String> = drops.iter().map(|(r, n)| format!("{}={n}", r.name())).collect();
+        let list: Vec<String> = drops
+            .iter()
+            .map(|(r, n)| format!("{}={n}", r.name()))
+            .collect();
         println!("dropped datagrams: {}", list.join(" "));
     }
 }
@@ -104,7 +135,11 @@ pub fn parse_rtmfp_url(url: &str) -> Result<SocketAddr> {
     if authority.is_empty() {
         bail!("no host in {url:?}");
     }
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !authority.ends_with(']') {
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
         authority.to_string()
     } else {
         format!("{authority}:1935")
@@ -118,10 +153,16 @@ pub fn parse_rtmfp_url(url: &str) -> Result<SocketAddr> {
 
 fn probe(url: &str, timeout: Duration) -> Result<()> {
     let server = parse_rtmfp_url(url)?;
-    let bind: SocketAddr = if server.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+    let bind: SocketAddr = if server.is_ipv6() {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    };
     let mut driver = UdpDriver::bind(bind, Endpoint::new(EndpointConfig::default(), os_seed()))?;
     let now = driver.now();
-    let sid = driver.endpoint.connect(now, server, EndpointDiscriminator::for_uri(url));
+    let sid = driver
+        .endpoint
+        .connect(now, server, EndpointDiscriminator::for_uri(url));
     let outcome = probe_session(&mut driver, sid, timeout)?;
     println!("{outcome}");
     Ok(())
@@ -136,7 +177,10 @@ fn probe_session(driver: &mut UdpDriver, sid: SessionId, timeout: Duration) -> R
             opened = true;
             false
         }
-        Event::HandshakeFailed { session, failure: f } if session == sid => {
+        Event::HandshakeFailed {
+            session,
+            failure: f,
+        } if session == sid => {
             failure = Some(f);
             false
         }
@@ -156,10 +200,15 @@ fn probe_session(driver: &mut UdpDriver, sid: SessionId, timeout: Duration) -> R
     if let Some(s) = driver.endpoint.session_mut(sid) {
         s.ping(now);
     }
-    driver.run(Duration::from_millis(1500), |ep, _, _| ep.session(sid).is_some_and(|s| s.srtt().is_none()))?;
+    driver.run(Duration::from_millis(1500), |ep, _, _| {
+        ep.session(sid).is_some_and(|s| s.srtt().is_none())
+    })?;
     let s = driver.endpoint.session(sid).context("session vanished")?;
     let info = s.info.clone();
-    let rtt = s.srtt().map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "unknown".into());
+    let rtt = s
+        .srtt()
+        .map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|| "unknown".into());
     let peer = s.peer;
     let now = driver.now();
     if let Some(s) = driver.endpoint.session_mut(sid) {
@@ -167,7 +216,11 @@ fn probe_session(driver: &mut UdpDriver, sid: SessionId, timeout: Duration) -> R
     }
     let mut closed = false;
     driver.run(Duration::from_secs(5), |_, _, event| {
-        if let Event::Session { session, event: SessionEvent::Closed(r) } = event {
+        if let Event::Session {
+            session,
+            event: SessionEvent::Closed(r),
+        } = event
+        {
             if session == sid {
                 closed = r == CloseReason::LocalClose;
                 return false;
@@ -208,7 +261,11 @@ fn demo() -> Result<()> {
         while !stop_server.load(std::sync::atomic::Ordering::Relaxed) {
             server.run(Duration::from_millis(100), |ep, now, event| {
                 // Echo every message back on a flow associated with the client's flow.
-                if let Event::Session { session, event: SessionEvent::Message { flow_id, data } } = event {
+                if let Event::Session {
+                    session,
+                    event: SessionEvent::Message { flow_id, data },
+                } = event
+                {
                     if let Some(s) = ep.session_mut(session) {
                         let reply = s.open_flow(b"demo-echo".to_vec(), Some(flow_id));
                         s.send(reply, &data, None);
@@ -222,10 +279,15 @@ fn demo() -> Result<()> {
         }
         Ok(echoed)
     });
-    let mut client = UdpDriver::bind("127.0.0.1:0".parse()?, Endpoint::new(EndpointConfig::default(), os_seed()))?;
+    let mut client = UdpDriver::bind(
+        "127.0.0.1:0".parse()?,
+        Endpoint::new(EndpointConfig::default(), os_seed()),
+    )?;
     let now = client.now();
     let url = format!("rtmfp://{addr}/live");
-    let sid = client.endpoint.connect(now, addr, EndpointDiscriminator::for_uri(&url));
+    let sid = client
+        .endpoint
+        .connect(now, addr, EndpointDiscriminator::for_uri(&url));
     let mut opened = false;
     client.run(Duration::from_secs(10), |_, _, e| {
         if matches!(e, Event::SessionOpened { session, .. } if session == sid) {
@@ -244,7 +306,11 @@ fn demo() -> Result<()> {
     }
     let mut echoed = Vec::new();
     client.run(Duration::from_secs(10), |_, _, e| {
-        if let Event::Session { event: SessionEvent::Message { data, .. }, .. } = e {
+        if let Event::Session {
+            event: SessionEvent::Message { data, .. },
+            ..
+        } = e
+        {
             echoed = data;
             return false;
         }
@@ -255,14 +321,29 @@ fn demo() -> Result<()> {
     if let Some(s) = client.endpoint.session_mut(sid) {
         s.close(now);
     }
-    client.run(Duration::from_secs(3), |_, _, e| !matches!(e, Event::Session { event: SessionEvent::Closed(_), .. }))?;
+    client.run(Duration::from_secs(3), |_, _, e| {
+        !matches!(
+            e,
+            Event::Session {
+                event: SessionEvent::Closed(_),
+                ..
+            }
+        )
+    })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = handle.join();
     println!("{outcome}");
     if echoed != message {
-        bail!("echo mismatch: sent {} bytes, got {} back", message.len(), echoed.len());
+        bail!(
+            "echo mismatch: sent {} bytes, got {} back",
+            message.len(),
+            echoed.len()
+        );
     }
-    println!("sent {} bytes over RTMFP and got them back byte-exact; session closed", message.len());
+    println!(
+        "sent {} bytes over RTMFP and got them back byte-exact; session closed",
+        message.len()
+    );
     Ok(())
 }
 

@@ -8,12 +8,17 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use rtmfp_edge::proto::address::{AddressOrigin, EncodedAddress};
-use rtmfp_edge::proto::chunk::{kind, AckRange, Chunk, ChunkIter, DataOptions, Fragmentation, PacketView, UserData};
-use rtmfp_edge::proto::cipher::{cbc_encrypt_in_place, internet_checksum, PacketCipher, PacketProtection};
+use rtmfp_edge::proto::chunk::{
+    kind, AckRange, Chunk, ChunkIter, DataOptions, Fragmentation, PacketView, UserData,
+};
+use rtmfp_edge::proto::cipher::{
+    cbc_encrypt_in_place, internet_checksum, PacketCipher, PacketProtection,
+};
 use rtmfp_edge::proto::epd::{Certificate, EndpointDiscriminator, PeerId};
 use rtmfp_edge::proto::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader};
 use rtmfp_edge::proto::vlu::{
-    find_option, options, put_marker, put_option, put_option_vlu, put_vlu, put_vlu_field, vlu_len, Reader,
+    find_option, options, put_marker, put_option, put_option_vlu, put_vlu, put_vlu_field, vlu_len,
+    Reader,
 };
 use rtmfp_edge::proto::{DropReason, ParseError};
 
@@ -61,11 +66,14 @@ impl FragmentSpec {
             fragmentation: self.fragmentation,
             abandon: self.abandon,
             final_fragment: self.final_fragment,
-            options: self.options.as_ref().map(|(metadata, return_flow)| DataOptions {
-                metadata: metadata.as_deref(),
-                return_flow: *return_flow,
-                unknown_mandatory: false,
-            }),
+            options: self
+                .options
+                .as_ref()
+                .map(|(metadata, return_flow)| DataOptions {
+                    metadata: metadata.as_deref(),
+                    return_flow: *return_flow,
+                    unknown_mandatory: false,
+                }),
             data: &self.data,
         }
     }
@@ -163,7 +171,13 @@ impl Spec {
                 tag,
                 addresses: addresses.clone(),
             },
-            Spec::RHelloCookieChange { old_cookie, new_cookie } => Chunk::RHelloCookieChange { old_cookie, new_cookie },
+            Spec::RHelloCookieChange {
+                old_cookie,
+                new_cookie,
+            } => Chunk::RHelloCookieChange {
+                old_cookie,
+                new_cookie,
+            },
             Spec::IIKeying {
                 session_id,
                 cookie,
@@ -199,7 +213,9 @@ impl Spec {
                 fsn_offset: *fsn_offset,
                 fragment: fragment.fragment(),
             },
-            Spec::NextUserData(f) => Chunk::NextUserData { fragment: f.fragment() },
+            Spec::NextUserData(f) => Chunk::NextUserData {
+                fragment: f.fragment(),
+            },
             Spec::AckBitmap {
                 flow_id,
                 buffer_blocks,
@@ -223,7 +239,10 @@ impl Spec {
                 ranges: ranges.clone(),
             },
             Spec::BufferProbe(f) => Chunk::BufferProbe { flow_id: *f },
-            Spec::FlowException(f, c) => Chunk::FlowException { flow_id: *f, code: *c },
+            Spec::FlowException(f, c) => Chunk::FlowException {
+                flow_id: *f,
+                code: *c,
+            },
             Spec::SessionCloseRequest => Chunk::SessionCloseRequest,
             Spec::SessionCloseAck => Chunk::SessionCloseAck,
             Spec::Unknown(k, body) => Chunk::Unknown { kind: *k, body },
@@ -259,13 +278,15 @@ fn origin() -> impl Strategy<Value = AddressOrigin> {
 }
 
 fn address_v4() -> impl Strategy<Value = EncodedAddress> {
-    (any::<[u8; 4]>(), any::<u16>(), origin())
-        .prop_map(|(ip, port, o)| EncodedAddress::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port), o))
+    (any::<[u8; 4]>(), any::<u16>(), origin()).prop_map(|(ip, port, o)| {
+        EncodedAddress::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port), o)
+    })
 }
 
 fn address_v6() -> impl Strategy<Value = EncodedAddress> {
-    (any::<[u8; 16]>(), any::<u16>(), origin())
-        .prop_map(|(ip, port, o)| EncodedAddress::new(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port), o))
+    (any::<[u8; 16]>(), any::<u16>(), origin()).prop_map(|(ip, port, o)| {
+        EncodedAddress::new(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port), o)
+    })
 }
 
 fn address() -> impl Strategy<Value = EncodedAddress> {
@@ -286,16 +307,21 @@ fn fragment() -> impl Strategy<Value = FragmentSpec> {
         fragmentation(),
         any::<bool>(),
         any::<bool>(),
-        proptest::option::of((proptest::option::of(bytes(40)), proptest::option::of(vlu_value()))),
+        proptest::option::of((
+            proptest::option::of(bytes(40)),
+            proptest::option::of(vlu_value()),
+        )),
         bytes(64),
     )
-        .prop_map(|(fragmentation, abandon, final_fragment, options, data)| FragmentSpec {
-            fragmentation,
-            abandon,
-            final_fragment,
-            options,
-            data,
-        })
+        .prop_map(
+            |(fragmentation, abandon, final_fragment, options, data)| FragmentSpec {
+                fragmentation,
+                abandon,
+                final_fragment,
+                options,
+                data,
+            },
+        )
 }
 
 fn unknown_kind() -> impl Strategy<Value = u8> {
@@ -308,18 +334,24 @@ fn chunk_spec() -> impl Strategy<Value = Spec> {
     prop_oneof![
         (0usize..64).prop_map(Spec::Padding),
         (bytes(48), bytes(32)).prop_map(|(epd, tag)| Spec::IHello { epd, tag }),
-        (bytes(48), address(), bytes(32)).prop_map(|(epd, reply_address, tag)| Spec::ForwardedIHello {
-            epd,
-            reply_address,
-            tag
+        (bytes(48), address(), bytes(32)).prop_map(|(epd, reply_address, tag)| {
+            Spec::ForwardedIHello {
+                epd,
+                reply_address,
+                tag,
+            }
         }),
         (bytes(32), bytes(80), bytes(160)).prop_map(|(tag, cookie, certificate)| Spec::RHello {
             tag,
             cookie,
             certificate
         }),
-        (bytes(32), vec(address(), 0..5)).prop_map(|(tag, addresses)| Spec::Redirect { tag, addresses }),
-        (bytes(80), bytes(80)).prop_map(|(old_cookie, new_cookie)| Spec::RHelloCookieChange { old_cookie, new_cookie }),
+        (bytes(32), vec(address(), 0..5))
+            .prop_map(|(tag, addresses)| Spec::Redirect { tag, addresses }),
+        (bytes(80), bytes(80)).prop_map(|(old_cookie, new_cookie)| Spec::RHelloCookieChange {
+            old_cookie,
+            new_cookie
+        }),
         (any::<u32>(), bytes(80), bytes(200), bytes(200), bytes(40)).prop_map(
             |(session_id, cookie, certificate, keying, signature)| Spec::IIKeying {
                 session_id,
@@ -329,27 +361,31 @@ fn chunk_spec() -> impl Strategy<Value = Spec> {
                 signature
             }
         ),
-        (any::<u32>(), bytes(200), bytes(40)).prop_map(|(session_id, keying, signature)| Spec::RIKeying {
-            session_id,
-            keying,
-            signature
+        (any::<u32>(), bytes(200), bytes(40)).prop_map(|(session_id, keying, signature)| {
+            Spec::RIKeying {
+                session_id,
+                keying,
+                signature,
+            }
         }),
         bytes(64).prop_map(Spec::Ping),
         bytes(64).prop_map(Spec::PingReply),
-        (vlu_value(), vlu_value(), any::<u64>(), fragment()).prop_map(|(flow_id, sequence, off, fragment)| {
-            // The forward sequence number offset never exceeds the sequence number.
-            let fsn_offset = if sequence == u64::MAX {
-                off
-            } else {
-                off % (sequence + 1)
-            };
-            Spec::UserData {
-                flow_id,
-                sequence,
-                fsn_offset,
-                fragment,
+        (vlu_value(), vlu_value(), any::<u64>(), fragment()).prop_map(
+            |(flow_id, sequence, off, fragment)| {
+                // The forward sequence number offset never exceeds the sequence number.
+                let fsn_offset = if sequence == u64::MAX {
+                    off
+                } else {
+                    off % (sequence + 1)
+                };
+                Spec::UserData {
+                    flow_id,
+                    sequence,
+                    fsn_offset,
+                    fragment,
+                }
             }
-        }),
+        ),
         fragment().prop_map(Spec::NextUserData),
         (vlu_value(), vlu_value(), vlu_value(), bytes(32)).prop_map(
             |(flow_id, buffer_blocks, cumulative_ack, bitmap)| Spec::AckBitmap {
@@ -371,12 +407,14 @@ fn chunk_spec() -> impl Strategy<Value = Spec> {
                 0..8
             )
         )
-            .prop_map(|(flow_id, buffer_blocks, cumulative_ack, ranges)| Spec::AckRanges {
-                flow_id,
-                buffer_blocks,
-                cumulative_ack,
-                ranges
-            }),
+            .prop_map(
+                |(flow_id, buffer_blocks, cumulative_ack, ranges)| Spec::AckRanges {
+                    flow_id,
+                    buffer_blocks,
+                    cumulative_ack,
+                    ranges
+                }
+            ),
         vlu_value().prop_map(Spec::BufferProbe),
         (vlu_value(), vlu_value()).prop_map(|(f, c)| Spec::FlowException(f, c)),
         Just(Spec::SessionCloseRequest),
@@ -386,7 +424,11 @@ fn chunk_spec() -> impl Strategy<Value = Spec> {
 }
 
 fn mode() -> impl Strategy<Value = Mode> {
-    prop_oneof![Just(Mode::Initiator), Just(Mode::Responder), Just(Mode::Startup)]
+    prop_oneof![
+        Just(Mode::Initiator),
+        Just(Mode::Responder),
+        Just(Mode::Startup)
+    ]
 }
 
 fn header() -> impl Strategy<Value = PacketHeader> {
@@ -422,12 +464,17 @@ fn encode_packet(header: &PacketHeader, chunks: &[Chunk<'_>]) -> Vec<u8> {
 /// Parses a decrypted packet and walks all of its chunks; every chunk that parses must
 /// re-encode to something that parses back to the same chunk.
 fn walk_packet(packet: &[u8]) {
-    let Ok(view) = PacketView::parse(packet) else { return };
+    let Ok(view) = PacketView::parse(packet) else {
+        return;
+    };
     assert!(view.chunks.len() < packet.len());
     let mut count = 0;
     for chunk in view.chunks() {
         count += 1;
-        assert!(count <= packet.len() / 3 + 1, "the chunk iterator makes progress");
+        assert!(
+            count <= packet.len() / 3 + 1,
+            "the chunk iterator makes progress"
+        );
         if let Ok(c) = chunk {
             check_canonical(&c);
         }
@@ -440,8 +487,12 @@ fn check_canonical(c: &Chunk<'_>) {
     let mut body = Vec::new();
     c.emit_body(&mut body);
     assert_eq!(c.encoded_len(), body.len() + 3);
-    let again = Chunk::parse(c.kind(), &body).unwrap_or_else(|e| panic!("{c:?} re-encodes to {body:02x?}: {e}"));
-    assert_eq!(forget_unknown_options(again), forget_unknown_options(c.clone()));
+    let again = Chunk::parse(c.kind(), &body)
+        .unwrap_or_else(|e| panic!("{c:?} re-encodes to {body:02x?}: {e}"));
+    assert_eq!(
+        forget_unknown_options(again),
+        forget_unknown_options(c.clone())
+    );
 }
 
 fn forget_unknown_options(mut c: Chunk<'_>) -> Chunk<'_> {
@@ -460,7 +511,10 @@ fn no_panic_on(bytes: &[u8]) {
     if let Some(sid) = sid {
         let mut copy = bytes.to_vec();
         scramble_session_id(&mut copy, sid);
-        assert_eq!(copy, bytes, "scrambling the unscrambled id gives the datagram back");
+        assert_eq!(
+            copy, bytes,
+            "scrambling the unscrambled id gives the datagram back"
+        );
     }
 
     // Startup cipher on the bytes as they are, and on the bytes after a session id.
@@ -836,7 +890,10 @@ fn user_data_with_fsn_offset_past_sequence_is_refused() {
     put_vlu(&mut body, 2); // flow
     put_vlu(&mut body, 5); // sequence
     put_vlu(&mut body, 6); // offset > sequence
-    assert_eq!(Chunk::parse(kind::USER_DATA, &body), Err(ParseError::BadValue));
+    assert_eq!(
+        Chunk::parse(kind::USER_DATA, &body),
+        Err(ParseError::BadValue)
+    );
 }
 
 #[test]
@@ -900,7 +957,11 @@ fn peer_id_hex_round_trips_and_rejects_non_hex() {
 #[test]
 fn peer_id_hex_refuses_plus_signs() {
     let plus = "+f".repeat(32);
-    assert_eq!(PeerId::from_hex(&plus), None, "{plus:?} is not 64 hex digits");
+    assert_eq!(
+        PeerId::from_hex(&plus),
+        None,
+        "{plus:?} is not 64 hex digits"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -974,8 +1035,16 @@ fn sequence_number_u64_max_does_not_disable_replay_protection() {
     let one = seal_with_sequence(&key, 1, b"\x0done");
     let mut out = Vec::new();
     assert!(rx.open(&zero, &mut out).is_ok());
-    assert_eq!(rx.open(&max, &mut out), Err(DropReason::Replayed), "u64::MAX is refused");
-    assert_eq!(rx.open(&zero, &mut out), Err(DropReason::Replayed), "old packets still refused");
+    assert_eq!(
+        rx.open(&max, &mut out),
+        Err(DropReason::Replayed),
+        "u64::MAX is refused"
+    );
+    assert_eq!(
+        rx.open(&zero, &mut out),
+        Err(DropReason::Replayed),
+        "old packets still refused"
+    );
     assert!(rx.open(&one, &mut out).is_ok());
     assert_eq!(rx.open(&one, &mut out), Err(DropReason::Replayed));
 }

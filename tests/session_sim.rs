@@ -20,7 +20,11 @@ fn pair(seed: u64, link: Link, client_config: EndpointConfig) -> (Network, usize
     let s = net.add(SERVER, Endpoint::new(EndpointConfig::server(), [1; 32]));
     let c = net.add(CLIENT, Endpoint::new(client_config, [2; 32]));
     let now = net.now;
-    let sid = net.nodes[c].endpoint.connect(now, SERVER.parse().unwrap(), EndpointDiscriminator::for_uri("rtmfp://10.0.0.1/live"));
+    let sid = net.nodes[c].endpoint.connect(
+        now,
+        SERVER.parse().unwrap(),
+        EndpointDiscriminator::for_uri("rtmfp://10.0.0.1/live"),
+    );
     (net, s, c, sid)
 }
 
@@ -34,7 +38,10 @@ fn opened(net: &Network, node: usize) -> Option<u32> {
 #[test]
 fn handshake_completes_in_rfc_layout_with_hmac_and_sequence_numbers() {
     let (mut net, s, c, sid) = pair(1, Link::default(), EndpointConfig::default());
-    assert!(net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some() && opened(n, s).is_some()));
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
     let info = &net.nodes[c].endpoint.session(sid).unwrap().info;
     assert_eq!(info.layout, HandshakeLayout::Rfc7425);
     assert_eq!(info.dh_group, 16);
@@ -45,7 +52,10 @@ fn handshake_completes_in_rfc_layout_with_hmac_and_sequence_numbers() {
 
 #[test]
 fn flash_era_client_gets_flash_era_keying() {
-    let cfg = EndpointConfig { initiator_layouts: vec![HandshakeLayout::FlashEra], ..Default::default() };
+    let cfg = EndpointConfig {
+        initiator_layouts: vec![HandshakeLayout::FlashEra],
+        ..Default::default()
+    };
     let (mut net, s, c, sid) = pair(2, Link::default(), cfg);
     assert!(net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()));
     let info = net.nodes[c].endpoint.session(sid).unwrap().info.clone();
@@ -53,12 +63,24 @@ fn flash_era_client_gets_flash_era_keying() {
     assert_eq!(info.dh_group, 2);
     assert_eq!(info.tx_hmac, None);
     let server_sid = opened(&net, s).unwrap();
-    assert_eq!(net.nodes[s].endpoint.session(server_sid).unwrap().info.layout, HandshakeLayout::FlashEra);
+    assert_eq!(
+        net.nodes[s]
+            .endpoint
+            .session(server_sid)
+            .unwrap()
+            .info
+            .layout,
+        HandshakeLayout::FlashEra
+    );
 }
 
 fn transfer(seed: u64, link: Link, size: usize) -> Vec<u8> {
     let (mut net, s, c, sid) = pair(seed, link, EndpointConfig::default());
-    assert!(net.run_until(Duration::from_secs(30), |n| opened(n, c).is_some() && opened(n, s).is_some()), "handshake");
+    assert!(
+        net.run_until(Duration::from_secs(30), |n| opened(n, c).is_some()
+            && opened(n, s).is_some()),
+        "handshake"
+    );
     let payload: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
     let session = net.nodes[c].endpoint.session_mut(sid).unwrap();
     let flow = session.open_flow(b"bulk".to_vec(), None);
@@ -71,14 +93,25 @@ fn transfer(seed: u64, link: Link, size: usize) -> Vec<u8> {
     net.run_until(Duration::from_secs(600), |n| {
         for e in n.drain_events(s) {
             match e {
-                Event::Session { event: SessionEvent::Message { data, .. }, .. } => received.extend_from_slice(&data),
-                Event::Session { event: SessionEvent::FlowFinished { .. }, .. } => finished = true,
+                Event::Session {
+                    event: SessionEvent::Message { data, .. },
+                    ..
+                } => received.extend_from_slice(&data),
+                Event::Session {
+                    event: SessionEvent::FlowFinished { .. },
+                    ..
+                } => finished = true,
                 _ => {}
             }
         }
         finished
     });
-    assert!(finished, "flow finished; got {} of {} bytes", received.len(), size);
+    assert!(
+        finished,
+        "flow finished; got {} of {} bytes",
+        received.len(),
+        size
+    );
     received
 }
 
@@ -100,7 +133,10 @@ fn ten_megabytes_arrive_exactly_under_ten_percent_loss_and_reordering() {
 #[test]
 fn partially_reliable_flow_abandons_stale_messages_instead_of_stalling() {
     let (mut net, s, c, sid) = pair(3, Link::default(), EndpointConfig::default());
-    assert!(net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some() && opened(n, s).is_some()));
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
     let now = net.now;
     let session = net.nodes[c].endpoint.session_mut(sid).unwrap();
     let flow = session.open_flow(b"media".to_vec(), None);
@@ -116,32 +152,56 @@ fn partially_reliable_flow_abandons_stale_messages_instead_of_stalling() {
     let mut frames = Vec::new();
     net.run_until(Duration::from_secs(10), |n| {
         for e in n.drain_events(s) {
-            if let Event::Session { event: SessionEvent::Message { data, .. }, .. } = e {
+            if let Event::Session {
+                event: SessionEvent::Message { data, .. },
+                ..
+            } = e
+            {
                 frames.push(data);
             }
         }
         !frames.is_empty()
     });
-    assert_eq!(frames, vec![b"frame-2".to_vec()], "stale frame abandoned, later frame delivered");
+    assert_eq!(
+        frames,
+        vec![b"frame-2".to_vec()],
+        "stale frame abandoned, later frame delivered"
+    );
 }
 
 #[test]
 fn session_closes_cleanly_on_both_sides() {
     let (mut net, s, c, sid) = pair(4, Link::default(), EndpointConfig::default());
-    assert!(net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some() && opened(n, s).is_some()));
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
     let now = net.now;
     net.nodes[c].endpoint.session_mut(sid).unwrap().close(now);
     let closed = |n: &Network, node: usize, want: CloseReason| {
-        n.nodes[node].events.iter().any(|e| matches!(e, Event::Session { event: SessionEvent::Closed(r), .. } if *r == want))
+        n.nodes[node].events.iter().any(
+            |e| matches!(e, Event::Session { event: SessionEvent::Closed(r), .. } if *r == want),
+        )
     };
-    assert!(net.run_until(Duration::from_secs(10), |n| closed(n, c, CloseReason::LocalClose) && closed(n, s, CloseReason::PeerClosed)));
+    assert!(net.run_until(Duration::from_secs(10), |n| closed(
+        n,
+        c,
+        CloseReason::LocalClose
+    ) && closed(
+        n,
+        s,
+        CloseReason::PeerClosed
+    )));
     assert!(net.nodes[c].endpoint.session(sid).is_none());
 }
 
 #[test]
 fn session_survives_client_address_change() {
     let (mut net, s, c, sid) = pair(5, Link::default(), EndpointConfig::default());
-    assert!(net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some() && opened(n, s).is_some()));
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
     let server_sid = opened(&net, s).unwrap();
     net.rebind(c, "10.0.0.3:40000");
     let session = net.nodes[c].endpoint.session_mut(sid).unwrap();
@@ -152,8 +212,14 @@ fn session_survives_client_address_change() {
     net.run_until(Duration::from_secs(20), |n| {
         for e in n.drain_events(s) {
             match e {
-                Event::Session { event: SessionEvent::Message { data, .. }, .. } => got = Some(data),
-                Event::Session { event: SessionEvent::AddressChanged { to, .. }, .. } => moved = to == "10.0.0.3:40000".parse().unwrap(),
+                Event::Session {
+                    event: SessionEvent::Message { data, .. },
+                    ..
+                } => got = Some(data),
+                Event::Session {
+                    event: SessionEvent::AddressChanged { to, .. },
+                    ..
+                } => moved = to == "10.0.0.3:40000".parse().unwrap(),
                 _ => {}
             }
         }

@@ -20,7 +20,9 @@ use rtmfp_edge::proto::chunk::{Chunk, ChunkIter};
 use rtmfp_edge::proto::cipher::PacketCipher;
 use rtmfp_edge::proto::dh::{DhGroup, DhKeyPair};
 use rtmfp_edge::proto::epd::{Certificate, EndpointDiscriminator};
-use rtmfp_edge::proto::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader, FLAG_TIMESTAMP};
+use rtmfp_edge::proto::packet::{
+    scramble_session_id, unscramble_session_id, Mode, PacketHeader, FLAG_TIMESTAMP,
+};
 use rtmfp_edge::proto::vlu::{options, Reader};
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors");
@@ -95,7 +97,10 @@ fn open_startup(ciphertext: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let range = PacketCipher::startup().open(ciphertext, &mut out).ok()?;
     // The range starts after the two checksum bytes and runs to the end of the buffer.
-    assert_eq!(range.start, 2, "no session sequence number under the startup cipher");
+    assert_eq!(
+        range.start, 2,
+        "no session sequence number under the startup cipher"
+    );
     assert_eq!(range.end, out.len());
     Some(out[range].to_vec())
 }
@@ -111,7 +116,11 @@ fn check_datagram(file: &str, d: &pcap::Datagram, acc: &mut Decoded) {
     let datagram = &d.payload[..];
     if datagram.len() < MIN_DATAGRAM {
         // Not RTMFP (for example a zero-length probe): nothing to check.
-        assert_eq!(unscramble_session_id(datagram).is_none(), datagram.len() < 12, "{at}");
+        assert_eq!(
+            unscramble_session_id(datagram).is_none(),
+            datagram.len() < 12,
+            "{at}"
+        );
         acc.too_short.push(d.frame);
         return;
     }
@@ -151,8 +160,16 @@ fn check_datagram(file: &str, d: &pcap::Datagram, acc: &mut Decoded) {
     let mut r = Reader::new(&plain);
     let header = PacketHeader::parse(&mut r).unwrap_or_else(|e| panic!("{at}: header: {e}"));
     assert_eq!(header.mode, Mode::Startup, "{at}: flags {:#04x}", plain[0]);
-    assert_eq!(header.flags(), plain[0], "{at}: flags byte does not round-trip");
-    assert_eq!(header.timestamp.is_some(), plain[0] & FLAG_TIMESTAMP != 0, "{at}");
+    assert_eq!(
+        header.flags(),
+        plain[0],
+        "{at}: flags byte does not round-trip"
+    );
+    assert_eq!(
+        header.timestamp.is_some(),
+        plain[0] & FLAG_TIMESTAMP != 0,
+        "{at}"
+    );
     assert_eq!(header.len(), plain.len() - r.remaining(), "{at}");
     let chunk_bytes = r.rest();
 
@@ -215,25 +232,36 @@ fn check_datagram(file: &str, d: &pcap::Datagram, acc: &mut Decoded) {
 fn collect(c: &Chunk<'_>, acc: &mut Decoded) {
     match c {
         Chunk::IHello { epd, .. } => acc.ihello_epds.push(epd.to_vec()),
-        Chunk::ForwardedIHello { epd, reply_address, .. } => acc.fihello.push((epd.to_vec(), *reply_address)),
+        Chunk::ForwardedIHello {
+            epd, reply_address, ..
+        } => acc.fihello.push((epd.to_vec(), *reply_address)),
         Chunk::RHello {
             tag,
             cookie,
             certificate,
-        } => acc.rhellos.push((tag.to_vec(), cookie.to_vec(), certificate.to_vec())),
+        } => acc
+            .rhellos
+            .push((tag.to_vec(), cookie.to_vec(), certificate.to_vec())),
         Chunk::IIKeying {
             cookie,
             certificate,
             keying_component,
             ..
-        } => acc
-            .iikeyings
-            .push((cookie.to_vec(), certificate.to_vec(), keying_component.to_vec())),
-        Chunk::RIKeying { keying_component, .. } => acc.rikeying_components.push(keying_component.to_vec()),
+        } => acc.iikeyings.push((
+            cookie.to_vec(),
+            certificate.to_vec(),
+            keying_component.to_vec(),
+        )),
+        Chunk::RIKeying {
+            keying_component, ..
+        } => acc.rikeying_components.push(keying_component.to_vec()),
         Chunk::Redirect { addresses, .. } => acc.redirects.push(addresses.clone()),
-        Chunk::RHelloCookieChange { old_cookie, new_cookie } => {
-            acc.cookie_changes.push((old_cookie.to_vec(), new_cookie.to_vec()))
-        }
+        Chunk::RHelloCookieChange {
+            old_cookie,
+            new_cookie,
+        } => acc
+            .cookie_changes
+            .push((old_cookie.to_vec(), new_cookie.to_vec())),
         _ => {}
     }
 }
@@ -295,13 +323,19 @@ fn every_handshake_packet_round_trips_byte_for_byte() {
         let d = decode_file(name);
         report.push(summary(name, &d));
         over_ipv6 += d.handshake_over_ipv6;
-        assert!(d.handshake_packets > 0, "{name}: no handshake packet decoded");
+        assert!(
+            d.handshake_packets > 0,
+            "{name}: no handshake packet decoded"
+        );
         assert!(d.kinds.contains_key(&0x30), "{name}: no IHello");
         assert!(d.kinds.contains_key(&0x70), "{name}: no RHello");
         assert!(d.kinds.contains_key(&0x38), "{name}: no IIKeying");
         // The responder's RIKeying goes to the initiator's session id under the default key.
         assert!(d.kinds.contains_key(&0x78), "{name}: no RIKeying");
-        assert!(d.handshake_to_session > 0, "{name}: no RIKeying found by its checksum");
+        assert!(
+            d.handshake_to_session > 0,
+            "{name}: no RIKeying found by its checksum"
+        );
         assert_eq!(
             d.handshake_to_session, d.kinds[&0x78],
             "{name}: RIKeying packets are the non-zero-id ones"
@@ -358,7 +392,11 @@ fn librtmfp_to_mona_has_the_flash_era_layout() {
     assert!(!d.rhellos.is_empty() && !d.iikeyings.is_empty() && !d.rikeying_components.is_empty());
     for (_, cookie, certificate) in &d.rhellos {
         assert_eq!(cookie.len(), 64, "RHello cookie");
-        assert_eq!(certificate.len(), 77, "MonaServer2's certificate: {certificate:02x?}");
+        assert_eq!(
+            certificate.len(),
+            77,
+            "MonaServer2's certificate: {certificate:02x?}"
+        );
         let cert = Certificate::parse(certificate).unwrap();
         assert!(cert.accepts_ancillary_data);
     }
@@ -371,15 +409,23 @@ fn librtmfp_to_mona_has_the_flash_era_layout() {
         // The first option of the initiator's certificate is its group 2 (1024-bit) key.
         let opts = option_list(certificate);
         let (kind, value) = &opts[0];
-        assert_eq!(*kind, 0x1d, "IIKeying {i}: first certificate option is a static DH key");
+        assert_eq!(
+            *kind, 0x1d,
+            "IIKeying {i}: first certificate option is a static DH key"
+        );
         let mut v = Reader::new(value);
         assert_eq!(v.vlu().unwrap(), 2, "IIKeying {i}: DH group 2");
         assert_eq!(v.rest().len(), 128, "IIKeying {i}: a 1024-bit public key");
         let cert = Certificate::parse(certificate).unwrap();
-        assert_eq!(cert.static_keys.first().map(|(g, k)| (*g, k.len())), Some((2, 128)));
+        assert_eq!(
+            cert.static_keys.first().map(|(g, k)| (*g, k.len())),
+            Some((2, 128))
+        );
         assert!(cert.offers_group(2));
     }
-    let prefix = [0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00, 0x81, 0x02, 0x0d, 0x02];
+    let prefix = [
+        0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00, 0x81, 0x02, 0x0d, 0x02,
+    ];
     for (i, component) in d.rikeying_components.iter().enumerate() {
         assert!(
             component.starts_with(&prefix),
@@ -389,14 +435,20 @@ fn librtmfp_to_mona_has_the_flash_era_layout() {
         // ...and the option after that prefix is the server's 128-byte group 2 key.
         let opts = option_list(component);
         assert!(
-            opts.iter().any(|(k, v)| *k == 0x0d && v.len() == 129 && v[0] == 2),
+            opts.iter()
+                .any(|(k, v)| *k == 0x0d && v.len() == 129 && v[0] == 2),
             "{opts:02x?}"
         );
     }
     for epd in &d.ihello_epds {
         let epd = EndpointDiscriminator::parse(epd).unwrap();
-        let uri = epd.ancillary_data.expect("librtmfp names the server by URI");
-        assert!(String::from_utf8_lossy(&uri).ends_with("live"), "EPD {uri:02x?}");
+        let uri = epd
+            .ancillary_data
+            .expect("librtmfp names the server by URI");
+        assert!(
+            String::from_utf8_lossy(&uri).ends_with("live"),
+            "EPD {uri:02x?}"
+        );
     }
 }
 
@@ -435,8 +487,14 @@ fn p2p_captures_introduce_peers_by_redirect() {
         );
         for addresses in &d.redirects {
             assert!(addresses.len() >= 2, "{name}: {addresses:?}");
-            assert!(addresses.iter().any(|a| a.addr.is_ipv4()), "{name}: {addresses:?}");
-            assert!(addresses.iter().any(|a| a.addr.is_ipv6()), "{name}: {addresses:?}");
+            assert!(
+                addresses.iter().any(|a| a.addr.is_ipv4()),
+                "{name}: {addresses:?}"
+            );
+            assert!(
+                addresses.iter().any(|a| a.addr.is_ipv6()),
+                "{name}: {addresses:?}"
+            );
             for a in addresses {
                 let mut out = Vec::new();
                 a.emit(&mut out);
@@ -459,13 +517,15 @@ fn every_certificate_and_epd_in_the_captures_parses() {
             .map(|(_, _, c)| c)
             .chain(d.iikeyings.iter().map(|(_, c, _)| c));
         for cert in certs {
-            let parsed = Certificate::parse(cert).unwrap_or_else(|e| panic!("{name}: certificate {cert:02x?}: {e}"));
+            let parsed = Certificate::parse(cert)
+                .unwrap_or_else(|e| panic!("{name}: certificate {cert:02x?}: {e}"));
             assert_eq!(parsed.raw(), &cert[..]);
             let _ = parsed.peer_id();
             certificates += 1;
         }
         for epd in d.ihello_epds.iter().chain(d.fihello.iter().map(|(e, _)| e)) {
-            let parsed = EndpointDiscriminator::parse(epd).unwrap_or_else(|e| panic!("{name}: EPD {epd:02x?}: {e}"));
+            let parsed = EndpointDiscriminator::parse(epd)
+                .unwrap_or_else(|e| panic!("{name}: EPD {epd:02x?}: {e}"));
             // Our encoder lists fingerprint, ancillary data, hostname in that order; the
             // peers' EPDs carry a single option, so re-encoding is exact.
             if option_list(epd).len() == 1 {
@@ -476,7 +536,10 @@ fn every_certificate_and_epd_in_the_captures_parses() {
         for (_, address) in &d.fihello {
             let mut out = Vec::new();
             address.emit(&mut out);
-            assert_eq!(EncodedAddress::parse(&mut Reader::new(&out)).unwrap(), *address);
+            assert_eq!(
+                EncodedAddress::parse(&mut Reader::new(&out)).unwrap(),
+                *address
+            );
         }
     }
     eprintln!("{certificates} certificates and {epds} EPDs parsed");
@@ -494,7 +557,9 @@ fn peer_ids_in_epds_select_the_peers_certificates() {
         let epds = d.ihello_epds.iter().chain(d.fihello.iter().map(|(e, _)| e));
         for epd in epds {
             let epd = EndpointDiscriminator::parse(epd).unwrap();
-            let Some(fingerprint) = epd.fingerprint else { continue };
+            let Some(fingerprint) = epd.fingerprint else {
+                continue;
+            };
             let answered = d.rhellos.iter().filter(|(_, _, c)| {
                 let cert = Certificate::parse(c).unwrap();
                 cert.peer_id() == fingerprint && cert.is_selected_by(&epd)
@@ -557,7 +622,9 @@ fn real_peers_public_keys_pass_our_dh_checks() {
         for (id, key) in keys {
             let group = DhGroup::from_id(id).unwrap_or_else(|| panic!("{name}: DH group {id}"));
             assert_eq!(key.len(), group.key_len(), "{name}: group {id} key length");
-            let pair = ours.entry(id).or_insert_with(|| DhKeyPair::generate(group, &mut rng));
+            let pair = ours
+                .entry(id)
+                .or_insert_with(|| DhKeyPair::generate(group, &mut rng));
             assert!(
                 pair.shared_secret(&key).is_some(),
                 "{name}: group {id} key refused: {key:02x?}"
@@ -674,13 +741,25 @@ fn pcap_reader_handles_every_supported_link_type() {
         assert_eq!(c.link_type, link_type);
         assert_eq!(c.datagrams.len(), 2, "link type {link_type}: {c:?}");
         assert_eq!(c.datagrams[0].payload, b"four");
-        assert_eq!(c.datagrams[0].src, "127.0.0.1:1935".parse::<SocketAddr>().unwrap());
-        assert_eq!(c.datagrams[0].dst, "127.0.0.2:19350".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            c.datagrams[0].src,
+            "127.0.0.1:1935".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            c.datagrams[0].dst,
+            "127.0.0.2:19350".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(c.datagrams[1].payload, b"sixsix");
-        assert_eq!(c.datagrams[1].src, "[fd00::1]:40000".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            c.datagrams[1].src,
+            "[fd00::1]:40000".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(c.datagrams[1].frame, 2);
         assert_eq!(c.skipped, vec![(3, pcap::Skip::NotUdp)]);
     }
     assert!(pcap::parse(b"\x0a\x0d\x0d\x0a pcapng is not classic pcap").is_err());
-    assert!(pcap::parse(&pcap_file(105, &[])).is_err(), "802.11 is not supported");
+    assert!(
+        pcap::parse(&pcap_file(105, &[])).is_err(),
+        "802.11 is not supported"
+    );
 }

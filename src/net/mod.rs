@@ -18,7 +18,12 @@ pub struct UdpDriver {
 impl UdpDriver {
     pub fn bind(addr: SocketAddr, endpoint: Endpoint) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
-        Ok(UdpDriver { socket, endpoint, epoch: StdInstant::now(), buf: vec![0u8; 65536] })
+        Ok(UdpDriver {
+            socket,
+            endpoint,
+            epoch: StdInstant::now(),
+            buf: vec![0u8; 65536],
+        })
     }
 
     pub fn now(&self) -> Instant {
@@ -44,7 +49,11 @@ impl UdpDriver {
 
     /// Runs the endpoint for at most `max_wait`, handing each event to `on_event`, which
     /// returns false to stop.
-    pub fn run(&mut self, max_wait: Duration, mut on_event: impl FnMut(&mut Endpoint, Instant, Event) -> bool) -> std::io::Result<bool> {
+    pub fn run(
+        &mut self,
+        max_wait: Duration,
+        mut on_event: impl FnMut(&mut Endpoint, Instant, Event) -> bool,
+    ) -> std::io::Result<bool> {
         let deadline = StdInstant::now() + max_wait;
         loop {
             self.flush()?;

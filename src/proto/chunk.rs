@@ -180,13 +180,27 @@ pub enum Chunk<'a> {
     /// §2.3.2 Initiator Hello.
     IHello { epd: &'a [u8], tag: &'a [u8] },
     /// §2.3.3 Forwarded Initiator Hello.
-    ForwardedIHello { epd: &'a [u8], reply_address: EncodedAddress, tag: &'a [u8] },
+    ForwardedIHello {
+        epd: &'a [u8],
+        reply_address: EncodedAddress,
+        tag: &'a [u8],
+    },
     /// §2.3.4 Responder Hello.
-    RHello { tag: &'a [u8], cookie: &'a [u8], certificate: &'a [u8] },
+    RHello {
+        tag: &'a [u8],
+        cookie: &'a [u8],
+        certificate: &'a [u8],
+    },
     /// §2.3.5 Responder Redirect.
-    Redirect { tag: &'a [u8], addresses: Vec<EncodedAddress> },
+    Redirect {
+        tag: &'a [u8],
+        addresses: Vec<EncodedAddress>,
+    },
     /// §2.3.6 RHello Cookie Change.
-    RHelloCookieChange { old_cookie: &'a [u8], new_cookie: &'a [u8] },
+    RHelloCookieChange {
+        old_cookie: &'a [u8],
+        new_cookie: &'a [u8],
+    },
     /// §2.3.7 Initiator Initial Keying.
     IIKeying {
         initiator_session_id: u32,
@@ -196,19 +210,38 @@ pub enum Chunk<'a> {
         signature: &'a [u8],
     },
     /// §2.3.8 Responder Initial Keying.
-    RIKeying { responder_session_id: u32, keying_component: &'a [u8], signature: &'a [u8] },
+    RIKeying {
+        responder_session_id: u32,
+        keying_component: &'a [u8],
+        signature: &'a [u8],
+    },
     /// §2.3.9 Ping.
     Ping { message: &'a [u8] },
     /// §2.3.10 Ping Reply.
     PingReply { message: &'a [u8] },
     /// §2.3.11 User Data.
-    UserData { flow_id: u64, sequence: u64, fsn_offset: u64, fragment: UserData<'a> },
+    UserData {
+        flow_id: u64,
+        sequence: u64,
+        fsn_offset: u64,
+        fragment: UserData<'a>,
+    },
     /// §2.3.12 Next User Data: same flow, sequence + 1, same forward sequence number.
     NextUserData { fragment: UserData<'a> },
     /// §2.3.13 Data Acknowledgement Bitmap.
-    AckBitmap { flow_id: u64, buffer_blocks: u64, cumulative_ack: u64, bitmap: &'a [u8] },
+    AckBitmap {
+        flow_id: u64,
+        buffer_blocks: u64,
+        cumulative_ack: u64,
+        bitmap: &'a [u8],
+    },
     /// §2.3.14 Data Acknowledgement Ranges.
-    AckRanges { flow_id: u64, buffer_blocks: u64, cumulative_ack: u64, ranges: Vec<AckRange> },
+    AckRanges {
+        flow_id: u64,
+        buffer_blocks: u64,
+        cumulative_ack: u64,
+        ranges: Vec<AckRange>,
+    },
     /// §2.3.15 Buffer Probe.
     BufferProbe { flow_id: u64 },
     /// §2.3.16 Flow Exception Report.
@@ -259,12 +292,20 @@ impl<'a> Chunk<'a> {
             kind::FORWARDED_IHELLO => {
                 let epd = r.vlu_field()?;
                 let reply_address = EncodedAddress::parse(&mut r)?;
-                Chunk::ForwardedIHello { epd, reply_address, tag: r.rest() }
+                Chunk::ForwardedIHello {
+                    epd,
+                    reply_address,
+                    tag: r.rest(),
+                }
             }
             kind::RHELLO => {
                 let tag = r.vlu_field()?;
                 let cookie = r.vlu_field()?;
-                Chunk::RHello { tag, cookie, certificate: r.rest() }
+                Chunk::RHello {
+                    tag,
+                    cookie,
+                    certificate: r.rest(),
+                }
             }
             kind::REDIRECT => {
                 let tag = r.vlu_field()?;
@@ -276,19 +317,32 @@ impl<'a> Chunk<'a> {
             }
             kind::RHELLO_COOKIE_CHANGE => {
                 let old_cookie = r.vlu_field()?;
-                Chunk::RHelloCookieChange { old_cookie, new_cookie: r.rest() }
+                Chunk::RHelloCookieChange {
+                    old_cookie,
+                    new_cookie: r.rest(),
+                }
             }
             kind::IIKEYING => {
                 let initiator_session_id = r.u32()?;
                 let cookie = r.vlu_field()?;
                 let certificate = r.vlu_field()?;
                 let keying_component = r.vlu_field()?;
-                Chunk::IIKeying { initiator_session_id, cookie, certificate, keying_component, signature: r.rest() }
+                Chunk::IIKeying {
+                    initiator_session_id,
+                    cookie,
+                    certificate,
+                    keying_component,
+                    signature: r.rest(),
+                }
             }
             kind::RIKEYING => {
                 let responder_session_id = r.u32()?;
                 let keying_component = r.vlu_field()?;
-                Chunk::RIKeying { responder_session_id, keying_component, signature: r.rest() }
+                Chunk::RIKeying {
+                    responder_session_id,
+                    keying_component,
+                    signature: r.rest(),
+                }
             }
             kind::PING => Chunk::Ping { message: body },
             kind::PING_REPLY => Chunk::PingReply { message: body },
@@ -301,17 +355,29 @@ impl<'a> Chunk<'a> {
                     return Err(ParseError::BadValue);
                 }
                 let fragment = UserData::parse_after_ids(flags, &mut r)?;
-                Chunk::UserData { flow_id, sequence, fsn_offset, fragment }
+                Chunk::UserData {
+                    flow_id,
+                    sequence,
+                    fsn_offset,
+                    fragment,
+                }
             }
             kind::NEXT_USER_DATA => {
                 let flags = r.u8()?;
-                Chunk::NextUserData { fragment: UserData::parse_after_ids(flags, &mut r)? }
+                Chunk::NextUserData {
+                    fragment: UserData::parse_after_ids(flags, &mut r)?,
+                }
             }
             kind::ACK_BITMAP => {
                 let flow_id = r.vlu()?;
                 let buffer_blocks = r.vlu()?;
                 let cumulative_ack = r.vlu()?;
-                Chunk::AckBitmap { flow_id, buffer_blocks, cumulative_ack, bitmap: r.rest() }
+                Chunk::AckBitmap {
+                    flow_id,
+                    buffer_blocks,
+                    cumulative_ack,
+                    bitmap: r.rest(),
+                }
             }
             kind::ACK_RANGES => {
                 let flow_id = r.vlu()?;
@@ -321,10 +387,20 @@ impl<'a> Chunk<'a> {
                 while !r.is_empty() {
                     // RFC 7016 §2.3.14: a truncated final range is allowed and ignored.
                     let Ok(holes_minus_one) = r.vlu() else { break };
-                    let Ok(received_minus_one) = r.vlu() else { break };
-                    ranges.push(AckRange { holes_minus_one, received_minus_one });
+                    let Ok(received_minus_one) = r.vlu() else {
+                        break;
+                    };
+                    ranges.push(AckRange {
+                        holes_minus_one,
+                        received_minus_one,
+                    });
                 }
-                Chunk::AckRanges { flow_id, buffer_blocks, cumulative_ack, ranges }
+                Chunk::AckRanges {
+                    flow_id,
+                    buffer_blocks,
+                    cumulative_ack,
+                    ranges,
+                }
             }
             kind::BUFFER_PROBE => Chunk::BufferProbe { flow_id: r.vlu()? },
             kind::FLOW_EXCEPTION => {
@@ -347,12 +423,20 @@ impl<'a> Chunk<'a> {
                 put_vlu_field(out, epd);
                 out.extend_from_slice(tag);
             }
-            Chunk::ForwardedIHello { epd, reply_address, tag } => {
+            Chunk::ForwardedIHello {
+                epd,
+                reply_address,
+                tag,
+            } => {
                 put_vlu_field(out, epd);
                 reply_address.emit(out);
                 out.extend_from_slice(tag);
             }
-            Chunk::RHello { tag, cookie, certificate } => {
+            Chunk::RHello {
+                tag,
+                cookie,
+                certificate,
+            } => {
                 put_vlu_field(out, tag);
                 put_vlu_field(out, cookie);
                 out.extend_from_slice(certificate);
@@ -363,24 +447,44 @@ impl<'a> Chunk<'a> {
                     a.emit(out);
                 }
             }
-            Chunk::RHelloCookieChange { old_cookie, new_cookie } => {
+            Chunk::RHelloCookieChange {
+                old_cookie,
+                new_cookie,
+            } => {
                 put_vlu_field(out, old_cookie);
                 out.extend_from_slice(new_cookie);
             }
-            Chunk::IIKeying { initiator_session_id, cookie, certificate, keying_component, signature } => {
+            Chunk::IIKeying {
+                initiator_session_id,
+                cookie,
+                certificate,
+                keying_component,
+                signature,
+            } => {
                 out.extend_from_slice(&initiator_session_id.to_be_bytes());
                 put_vlu_field(out, cookie);
                 put_vlu_field(out, certificate);
                 put_vlu_field(out, keying_component);
                 out.extend_from_slice(signature);
             }
-            Chunk::RIKeying { responder_session_id, keying_component, signature } => {
+            Chunk::RIKeying {
+                responder_session_id,
+                keying_component,
+                signature,
+            } => {
                 out.extend_from_slice(&responder_session_id.to_be_bytes());
                 put_vlu_field(out, keying_component);
                 out.extend_from_slice(signature);
             }
-            Chunk::Ping { message } | Chunk::PingReply { message } => out.extend_from_slice(message),
-            Chunk::UserData { flow_id, sequence, fsn_offset, fragment } => {
+            Chunk::Ping { message } | Chunk::PingReply { message } => {
+                out.extend_from_slice(message)
+            }
+            Chunk::UserData {
+                flow_id,
+                sequence,
+                fsn_offset,
+                fragment,
+            } => {
                 out.push(fragment.flags());
                 put_vlu(out, *flow_id);
                 put_vlu(out, *sequence);
@@ -391,13 +495,23 @@ impl<'a> Chunk<'a> {
                 out.push(fragment.flags());
                 fragment.emit_after_ids(out);
             }
-            Chunk::AckBitmap { flow_id, buffer_blocks, cumulative_ack, bitmap } => {
+            Chunk::AckBitmap {
+                flow_id,
+                buffer_blocks,
+                cumulative_ack,
+                bitmap,
+            } => {
                 put_vlu(out, *flow_id);
                 put_vlu(out, *buffer_blocks);
                 put_vlu(out, *cumulative_ack);
                 out.extend_from_slice(bitmap);
             }
-            Chunk::AckRanges { flow_id, buffer_blocks, cumulative_ack, ranges } => {
+            Chunk::AckRanges {
+                flow_id,
+                buffer_blocks,
+                cumulative_ack,
+                ranges,
+            } => {
                 put_vlu(out, *flow_id);
                 put_vlu(out, *buffer_blocks);
                 put_vlu(out, *cumulative_ack);
@@ -485,7 +599,10 @@ impl<'a> PacketView<'a> {
     pub fn parse(packet: &'a [u8]) -> Result<Self, ParseError> {
         let mut r = Reader::new(packet);
         let header = PacketHeader::parse(&mut r)?;
-        Ok(PacketView { header, chunks: r.rest() })
+        Ok(PacketView {
+            header,
+            chunks: r.rest(),
+        })
     }
 
     pub fn chunks(&self) -> ChunkIter<'a> {

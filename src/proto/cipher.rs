@@ -104,8 +104,15 @@ impl ReplayWindow {
         for i in (0..Self::WORDS).rev() {
             let src = i.checked_sub(words);
             let hi = src.map(|s| self.bits[s]).unwrap_or(0);
-            let lo = src.and_then(|s| s.checked_sub(1)).map(|s| self.bits[s]).unwrap_or(0);
-            self.bits[i] = if bits == 0 { hi } else { (hi << bits) | (lo >> (64 - bits)) };
+            let lo = src
+                .and_then(|s| s.checked_sub(1))
+                .map(|s| self.bits[s])
+                .unwrap_or(0);
+            self.bits[i] = if bits == 0 {
+                hi
+            } else {
+                (hi << bits) | (lo >> (64 - bits))
+            };
         }
     }
 }
@@ -134,7 +141,10 @@ pub struct PacketCipher {
 
 impl std::fmt::Debug for PacketCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PacketCipher").field("tx", &self.tx).field("rx", &self.rx).finish()
+        f.debug_struct("PacketCipher")
+            .field("tx", &self.tx)
+            .field("rx", &self.rx)
+            .finish()
     }
 }
 
@@ -216,7 +226,11 @@ impl PacketCipher {
 
     /// Decrypts `ciphertext` (the datagram after its session id) into `out` and returns
     /// the range of `out` holding the packet (header and chunks, padding included).
-    pub fn open(&mut self, ciphertext: &[u8], out: &mut Vec<u8>) -> Result<std::ops::Range<usize>, DropReason> {
+    pub fn open(
+        &mut self,
+        ciphertext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>, DropReason> {
         let hmac_len = self.rx.hmac_len.unwrap_or(0);
         if ciphertext.len() < hmac_len + BLOCK {
             return Err(DropReason::BadLength);
@@ -228,7 +242,8 @@ impl PacketCipher {
         if let Some(mac) = &self.rx_hmac {
             let mut mac = mac.clone();
             mac.update(body);
-            mac.verify_truncated_left(tag).map_err(|_| DropReason::BadAuthentication)?;
+            mac.verify_truncated_left(tag)
+                .map_err(|_| DropReason::BadAuthentication)?;
         }
         out.clear();
         out.extend_from_slice(body);
@@ -264,7 +279,8 @@ impl PacketCipher {
 
 fn new_hmac(key: &[u8]) -> Hmac<Sha256> {
     // HMAC accepts keys of any length; this cannot fail.
-    <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 #[cfg(test)]
@@ -274,7 +290,10 @@ mod tests {
     #[test]
     fn checksum_matches_rfc1071_example() {
         // RFC 1071 §3 example words 0001 f203 f4f5 f6f7 sum to ddf2 before complement.
-        assert_eq!(internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+        assert_eq!(
+            internet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
     }
 
     #[test]
@@ -303,7 +322,10 @@ mod tests {
 
     #[test]
     fn hmac_and_sequence_numbers_reject_tamper_and_replay() {
-        let both = PacketProtection { hmac_len: Some(16), sequence_numbers: true };
+        let both = PacketProtection {
+            hmac_len: Some(16),
+            sequence_numbers: true,
+        };
         let k1 = [1u8; 16];
         let k2 = [2u8; 16];
         let mut a = PacketCipher::new(&k1, &k2).with_protection(both, b"mac-a", both, b"mac-b");
@@ -314,7 +336,10 @@ mod tests {
         a.seal(b"\x01second", &mut p2);
         let mut out = Vec::new();
         assert!(b.open(&p2, &mut out).is_ok());
-        assert!(b.open(&p1, &mut out).is_ok(), "reordered but new packet is accepted");
+        assert!(
+            b.open(&p1, &mut out).is_ok(),
+            "reordered but new packet is accepted"
+        );
         assert_eq!(b.open(&p1, &mut out), Err(DropReason::Replayed));
         let mut bad = p2.clone();
         bad[3] ^= 0x40;

@@ -43,7 +43,14 @@ impl CookieJar {
     }
 
     /// A cookie for `addr`, at `now_secs`, remembering `flags` (opaque to the jar).
-    pub fn mint(&self, now_secs: u64, addr: SocketAddr, flags: u8, len: usize, filler: &[u8]) -> Vec<u8> {
+    pub fn mint(
+        &self,
+        now_secs: u64,
+        addr: SocketAddr,
+        flags: u8,
+        len: usize,
+        filler: &[u8],
+    ) -> Vec<u8> {
         let len = len.max(FIXED_LEN);
         let mut c = Vec::with_capacity(len);
         c.extend_from_slice(&(now_secs as u32).to_be_bytes());
@@ -60,7 +67,8 @@ impl CookieJar {
     }
 
     fn mac(&self, body: &[u8]) -> [u8; MAC_LEN] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
         m.update(body);
         m.finalize().into_bytes().into()
     }
@@ -71,7 +79,8 @@ impl CookieJar {
             return (CookieCheck::Forged, 0);
         }
         let (body, mac) = cookie.split_at(cookie.len() - MAC_LEN);
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
+        let mut m =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
         m.update(body);
         if m.verify_slice(mac).is_err() {
             return (CookieCheck::Forged, 0);
@@ -103,7 +112,10 @@ mod tests {
         assert_eq!(c.len(), 64);
         assert_eq!(jar.check(&c, 1010, a), (CookieCheck::Valid, 7));
         assert_eq!(jar.check(&c, 1010, b).0, CookieCheck::OtherAddress);
-        assert_eq!(jar.check(&c, 1000 + COOKIE_LIFETIME_SECS + 1, a).0, CookieCheck::Expired);
+        assert_eq!(
+            jar.check(&c, 1000 + COOKIE_LIFETIME_SECS + 1, a).0,
+            CookieCheck::Expired
+        );
         let mut forged = c.clone();
         forged[10] ^= 1;
         assert_eq!(jar.check(&forged, 1010, a).0, CookieCheck::Forged);

@@ -6,7 +6,8 @@ use num_traits::One;
 use rand::RngCore;
 
 /// The groups we implement, best first (the order we prefer when offering).
-pub const SUPPORTED_GROUPS: [DhGroup; 3] = [DhGroup::Modp4096, DhGroup::Modp2048, DhGroup::Modp1024];
+pub const SUPPORTED_GROUPS: [DhGroup; 3] =
+    [DhGroup::Modp4096, DhGroup::Modp2048, DhGroup::Modp1024];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DhGroup {
@@ -99,7 +100,8 @@ impl DhGroup {
             DhGroup::Modp4096 => MODP_4096,
         };
         let hex: String = words.concat();
-        BigUint::parse_bytes(hex.as_bytes(), 16).unwrap_or_else(|| unreachable!("constant prime parses"))
+        BigUint::parse_bytes(hex.as_bytes(), 16)
+            .unwrap_or_else(|| unreachable!("constant prime parses"))
     }
 }
 
@@ -113,7 +115,9 @@ pub struct DhKeyPair {
 
 impl std::fmt::Debug for DhKeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DhKeyPair").field("group", &self.group).finish_non_exhaustive()
+        f.debug_struct("DhKeyPair")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
     }
 }
 
@@ -126,7 +130,11 @@ impl DhKeyPair {
         let private = BigUint::from_bytes_be(&bytes);
         let p = group.modulus();
         let public = BigUint::from(2u32).modpow(&private, &p);
-        DhKeyPair { group, private, public: pad_to(&public.to_bytes_be(), group.key_len()) }
+        DhKeyPair {
+            group,
+            private,
+            public: pad_to(&public.to_bytes_be(), group.key_len()),
+        }
     }
 
     pub fn group(&self) -> DhGroup {

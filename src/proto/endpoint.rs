@@ -71,7 +71,11 @@ impl Default for EndpointConfig {
 
 impl EndpointConfig {
     pub fn server() -> Self {
-        EndpointConfig { accept_servers_epd: true, rendezvous: true, ..Default::default() }
+        EndpointConfig {
+            accept_servers_epd: true,
+            rendezvous: true,
+            ..Default::default()
+        }
     }
 }
 
@@ -87,9 +91,19 @@ pub type SessionId = u32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    SessionOpened { session: SessionId, peer: SocketAddr, as_initiator: bool },
-    HandshakeFailed { session: SessionId, failure: HandshakeFailure },
-    Session { session: SessionId, event: SessionEvent },
+    SessionOpened {
+        session: SessionId,
+        peer: SocketAddr,
+        as_initiator: bool,
+    },
+    HandshakeFailed {
+        session: SessionId,
+        failure: HandshakeFailure,
+    },
+    Session {
+        session: SessionId,
+        event: SessionEvent,
+    },
     /// An IHello for a peer we introduced (forwarded to it, redirect sent back).
     Introduced { from: SocketAddr, target: PeerId },
 }
@@ -188,8 +202,12 @@ impl Endpoint {
 
     fn static_keys(&mut self) -> &StaticKeys {
         if self.static_keys.is_none() {
-            let keys: Vec<DhKeyPair> =
-                self.config.groups.iter().map(|&g| DhKeyPair::generate(g, &mut self.rng)).collect();
+            let keys: Vec<DhKeyPair> = self
+                .config
+                .groups
+                .iter()
+                .map(|&g| DhKeyPair::generate(g, &mut self.rng))
+                .collect();
             let group2 = keys.iter().find(|k| k.group() == DhGroup::Modp1024);
             let flash_cert = match group2 {
                 Some(k) => Certificate::with_static_keys(&[(k.group(), k.public_key())], None),
@@ -197,11 +215,18 @@ impl Endpoint {
             };
             let mut randomness = [0u8; 64];
             self.rng.fill_bytes(&mut randomness);
-            let all: Vec<(DhGroup, &[u8])> = keys.iter().map(|k| (k.group(), k.public_key())).collect();
+            let all: Vec<(DhGroup, &[u8])> =
+                keys.iter().map(|k| (k.group(), k.public_key())).collect();
             let rfc_cert = Certificate::with_static_keys(&all, Some(&randomness));
-            self.static_keys = Some(StaticKeys { keys, flash_cert, rfc_cert });
+            self.static_keys = Some(StaticKeys {
+                keys,
+                flash_cert,
+                rfc_cert,
+            });
         }
-        self.static_keys.as_ref().unwrap_or_else(|| unreachable!("just set"))
+        self.static_keys
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("just set"))
     }
 
     fn new_session_id(&mut self) -> SessionId {
@@ -213,7 +238,13 @@ impl Endpoint {
         }
     }
 
-    fn send_startup(&mut self, now: Instant, to: SocketAddr, session_id: u32, chunk: &Chunk<'_>) -> Transmit {
+    fn send_startup(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        session_id: u32,
+        chunk: &Chunk<'_>,
+    ) -> Transmit {
         let mut packet = Vec::with_capacity(256);
         let mut header = PacketHeader::new(Mode::Startup);
         header.timestamp = Some(now.timestamp_ticks());
@@ -222,7 +253,10 @@ impl Endpoint {
         let mut payload = vec![0u8; 4];
         PacketCipher::startup().seal(&packet, &mut payload);
         scramble_session_id(&mut payload, session_id);
-        let t = Transmit { destination: to, payload };
+        let t = Transmit {
+            destination: to,
+            payload,
+        };
         self.transmits.push_back(t.clone());
         t
     }
@@ -230,12 +264,24 @@ impl Endpoint {
     // ---------------- initiator API ----------------
 
     /// Starts a session to `to`, asking for `epd`. Returns the id the session will have.
-    pub fn connect(&mut self, now: Instant, to: SocketAddr, epd: EndpointDiscriminator) -> SessionId {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        to: SocketAddr,
+        epd: EndpointDiscriminator,
+    ) -> SessionId {
         self.static_keys();
         let near_id = self.new_session_id();
         let mut tag = [0u8; 16];
         self.rng.fill_bytes(&mut tag);
-        let init = Initiator::new(now, near_id, epd, tag, to, self.config.initiator_layouts.clone());
+        let init = Initiator::new(
+            now,
+            near_id,
+            epd,
+            tag,
+            to,
+            self.config.initiator_layouts.clone(),
+        );
         self.initiators.insert(near_id, init);
         self.drive_initiator(now, near_id);
         near_id
@@ -243,7 +289,9 @@ impl Endpoint {
 
     /// Sends (or resends) whatever the initiator's step calls for.
     fn drive_initiator(&mut self, now: Instant, id: SessionId) {
-        let Some(mut init) = self.initiators.remove(&id) else { return };
+        let Some(mut init) = self.initiators.remove(&id) else {
+            return;
+        };
         if now < init.next_send {
             self.initiators.insert(id, init);
             return;
@@ -254,14 +302,25 @@ impl Endpoint {
                 self.initiators.insert(id, init);
                 return self.drive_initiator(now, id);
             }
-            self.events.push_back(Event::HandshakeFailed { session: id, failure });
+            self.events.push_back(Event::HandshakeFailed {
+                session: id,
+                failure,
+            });
             return;
         }
         match init.step {
             HandshakeStep::Hello => {
                 let epd = init.epd.encode();
                 for &to in &init.candidates.clone() {
-                    self.send_startup(now, to, 0, &Chunk::IHello { epd: &epd, tag: &init.tag });
+                    self.send_startup(
+                        now,
+                        to,
+                        0,
+                        &Chunk::IHello {
+                            epd: &epd,
+                            tag: &init.tag,
+                        },
+                    );
                 }
             }
             HandshakeStep::Keying => {
@@ -274,7 +333,10 @@ impl Endpoint {
                     let mut payload = vec![0u8; 4];
                     PacketCipher::startup().seal(&packet, &mut payload);
                     scramble_session_id(&mut payload, 0);
-                    self.transmits.push_back(Transmit { destination: to, payload });
+                    self.transmits.push_back(Transmit {
+                        destination: to,
+                        payload,
+                    });
                 }
             }
         }
@@ -282,11 +344,25 @@ impl Endpoint {
         self.initiators.insert(id, init);
     }
 
-    fn on_rhello(&mut self, now: Instant, from: SocketAddr, tag: &[u8], cookie: &[u8], cert_bytes: &[u8]) {
-        let Some(id) = self.initiators.iter().find(|(_, i)| i.tag == tag).map(|(&id, _)| id) else {
+    fn on_rhello(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tag: &[u8],
+        cookie: &[u8],
+        cert_bytes: &[u8],
+    ) {
+        let Some(id) = self
+            .initiators
+            .iter()
+            .find(|(_, i)| i.tag == tag)
+            .map(|(&id, _)| id)
+        else {
             return self.drop(DropReason::UnexpectedHandshake);
         };
-        let Some(mut init) = self.initiators.remove(&id) else { return };
+        let Some(mut init) = self.initiators.remove(&id) else {
+            return;
+        };
         if init.step != HandshakeStep::Hello {
             self.initiators.insert(id, init);
             return;
@@ -305,18 +381,30 @@ impl Endpoint {
         let groups = self.config.groups.clone();
         let keys = self.static_keys();
         let (group, our_cert, component) = match init.layout() {
-            HandshakeLayout::FlashEra => {
-                (2, keys.flash_cert.raw().to_vec(), keying::flash_era_initiator_component(&randomness))
-            }
+            HandshakeLayout::FlashEra => (
+                2,
+                keys.flash_cert.raw().to_vec(),
+                keying::flash_era_initiator_component(&randomness),
+            ),
             HandshakeLayout::Rfc7425 => {
-                let Some(g) = groups.iter().map(|g| g.id()).find(|&g| cert.offers_group(g)) else {
+                let Some(g) = groups
+                    .iter()
+                    .map(|g| g.id())
+                    .find(|&g| cert.offers_group(g))
+                else {
                     self.events.push_back(Event::HandshakeFailed {
                         session: id,
-                        failure: HandshakeFailure::KeyAgreement("no common Diffie-Hellman group".into()),
+                        failure: HandshakeFailure::KeyAgreement(
+                            "no common Diffie-Hellman group".into(),
+                        ),
                     });
                     return;
                 };
-                (g, keys.rfc_cert.raw().to_vec(), keying::initiator_component(g, &randomness, &policy))
+                (
+                    g,
+                    keys.rfc_cert.raw().to_vec(),
+                    keying::initiator_component(g, &randomness, &policy),
+                )
             }
         };
         let mut iikeying = Vec::new();
@@ -343,10 +431,17 @@ impl Endpoint {
     }
 
     fn on_redirect(&mut self, now: Instant, tag: &[u8], addresses: &[EncodedAddress]) {
-        let Some(id) = self.initiators.iter().find(|(_, i)| i.tag == tag).map(|(&id, _)| id) else {
+        let Some(id) = self
+            .initiators
+            .iter()
+            .find(|(_, i)| i.tag == tag)
+            .map(|(&id, _)| id)
+        else {
             return self.drop(DropReason::UnexpectedHandshake);
         };
-        let Some(init) = self.initiators.get_mut(&id) else { return };
+        let Some(init) = self.initiators.get_mut(&id) else {
+            return;
+        };
         if init.step != HandshakeStep::Hello {
             return;
         }
@@ -360,15 +455,30 @@ impl Endpoint {
         let epd = init.epd.encode();
         let tag = init.tag;
         for to in new {
-            self.send_startup(now, to, 0, &Chunk::IHello { epd: &epd, tag: &tag });
+            self.send_startup(
+                now,
+                to,
+                0,
+                &Chunk::IHello {
+                    epd: &epd,
+                    tag: &tag,
+                },
+            );
         }
     }
 
     fn on_cookie_change(&mut self, now: Instant, old: &[u8], new: &[u8]) {
-        let Some(id) = self.initiators.iter().find(|(_, i)| i.cookie == old).map(|(&id, _)| id) else {
+        let Some(id) = self
+            .initiators
+            .iter()
+            .find(|(_, i)| i.cookie == old)
+            .map(|(&id, _)| id)
+        else {
             return self.drop(DropReason::UnexpectedHandshake);
         };
-        let Some(init) = self.initiators.get_mut(&id) else { return };
+        let Some(init) = self.initiators.get_mut(&id) else {
+            return;
+        };
         let mut iikeying = Vec::new();
         Chunk::IIKeying {
             initiator_session_id: id,
@@ -384,8 +494,17 @@ impl Endpoint {
         self.drive_initiator(now, id);
     }
 
-    fn on_rikeying(&mut self, now: Instant, from: SocketAddr, id: SessionId, responder_id: u32, component: &[u8]) {
-        let Some(mut init) = self.initiators.remove(&id) else { return };
+    fn on_rikeying(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        id: SessionId,
+        responder_id: u32,
+        component: &[u8],
+    ) {
+        let Some(mut init) = self.initiators.remove(&id) else {
+            return;
+        };
         if init.step != HandshakeStep::Keying {
             self.initiators.insert(id, init);
             return self.drop(DropReason::UnexpectedHandshake);
@@ -398,10 +517,22 @@ impl Endpoint {
         let result = self.agree_as_initiator(&init, component, &policy);
         match result {
             Ok((cipher, info)) => {
-                let session =
-                    Session::new(now, id, responder_id, Mode::Initiator, from, cipher, SessionInfo { layout, ..info }, self.config.session);
+                let session = Session::new(
+                    now,
+                    id,
+                    responder_id,
+                    Mode::Initiator,
+                    from,
+                    cipher,
+                    SessionInfo { layout, ..info },
+                    self.config.session,
+                );
                 self.sessions.insert(id, session);
-                self.events.push_back(Event::SessionOpened { session: id, peer: from, as_initiator: true });
+                self.events.push_back(Event::SessionOpened {
+                    session: id,
+                    peer: from,
+                    as_initiator: true,
+                });
             }
             Err(failure) => {
                 self.drop(DropReason::KeyingFailed);
@@ -411,7 +542,10 @@ impl Endpoint {
                     self.initiators.insert(id, init);
                     self.drive_initiator(now, id);
                 } else {
-                    self.events.push_back(Event::HandshakeFailed { session: id, failure });
+                    self.events.push_back(Event::HandshakeFailed {
+                        session: id,
+                        failure,
+                    });
                 }
             }
         }
@@ -423,10 +557,15 @@ impl Endpoint {
         component: &[u8],
         policy: &ProtectionPolicy,
     ) -> Result<(PacketCipher, SessionInfo), HandshakeFailure> {
-        let theirs = KeyingComponent::parse(component)
-            .map_err(|e| HandshakeFailure::KeyAgreement(format!("malformed responder component: {e}")))?;
-        let (tx, rx) = keying::negotiate(policy, &theirs).map_err(|e| HandshakeFailure::Negotiation(format!("{e:?}")))?;
-        let cert = init.responder_cert.as_ref().ok_or_else(|| HandshakeFailure::KeyAgreement("no certificate".into()))?;
+        let theirs = KeyingComponent::parse(component).map_err(|e| {
+            HandshakeFailure::KeyAgreement(format!("malformed responder component: {e}"))
+        })?;
+        let (tx, rx) = keying::negotiate(policy, &theirs)
+            .map_err(|e| HandshakeFailure::Negotiation(format!("{e:?}")))?;
+        let cert = init
+            .responder_cert
+            .as_ref()
+            .ok_or_else(|| HandshakeFailure::KeyAgreement("no certificate".into()))?;
         let their_public: Vec<u8> = match &theirs.dh_public_key {
             Some((g, key)) if *g == init.group => key.clone(),
             Some((g, _)) => {
@@ -438,7 +577,9 @@ impl Endpoint {
             None => cert
                 .static_key(init.group)
                 .map(<[u8]>::to_vec)
-                .ok_or_else(|| HandshakeFailure::KeyAgreement("responder sent no public key".into()))?,
+                .ok_or_else(|| {
+                    HandshakeFailure::KeyAgreement("responder sent no public key".into())
+                })?,
         };
         let keys = self.static_keys();
         let pair = keys
@@ -446,11 +587,16 @@ impl Endpoint {
             .iter()
             .find(|k| k.group().id() == init.group)
             .ok_or_else(|| HandshakeFailure::KeyAgreement("group not supported".into()))?;
-        let secret = pair
-            .shared_secret(&their_public)
-            .ok_or_else(|| HandshakeFailure::KeyAgreement("responder public key fails RFC 7425 §4.6.2".into()))?;
+        let secret = pair.shared_secret(&their_public).ok_or_else(|| {
+            HandshakeFailure::KeyAgreement("responder public key fails RFC 7425 §4.6.2".into())
+        })?;
         let k = keying::derive_session_keys(&secret, &init.our_component, component);
-        let cipher = PacketCipher::new(&k.encrypt, &k.decrypt).with_protection(tx, &k.tx_hmac_key, rx, &k.rx_hmac_key);
+        let cipher = PacketCipher::new(&k.encrypt, &k.decrypt).with_protection(
+            tx,
+            &k.tx_hmac_key,
+            rx,
+            &k.rx_hmac_key,
+        );
         let info = SessionInfo {
             layout: init.layout(),
             dh_group: init.group,
@@ -494,8 +640,23 @@ impl Endpoint {
         if let Some((presented, cert)) = self.certificate_for(&epd) {
             let mut filler = [0u8; 64];
             self.rng.fill_bytes(&mut filler);
-            let cookie = self.cookies.mint(now.as_micros() / 1_000_000, reply_to, presented, self.config.cookie_len, &filler);
-            self.send_startup(now, reply_to, 0, &Chunk::RHello { tag, cookie: &cookie, certificate: cert.raw() });
+            let cookie = self.cookies.mint(
+                now.as_micros() / 1_000_000,
+                reply_to,
+                presented,
+                self.config.cookie_len,
+                &filler,
+            );
+            self.send_startup(
+                now,
+                reply_to,
+                0,
+                &Chunk::RHello {
+                    tag,
+                    cookie: &cookie,
+                    certificate: cert.raw(),
+                },
+            );
             return;
         }
         if let (true, Some(target)) = (self.config.rendezvous, epd.fingerprint) {
@@ -507,13 +668,26 @@ impl Endpoint {
 
     /// RFC 7016 §3.5.1.5-6: forward the IHello to the target's session and tell the
     /// initiator where the target can be reached.
-    fn introduce(&mut self, now: Instant, initiator: SocketAddr, target: PeerId, epd: &[u8], tag: &[u8]) {
-        let Some((&sid, _)) = self.sessions.iter().find(|(_, s)| s.info.far_peer_id == target && !s.is_closed()) else {
+    fn introduce(
+        &mut self,
+        now: Instant,
+        initiator: SocketAddr,
+        target: PeerId,
+        epd: &[u8],
+        tag: &[u8],
+    ) {
+        let Some((&sid, _)) = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.info.far_peer_id == target && !s.is_closed())
+        else {
             // Unknown peer: say so with an empty redirect only if asked again? Stay silent.
             return self.drop(DropReason::UnexpectedHandshake);
         };
         let target_addr = self.sessions.get(&sid).map(|s| s.peer);
-        let Some(target_addr) = target_addr else { return };
+        let Some(target_addr) = target_addr else {
+            return;
+        };
         let mut fihello = Vec::new();
         Chunk::ForwardedIHello {
             epd,
@@ -528,9 +702,15 @@ impl Endpoint {
             now,
             initiator,
             0,
-            &Chunk::Redirect { tag, addresses: vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)] },
+            &Chunk::Redirect {
+                tag,
+                addresses: vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)],
+            },
         );
-        self.events.push_back(Event::Introduced { from: initiator, target });
+        self.events.push_back(Event::Introduced {
+            from: initiator,
+            target,
+        });
     }
 
     fn on_iikeying(
@@ -545,34 +725,62 @@ impl Endpoint {
         if let Some((_, t, until)) = self.answered.get(cookie) {
             if now < *until {
                 // A retransmitted IIKeying: the RIKeying was lost (RFC 7016 §3.5.1.3).
-                let t = Transmit { destination: from, payload: t.payload.clone() };
+                let t = Transmit {
+                    destination: from,
+                    payload: t.payload.clone(),
+                };
                 self.transmits.push_back(t);
                 return;
             }
         }
-        let (check, presented) = self.cookies.check(cookie, now.as_micros() / 1_000_000, from);
+        let (check, presented) = self
+            .cookies
+            .check(cookie, now.as_micros() / 1_000_000, from);
         match check {
             CookieCheck::Valid => {}
             CookieCheck::OtherAddress => {
                 let mut filler = [0u8; 64];
                 self.rng.fill_bytes(&mut filler);
-                let new = self.cookies.mint(now.as_micros() / 1_000_000, from, presented, cookie.len(), &filler);
-                self.send_startup(now, from, initiator_id, &Chunk::RHelloCookieChange { old_cookie: cookie, new_cookie: &new });
+                let new = self.cookies.mint(
+                    now.as_micros() / 1_000_000,
+                    from,
+                    presented,
+                    cookie.len(),
+                    &filler,
+                );
+                self.send_startup(
+                    now,
+                    from,
+                    initiator_id,
+                    &Chunk::RHelloCookieChange {
+                        old_cookie: cookie,
+                        new_cookie: &new,
+                    },
+                );
                 return;
             }
             CookieCheck::Expired | CookieCheck::Forged => return self.drop(DropReason::BadCookie),
         }
-        let (Ok(cert), Ok(theirs)) = (Certificate::parse(cert_bytes), KeyingComponent::parse(component)) else {
+        let (Ok(cert), Ok(theirs)) = (
+            Certificate::parse(cert_bytes),
+            KeyingComponent::parse(component),
+        ) else {
             return self.drop(DropReason::Malformed);
         };
-        let flash_cert_shape = cert.static_keys.len() == 1 && cert.static_keys[0].0 == 2 && cert.supported_groups.is_empty();
+        let flash_cert_shape = cert.static_keys.len() == 1
+            && cert.static_keys[0].0 == 2
+            && cert.supported_groups.is_empty();
         let layout = if theirs.is_flash_era_initiator() && flash_cert_shape {
             HandshakeLayout::FlashEra
         } else {
             HandshakeLayout::Rfc7425
         };
         let policy = match layout {
-            HandshakeLayout::FlashEra => ProtectionPolicy { hmac: keying::Willingness::NONE, sequence_numbers: keying::Willingness::NONE, ..self.config.responder_policy },
+            HandshakeLayout::FlashEra => ProtectionPolicy {
+                hmac: keying::Willingness::NONE,
+                sequence_numbers: keying::Willingness::NONE,
+                ..self.config.responder_policy
+            },
             HandshakeLayout::Rfc7425 => self.config.responder_policy,
         };
         let Ok((tx, rx)) = keying::negotiate(&policy, &theirs) else {
@@ -586,7 +794,8 @@ impl Endpoint {
             (None, Some((g, k))) => (*g, k.clone()),
             (None, None) => return self.drop(DropReason::KeyingFailed),
         };
-        let Some(dh_group) = DhGroup::from_id(group).filter(|g| self.config.groups.contains(g)) else {
+        let Some(dh_group) = DhGroup::from_id(group).filter(|g| self.config.groups.contains(g))
+        else {
             return self.drop(DropReason::KeyingFailed);
         };
         let mut randomness = [0u8; 64];
@@ -598,19 +807,43 @@ impl Endpoint {
         } else {
             let keys = self.static_keys();
             let pair = keys.keys.iter().find(|k| k.group() == dh_group).cloned();
-            let Some(pair) = pair else { return self.drop(DropReason::KeyingFailed) };
+            let Some(pair) = pair else {
+                return self.drop(DropReason::KeyingFailed);
+            };
             let mut comp = Vec::new();
-            let mut hmac = vec![if layout == HandshakeLayout::FlashEra { 0 } else { policy.hmac.flags() }];
-            super::vlu::put_vlu(&mut hmac, if layout == HandshakeLayout::FlashEra { 0 } else { policy.hmac_len as u64 });
+            let mut hmac = vec![if layout == HandshakeLayout::FlashEra {
+                0
+            } else {
+                policy.hmac.flags()
+            }];
+            super::vlu::put_vlu(
+                &mut hmac,
+                if layout == HandshakeLayout::FlashEra {
+                    0
+                } else {
+                    policy.hmac_len as u64
+                },
+            );
             put_option(&mut comp, keying::keying_option::HMAC_NEGOTIATION, &hmac);
-            let sseq = if layout == HandshakeLayout::FlashEra { 0 } else { policy.sequence_numbers.flags() };
+            let sseq = if layout == HandshakeLayout::FlashEra {
+                0
+            } else {
+                policy.sequence_numbers.flags()
+            };
             put_option(&mut comp, keying::keying_option::SSEQ_NEGOTIATION, &[sseq]);
             put_option(&mut comp, cert_option::EXTRA_RANDOMNESS, &randomness);
             (pair.shared_secret(&their_public), comp)
         };
-        let Some(secret) = secret else { return self.drop(DropReason::KeyingFailed) };
+        let Some(secret) = secret else {
+            return self.drop(DropReason::KeyingFailed);
+        };
         let k = keying::derive_session_keys(&secret, &our_component, component);
-        let cipher = PacketCipher::new(&k.encrypt, &k.decrypt).with_protection(tx, &k.tx_hmac_key, rx, &k.rx_hmac_key);
+        let cipher = PacketCipher::new(&k.encrypt, &k.decrypt).with_protection(
+            tx,
+            &k.tx_hmac_key,
+            rx,
+            &k.rx_hmac_key,
+        );
         let near_id = self.new_session_id();
         let info = SessionInfo {
             layout,
@@ -621,16 +854,34 @@ impl Endpoint {
             tx_sequence_numbers: tx.sequence_numbers,
             rx_sequence_numbers: rx.sequence_numbers,
         };
-        let session = Session::new(now, near_id, initiator_id, Mode::Responder, from, cipher, info, self.config.session);
+        let session = Session::new(
+            now,
+            near_id,
+            initiator_id,
+            Mode::Responder,
+            from,
+            cipher,
+            info,
+            self.config.session,
+        );
         self.sessions.insert(near_id, session);
         let t = self.send_startup(
             now,
             from,
             initiator_id,
-            &Chunk::RIKeying { responder_session_id: near_id, keying_component: &our_component, signature: SIGNATURE },
+            &Chunk::RIKeying {
+                responder_session_id: near_id,
+                keying_component: &our_component,
+                signature: SIGNATURE,
+            },
         );
-        self.answered.insert(cookie.to_vec(), (near_id, t, now + RIKEYING_MEMORY));
-        self.events.push_back(Event::SessionOpened { session: near_id, peer: from, as_initiator: false });
+        self.answered
+            .insert(cookie.to_vec(), (near_id, t, now + RIKEYING_MEMORY));
+        self.events.push_back(Event::SessionOpened {
+            session: near_id,
+            peer: from,
+            as_initiator: false,
+        });
     }
 
     // ---------------- datagram entry ----------------
@@ -669,23 +920,51 @@ impl Endpoint {
     }
 
     fn handle_startup_packet(&mut self, now: Instant, from: SocketAddr, sid: u32, packet: &[u8]) {
-        let Ok(view) = PacketView::parse(packet) else { return self.drop(DropReason::Malformed) };
+        let Ok(view) = PacketView::parse(packet) else {
+            return self.drop(DropReason::Malformed);
+        };
         if view.header.mode != Mode::Startup {
             return self.drop(DropReason::WrongMode);
         }
         for chunk in view.chunks() {
-            let Ok(chunk) = chunk else { return self.drop(DropReason::Malformed) };
+            let Ok(chunk) = chunk else {
+                return self.drop(DropReason::Malformed);
+            };
             match chunk {
                 Chunk::IHello { epd, tag } if sid == 0 => self.on_ihello(now, from, epd, tag),
-                Chunk::RHello { tag, cookie, certificate } if sid == 0 => self.on_rhello(now, from, tag, cookie, certificate),
-                Chunk::Redirect { tag, addresses } if sid == 0 => self.on_redirect(now, tag, &addresses),
-                Chunk::IIKeying { initiator_session_id, cookie, certificate, keying_component, .. } if sid == 0 => {
-                    self.on_iikeying(now, from, initiator_session_id, cookie, certificate, keying_component)
+                Chunk::RHello {
+                    tag,
+                    cookie,
+                    certificate,
+                } if sid == 0 => self.on_rhello(now, from, tag, cookie, certificate),
+                Chunk::Redirect { tag, addresses } if sid == 0 => {
+                    self.on_redirect(now, tag, &addresses)
                 }
-                Chunk::RIKeying { responder_session_id, keying_component, .. } if sid != 0 => {
+                Chunk::IIKeying {
+                    initiator_session_id,
+                    cookie,
+                    certificate,
+                    keying_component,
+                    ..
+                } if sid == 0 => self.on_iikeying(
+                    now,
+                    from,
+                    initiator_session_id,
+                    cookie,
+                    certificate,
+                    keying_component,
+                ),
+                Chunk::RIKeying {
+                    responder_session_id,
+                    keying_component,
+                    ..
+                } if sid != 0 => {
                     self.on_rikeying(now, from, sid, responder_session_id, keying_component)
                 }
-                Chunk::RHelloCookieChange { old_cookie, new_cookie } => self.on_cookie_change(now, old_cookie, new_cookie),
+                Chunk::RHelloCookieChange {
+                    old_cookie,
+                    new_cookie,
+                } => self.on_cookie_change(now, old_cookie, new_cookie),
                 Chunk::Padding(_) | Chunk::Unknown { .. } => {}
                 _ => self.drop(DropReason::UnexpectedHandshake),
             }
@@ -693,19 +972,29 @@ impl Endpoint {
     }
 
     fn collect_session_events(&mut self, now: Instant, sid: SessionId) {
-        let Some(session) = self.sessions.get_mut(&sid) else { return };
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
         let mut forwarded = Vec::new();
         while let Some(event) = session.poll_event() {
             forwarded.push(event);
         }
         for event in forwarded {
-            if let SessionEvent::ForwardedIHello { epd, reply_address, tag } = &event {
+            if let SessionEvent::ForwardedIHello {
+                epd,
+                reply_address,
+                tag,
+            } = &event
+            {
                 // We are the target of an introduction: answer as if the IHello came
                 // straight from the initiator, so both sides punch holes toward each other.
                 self.on_ihello(now, *reply_address, epd, tag);
                 continue;
             }
-            self.events.push_back(Event::Session { session: sid, event });
+            self.events.push_back(Event::Session {
+                session: sid,
+                event,
+            });
         }
         if self.sessions.get(&sid).is_some_and(|s| s.is_closed()) {
             self.sessions.remove(&sid);
@@ -716,7 +1005,11 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let a = self.initiators.values().map(|i| i.next_send).min();
-        let b = self.sessions.values().filter_map(|s| s.poll_timeout()).min();
+        let b = self
+            .sessions
+            .values()
+            .filter_map(|s| s.poll_timeout())
+            .min();
         match (a, b) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -724,7 +1017,12 @@ impl Endpoint {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<SessionId> = self.initiators.iter().filter(|(_, i)| i.next_send <= now).map(|(&id, _)| id).collect();
+        let due: Vec<SessionId> = self
+            .initiators
+            .iter()
+            .filter(|(_, i)| i.next_send <= now)
+            .map(|(&id, _)| id)
+            .collect();
         for id in due {
             self.drive_initiator(now, id);
         }
@@ -748,13 +1046,17 @@ impl Endpoint {
         }
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
-            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             let mut payload = Vec::with_capacity(1280);
             if let Some(destination) = s.poll_transmit(now, &mut payload) {
-                return Some(Transmit { destination, payload });
+                return Some(Transmit {
+                    destination,
+                    payload,
+                });
             }
         }
         None
     }
 }
-

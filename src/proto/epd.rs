@@ -68,11 +68,17 @@ pub struct EndpointDiscriminator {
 
 impl EndpointDiscriminator {
     pub fn for_uri(uri: &str) -> Self {
-        EndpointDiscriminator { ancillary_data: Some(uri.as_bytes().to_vec()), ..Default::default() }
+        EndpointDiscriminator {
+            ancillary_data: Some(uri.as_bytes().to_vec()),
+            ..Default::default()
+        }
     }
 
     pub fn for_peer(peer: PeerId) -> Self {
-        EndpointDiscriminator { fingerprint: Some(peer), ..Default::default() }
+        EndpointDiscriminator {
+            fingerprint: Some(peer),
+            ..Default::default()
+        }
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
@@ -89,7 +95,10 @@ impl EndpointDiscriminator {
                 _ => {}
             }
         }
-        if epd.required_hostname.is_none() && epd.ancillary_data.is_none() && epd.fingerprint.is_none() {
+        if epd.required_hostname.is_none()
+            && epd.ancillary_data.is_none()
+            && epd.fingerprint.is_none()
+        {
             return Err(ParseError::BadValue);
         }
         Ok(epd)
@@ -145,7 +154,8 @@ impl Certificate {
                     cert_option::HOSTNAME => cert.hostname = Some(value.to_vec()),
                     cert_option::ACCEPTS_ANCILLARY_DATA => cert.accepts_ancillary_data = true,
                     cert_option::SUPPORTED_DH_GROUP => {
-                        cert.supported_groups.push(super::vlu::Reader::new(value).vlu()?);
+                        cert.supported_groups
+                            .push(super::vlu::Reader::new(value).vlu()?);
                     }
                     cert_option::STATIC_DH_PUBLIC_KEY => {
                         let mut v = super::vlu::Reader::new(value);
@@ -173,7 +183,10 @@ impl Certificate {
     }
 
     pub fn static_key(&self, group: u64) -> Option<&[u8]> {
-        self.static_keys.iter().find(|(g, _)| *g == group).map(|(_, k)| k.as_slice())
+        self.static_keys
+            .iter()
+            .find(|(g, _)| *g == group)
+            .map(|(_, k)| k.as_slice())
     }
 
     /// Groups this peer can do, static or ephemeral.
@@ -235,7 +248,10 @@ mod tests {
 
     #[test]
     fn server_certificate_is_77_bytes() {
-        let c = Certificate::server(&[7; 64], &[DhGroup::Modp4096, DhGroup::Modp2048, DhGroup::Modp1024]);
+        let c = Certificate::server(
+            &[7; 64],
+            &[DhGroup::Modp4096, DhGroup::Modp2048, DhGroup::Modp1024],
+        );
         assert_eq!(c.raw().len(), 77);
         assert!(c.accepts_ancillary_data);
         assert_eq!(c.supported_groups, vec![16, 14, 2]);
@@ -257,6 +273,9 @@ mod tests {
         let mut b = a.clone();
         b.push(0);
         put_option(&mut b, 0x33, b"signature");
-        assert_eq!(Certificate::parse(&a).unwrap().peer_id(), Certificate::parse(&b).unwrap().peer_id());
+        assert_eq!(
+            Certificate::parse(&a).unwrap().peer_id(),
+            Certificate::parse(&b).unwrap().peer_id()
+        );
     }
 }

@@ -81,7 +81,12 @@ impl RecvFlow {
             self.held_bytes += data.len() as u64;
             self.held.insert(
                 sequence,
-                ReceivedFragment { fragmentation, data: data.to_vec(), abandoned, delivered: false },
+                ReceivedFragment {
+                    fragmentation,
+                    data: data.to_vec(),
+                    abandoned,
+                    delivered: false,
+                },
             );
         }
         self.advance(forward_sequence);
@@ -246,7 +251,8 @@ impl RecvFlow {
 
     /// All fragments through the final one arrived and were handed up.
     pub fn is_finished(&self) -> bool {
-        self.final_sequence.is_some_and(|f| self.cumulative >= f && self.delivered_through >= f)
+        self.final_sequence
+            .is_some_and(|f| self.cumulative >= f && self.delivered_through >= f)
     }
 
     pub fn cumulative_ack(&self) -> u64 {
@@ -265,7 +271,11 @@ impl RecvFlow {
     pub fn ack_ranges(&self, max_ranges: usize) -> Vec<AckRange> {
         let mut ranges = Vec::new();
         let mut last = self.cumulative;
-        let mut iter = self.held.range(self.cumulative + 1..).map(|(&s, _)| s).peekable();
+        let mut iter = self
+            .held
+            .range(self.cumulative + 1..)
+            .map(|(&s, _)| s)
+            .peekable();
         while let Some(start) = iter.next() {
             if ranges.len() == max_ranges {
                 break;
@@ -275,7 +285,10 @@ impl RecvFlow {
                 end += 1;
                 iter.next();
             }
-            ranges.push(AckRange { holes_minus_one: start - last - 2, received_minus_one: end - start });
+            ranges.push(AckRange {
+                holes_minus_one: start - last - 2,
+                received_minus_one: end - start,
+            });
             last = end;
         }
         ranges
@@ -292,7 +305,13 @@ mod tests {
         let mut f = RecvFlow::new(1, vec![], None, 1 << 20);
         f.on_fragment(2, 0, End, false, false, b"lo");
         assert!(f.take_messages().is_empty());
-        assert_eq!(f.ack_ranges(8), vec![AckRange { holes_minus_one: 0, received_minus_one: 0 }]);
+        assert_eq!(
+            f.ack_ranges(8),
+            vec![AckRange {
+                holes_minus_one: 0,
+                received_minus_one: 0
+            }]
+        );
         f.on_fragment(3, 0, Whole, false, false, b"!");
         f.on_fragment(1, 0, Begin, false, false, b"hel");
         assert_eq!(f.take_messages(), vec![b"hello".to_vec(), b"!".to_vec()]);

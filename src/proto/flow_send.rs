@@ -80,7 +80,12 @@ impl SendFlow {
     }
 
     /// Cuts `message` into fragments of at most `max_fragment` bytes and queues them.
-    pub fn queue_message(&mut self, message: &[u8], max_fragment: usize, deadline: Option<Instant>) {
+    pub fn queue_message(
+        &mut self,
+        message: &[u8],
+        max_fragment: usize,
+        deadline: Option<Instant>,
+    ) {
         if self.state != SendFlowState::Open {
             return;
         }
@@ -101,7 +106,13 @@ impl SendFlow {
         }
     }
 
-    fn push_fragment(&mut self, data: Vec<u8>, fragmentation: Fragmentation, final_fragment: bool, deadline: Option<Instant>) {
+    fn push_fragment(
+        &mut self,
+        data: Vec<u8>,
+        fragmentation: Fragmentation,
+        final_fragment: bool,
+        deadline: Option<Instant>,
+    ) {
         let seq = self.next_sequence;
         self.next_sequence += 1;
         self.outstanding.insert(
@@ -203,9 +214,20 @@ mod tests {
     #[test]
     fn messages_fragment_and_forward_sequence_tracks_abandonment() {
         let mut f = SendFlow::new(1, vec![], None);
-        f.queue_message(&[1; 2500], 1000, Some(Instant::ZERO + Duration::from_millis(100)));
+        f.queue_message(
+            &[1; 2500],
+            1000,
+            Some(Instant::ZERO + Duration::from_millis(100)),
+        );
         let kinds: Vec<_> = f.outstanding.values().map(|x| x.fragmentation).collect();
-        assert_eq!(kinds, vec![Fragmentation::Begin, Fragmentation::Middle, Fragmentation::End]);
+        assert_eq!(
+            kinds,
+            vec![
+                Fragmentation::Begin,
+                Fragmentation::Middle,
+                Fragmentation::End
+            ]
+        );
         assert_eq!(f.forward_sequence(), 0);
         f.abandon_stale(Instant::ZERO + Duration::from_millis(100));
         assert_eq!(f.forward_sequence(), 3);

@@ -78,7 +78,14 @@ pub struct Initiator {
 }
 
 impl Initiator {
-    pub fn new(now: Instant, near_id: u32, epd: EndpointDiscriminator, tag: [u8; 16], to: SocketAddr, layouts: Vec<HandshakeLayout>) -> Self {
+    pub fn new(
+        now: Instant,
+        near_id: u32,
+        epd: EndpointDiscriminator,
+        tag: [u8; 16],
+        to: SocketAddr,
+        layouts: Vec<HandshakeLayout>,
+    ) -> Self {
         Initiator {
             near_id,
             epd,
@@ -99,7 +106,10 @@ impl Initiator {
     }
 
     pub fn layout(&self) -> HandshakeLayout {
-        self.layouts.first().copied().unwrap_or(HandshakeLayout::FlashEra)
+        self.layouts
+            .first()
+            .copied()
+            .unwrap_or(HandshakeLayout::FlashEra)
     }
 
     /// Backoff: 1 s, then 1.5x per attempt (RFC 7016 §3.5.1.1 leaves the schedule open).

@@ -59,14 +59,32 @@ pub struct Willingness {
 }
 
 impl Willingness {
-    pub const NONE: Willingness = Willingness { send_always: false, send_on_request: false, request: false };
-    pub const ON_REQUEST: Willingness = Willingness { send_always: false, send_on_request: true, request: false };
-    pub const REQUIRE_BOTH_WAYS: Willingness = Willingness { send_always: true, send_on_request: true, request: true };
+    pub const NONE: Willingness = Willingness {
+        send_always: false,
+        send_on_request: false,
+        request: false,
+    };
+    pub const ON_REQUEST: Willingness = Willingness {
+        send_always: false,
+        send_on_request: true,
+        request: false,
+    };
+    pub const REQUIRE_BOTH_WAYS: Willingness = Willingness {
+        send_always: true,
+        send_on_request: true,
+        request: true,
+    };
 
     pub fn flags(self) -> u8 {
-        (if self.send_always { negotiate::SEND_ALWAYS } else { 0 })
-            | (if self.send_on_request { negotiate::SEND_ON_REQUEST } else { 0 })
-            | (if self.request { negotiate::REQUEST } else { 0 })
+        (if self.send_always {
+            negotiate::SEND_ALWAYS
+        } else {
+            0
+        }) | (if self.send_on_request {
+            negotiate::SEND_ON_REQUEST
+        } else {
+            0
+        }) | (if self.request { negotiate::REQUEST } else { 0 })
     }
 
     pub fn from_flags(flags: u8) -> Self {
@@ -83,7 +101,8 @@ impl Willingness {
         if self.request && !(theirs.send_always || theirs.send_on_request) {
             return None;
         }
-        let send = self.send_always || (theirs.request && (self.send_on_request || self.send_always));
+        let send =
+            self.send_always || (theirs.request && (self.send_on_request || self.send_always));
         let receive = self.request || theirs.send_always;
         Some((send, receive))
     }
@@ -99,8 +118,11 @@ pub struct ProtectionPolicy {
 
 impl ProtectionPolicy {
     /// Offer both on request, require neither: what lets every deployed client in.
-    pub const ACCOMMODATING: ProtectionPolicy =
-        ProtectionPolicy { hmac: Willingness::ON_REQUEST, hmac_len: 16, sequence_numbers: Willingness::ON_REQUEST };
+    pub const ACCOMMODATING: ProtectionPolicy = ProtectionPolicy {
+        hmac: Willingness::ON_REQUEST,
+        hmac_len: 16,
+        sequence_numbers: Willingness::ON_REQUEST,
+    };
     /// Send and require both (what rtmfp-cpp clients do by default).
     pub const STRICT: ProtectionPolicy = ProtectionPolicy {
         hmac: Willingness::REQUIRE_BOTH_WAYS,
@@ -139,7 +161,9 @@ impl KeyingComponent {
                     let len = if v.is_empty() { 0 } else { v.vlu()? };
                     c.hmac = Some((flags, len));
                 }
-                keying_option::SSEQ_NEGOTIATION => c.sequence_numbers = Some(Willingness::from_flags(v.u8()?)),
+                keying_option::SSEQ_NEGOTIATION => {
+                    c.sequence_numbers = Some(Willingness::from_flags(v.u8()?))
+                }
                 keying_option::EXTRA_RANDOMNESS => c.has_extra_randomness = true,
                 _ => {}
             }
@@ -150,21 +174,38 @@ impl KeyingComponent {
     /// Does this initiator component look like a Flash-era one: static group-2 key
     /// selection and no request for HMAC or sequence numbers?
     pub fn is_flash_era_initiator(&self) -> bool {
-        let requests_hmac = self.hmac.map(|(w, _)| w.request || w.send_always).unwrap_or(false);
-        let requests_sseq = self.sequence_numbers.map(|w| w.request || w.send_always).unwrap_or(false);
-        self.group_select == Some(2) && self.dh_public_key.is_none() && !requests_hmac && !requests_sseq
+        let requests_hmac = self
+            .hmac
+            .map(|(w, _)| w.request || w.send_always)
+            .unwrap_or(false);
+        let requests_sseq = self
+            .sequence_numbers
+            .map(|w| w.request || w.send_always)
+            .unwrap_or(false);
+        self.group_select == Some(2)
+            && self.dh_public_key.is_none()
+            && !requests_hmac
+            && !requests_sseq
     }
 }
 
 /// Builds an initiator component for a static-key initiator.
-pub fn initiator_component(group: u64, randomness: &[u8; 64], policy: &ProtectionPolicy) -> Vec<u8> {
+pub fn initiator_component(
+    group: u64,
+    randomness: &[u8; 64],
+    policy: &ProtectionPolicy,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(80);
     put_option_vlu(&mut out, keying_option::DH_GROUP_SELECT, group);
     put_option(&mut out, keying_option::EXTRA_RANDOMNESS, randomness);
     let mut hmac = vec![policy.hmac.flags()];
     put_vlu(&mut hmac, policy.hmac_len as u64);
     put_option(&mut out, keying_option::HMAC_NEGOTIATION, &hmac);
-    put_option(&mut out, keying_option::SSEQ_NEGOTIATION, &[policy.sequence_numbers.flags()]);
+    put_option(
+        &mut out,
+        keying_option::SSEQ_NEGOTIATION,
+        &[policy.sequence_numbers.flags()],
+    );
     out
 }
 
@@ -196,7 +237,11 @@ pub fn responder_component(
             let mut hmac = vec![policy.hmac.flags()];
             put_vlu(&mut hmac, policy.hmac_len as u64);
             put_option(&mut out, keying_option::HMAC_NEGOTIATION, &hmac);
-            put_option(&mut out, keying_option::SSEQ_NEGOTIATION, &[policy.sequence_numbers.flags()]);
+            put_option(
+                &mut out,
+                keying_option::SSEQ_NEGOTIATION,
+                &[policy.sequence_numbers.flags()],
+            );
         }
     }
     let mut key = Vec::with_capacity(public_key.len() + 2);
@@ -221,15 +266,26 @@ pub fn negotiate(
     theirs: &KeyingComponent,
 ) -> Result<(PacketProtection, PacketProtection), NegotiationError> {
     let (their_hmac, their_hmac_len) = theirs.hmac.unwrap_or((Willingness::NONE, 0));
-    let (send_hmac, recv_hmac) = ours.hmac.resolve(their_hmac).ok_or(NegotiationError::HmacRefused)?;
+    let (send_hmac, recv_hmac) = ours
+        .hmac
+        .resolve(their_hmac)
+        .ok_or(NegotiationError::HmacRefused)?;
     if recv_hmac && !(MIN_HMAC_LEN as u64..=MAX_HMAC_LEN as u64).contains(&their_hmac_len) {
         return Err(NegotiationError::HmacLength);
     }
     let their_sseq = theirs.sequence_numbers.unwrap_or(Willingness::NONE);
-    let (send_sseq, recv_sseq) =
-        ours.sequence_numbers.resolve(their_sseq).ok_or(NegotiationError::SequenceNumbersRefused)?;
-    let tx = PacketProtection { hmac_len: send_hmac.then_some(ours.hmac_len), sequence_numbers: send_sseq };
-    let rx = PacketProtection { hmac_len: recv_hmac.then_some(their_hmac_len as usize), sequence_numbers: recv_sseq };
+    let (send_sseq, recv_sseq) = ours
+        .sequence_numbers
+        .resolve(their_sseq)
+        .ok_or(NegotiationError::SequenceNumbersRefused)?;
+    let tx = PacketProtection {
+        hmac_len: send_hmac.then_some(ours.hmac_len),
+        sequence_numbers: send_sseq,
+    };
+    let rx = PacketProtection {
+        hmac_len: recv_hmac.then_some(their_hmac_len as usize),
+        sequence_numbers: recv_sseq,
+    };
     Ok((tx, rx))
 }
 
@@ -249,7 +305,8 @@ impl std::fmt::Debug for SessionKeys {
 }
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("any key length"));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("any key length"));
     mac.update(message);
     mac.finalize().into_bytes().into()
 }
@@ -280,9 +337,19 @@ mod tests {
         let init = flash_era_initiator_component(&[0xaa; 64]);
         assert_eq!(&init[..5], &[0x02, 0x1d, 0x02, 0x41, 0x0e]);
         assert_eq!(&init[69..], &[0x03, 0x1a, 0x02, 0x0a, 0x02, 0x1e, 0x02]);
-        assert!(KeyingComponent::parse(&init).unwrap().is_flash_era_initiator());
-        let resp = responder_component(HandshakeLayout::FlashEra, &ProtectionPolicy::ACCOMMODATING, 2, &[0x55; 128]);
-        assert_eq!(&resp[..11], &[0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00, 0x81, 0x02, 0x0d, 0x02]);
+        assert!(KeyingComponent::parse(&init)
+            .unwrap()
+            .is_flash_era_initiator());
+        let resp = responder_component(
+            HandshakeLayout::FlashEra,
+            &ProtectionPolicy::ACCOMMODATING,
+            2,
+            &[0x55; 128],
+        );
+        assert_eq!(
+            &resp[..11],
+            &[0x03, 0x1a, 0x00, 0x00, 0x02, 0x1e, 0x00, 0x81, 0x02, 0x0d, 0x02]
+        );
         assert_eq!(resp.len(), 11 + 128);
     }
 
@@ -297,7 +364,12 @@ mod tests {
 
     #[test]
     fn negotiation_follows_requests() {
-        let strict = KeyingComponent::parse(&initiator_component(14, &[1; 64], &ProtectionPolicy::STRICT)).unwrap();
+        let strict = KeyingComponent::parse(&initiator_component(
+            14,
+            &[1; 64],
+            &ProtectionPolicy::STRICT,
+        ))
+        .unwrap();
         let (tx, rx) = negotiate(&ProtectionPolicy::ACCOMMODATING, &strict).unwrap();
         assert_eq!(tx.hmac_len, Some(16));
         assert!(tx.sequence_numbers);
@@ -315,6 +387,9 @@ mod tests {
             &[1; 128],
         ))
         .unwrap();
-        assert_eq!(negotiate(&ProtectionPolicy::STRICT, &refusing), Err(NegotiationError::HmacRefused));
+        assert_eq!(
+            negotiate(&ProtectionPolicy::STRICT, &refusing),
+            Err(NegotiationError::HmacRefused)
+        );
     }
 }

@@ -110,7 +110,8 @@ impl PacketHeader {
     }
 
     pub fn len(&self) -> usize {
-        1 + 2 * usize::from(self.timestamp.is_some()) + 2 * usize::from(self.timestamp_echo.is_some())
+        1 + 2 * usize::from(self.timestamp.is_some())
+            + 2 * usize::from(self.timestamp_echo.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,7 +125,14 @@ pub fn unscramble_session_id(datagram: &[u8]) -> Option<u32> {
     if datagram.len() < 12 {
         return None;
     }
-    let word = |i: usize| u32::from_be_bytes([datagram[i], datagram[i + 1], datagram[i + 2], datagram[i + 3]]);
+    let word = |i: usize| {
+        u32::from_be_bytes([
+            datagram[i],
+            datagram[i + 1],
+            datagram[i + 2],
+            datagram[i + 3],
+        ])
+    };
     Some(word(0) ^ word(4) ^ word(8))
 }
 
@@ -162,7 +170,9 @@ mod tests {
     #[test]
     fn header_round_trips_every_flag_combination() {
         for flags in 0u8..=255 {
-            let Some(mode) = Mode::from_flags(flags) else { continue };
+            let Some(mode) = Mode::from_flags(flags) else {
+                continue;
+            };
             let mut h = PacketHeader::new(mode);
             h.time_critical = flags & FLAG_TIME_CRITICAL != 0;
             h.time_critical_reverse = flags & FLAG_TIME_CRITICAL_REVERSE != 0;

@@ -56,9 +56,14 @@ impl Default for SessionConfig {
 pub enum SessionState {
     Open,
     /// We asked to close; waiting for the acknowledgement.
-    NearClose { since: Instant, next_request: Instant },
+    NearClose {
+        since: Instant,
+        next_request: Instant,
+    },
     /// The far side closed; we acknowledged and linger to answer retransmissions.
-    FarCloseLinger { until: Instant },
+    FarCloseLinger {
+        until: Instant,
+    },
     Closed,
 }
 
@@ -80,15 +85,34 @@ pub enum CloseReason {
 /// What a session tells its endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
-    FlowOpened { flow_id: u64, metadata: Vec<u8>, return_flow: Option<u64> },
-    Message { flow_id: u64, data: Vec<u8> },
-    FlowFinished { flow_id: u64 },
+    FlowOpened {
+        flow_id: u64,
+        metadata: Vec<u8>,
+        return_flow: Option<u64>,
+    },
+    Message {
+        flow_id: u64,
+        data: Vec<u8>,
+    },
+    FlowFinished {
+        flow_id: u64,
+    },
     /// The receiver rejected one of our sending flows.
-    FlowRejected { flow_id: u64, code: u64 },
-    AddressChanged { from: SocketAddr, to: SocketAddr },
+    FlowRejected {
+        flow_id: u64,
+        code: u64,
+    },
+    AddressChanged {
+        from: SocketAddr,
+        to: SocketAddr,
+    },
     /// A server forwarded an initiator's IHello to us (RFC 7016 §2.3.3): the endpoint
     /// answers it toward `reply_address`.
-    ForwardedIHello { epd: Vec<u8>, reply_address: SocketAddr, tag: Vec<u8> },
+    ForwardedIHello {
+        epd: Vec<u8>,
+        reply_address: SocketAddr,
+        tag: Vec<u8>,
+    },
     Closed(CloseReason),
 }
 
@@ -232,7 +256,8 @@ impl Session {
     pub fn open_flow(&mut self, metadata: Vec<u8>, return_flow: Option<u64>) -> u64 {
         let id = self.next_flow_id;
         self.next_flow_id += 1;
-        self.send_flows.insert(id, SendFlow::new(id, metadata, return_flow));
+        self.send_flows
+            .insert(id, SendFlow::new(id, metadata, return_flow));
         id
     }
 
@@ -274,13 +299,19 @@ impl Session {
 
     /// Bytes queued or in flight across our sending flows.
     pub fn unacknowledged_bytes(&self) -> u64 {
-        self.send_flows.values().map(|f| f.unacknowledged_bytes()).sum()
+        self.send_flows
+            .values()
+            .map(|f| f.unacknowledged_bytes())
+            .sum()
     }
 
     /// Starts an orderly close (RFC 7016 §3.5.5.1).
     pub fn close(&mut self, now: Instant) {
         if self.state == SessionState::Open {
-            self.state = SessionState::NearClose { since: now, next_request: now };
+            self.state = SessionState::NearClose {
+                since: now,
+                next_request: now,
+            };
         }
     }
 
@@ -288,7 +319,8 @@ impl Session {
     pub fn abort(&mut self) {
         if self.state != SessionState::Closed {
             self.state = SessionState::Closed;
-            self.events.push_back(SessionEvent::Closed(CloseReason::Aborted));
+            self.events
+                .push_back(SessionEvent::Closed(CloseReason::Aborted));
         }
     }
 
@@ -301,22 +333,39 @@ impl Session {
 
     /// Decrypts and processes a datagram's ciphertext (after the session id). Returns
     /// `Err` with the drop reason when the packet is not for us or malformed.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, ciphertext: &[u8]) -> Result<(), super::DropReason> {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        ciphertext: &[u8],
+    ) -> Result<(), super::DropReason> {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let result = self.cipher.open(ciphertext, &mut scratch).and_then(|range| {
-            let packet = &scratch[range];
-            self.handle_packet(now, from, packet)
-        });
+        let result = self
+            .cipher
+            .open(ciphertext, &mut scratch)
+            .and_then(|range| {
+                let packet = &scratch[range];
+                self.handle_packet(now, from, packet)
+            });
         self.scratch = scratch;
         result
     }
 
-    fn handle_packet(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) -> Result<(), super::DropReason> {
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        packet: &[u8],
+    ) -> Result<(), super::DropReason> {
         use super::DropReason;
         let view = super::chunk::PacketView::parse(packet).map_err(|_| DropReason::Malformed)?;
         let header = view.header;
         // RFC 7016 §2.2.4: we accept packets in the far end's mode only.
-        let far_mode = if self.role == Mode::Initiator { Mode::Responder } else { Mode::Initiator };
+        let far_mode = if self.role == Mode::Initiator {
+            Mode::Responder
+        } else {
+            Mode::Initiator
+        };
         if header.mode != far_mode {
             return Err(DropReason::WrongMode);
         }
@@ -338,7 +387,12 @@ impl Session {
         for chunk in view.chunks() {
             let Ok(chunk) = chunk else { break };
             match chunk {
-                Chunk::UserData { flow_id, sequence, fsn_offset, fragment } => {
+                Chunk::UserData {
+                    flow_id,
+                    sequence,
+                    fsn_offset,
+                    fragment,
+                } => {
                     data_seen = true;
                     let fsn = sequence - fsn_offset;
                     self.on_user_data(flow_id, sequence, fsn, &fragment);
@@ -352,7 +406,12 @@ impl Session {
                         last_data = Some((flow_id, seq + 1, fsn));
                     }
                 }
-                Chunk::AckRanges { flow_id, buffer_blocks, cumulative_ack, ranges } => {
+                Chunk::AckRanges {
+                    flow_id,
+                    buffer_blocks,
+                    cumulative_ack,
+                    ranges,
+                } => {
                     acks_seen = true;
                     let mut pairs = vec![(1, cumulative_ack)];
                     let mut cursor = cumulative_ack;
@@ -364,7 +423,12 @@ impl Session {
                     }
                     self.on_ack(now, flow_id, buffer_blocks, &pairs);
                 }
-                Chunk::AckBitmap { flow_id, buffer_blocks, cumulative_ack, bitmap } => {
+                Chunk::AckBitmap {
+                    flow_id,
+                    buffer_blocks,
+                    cumulative_ack,
+                    bitmap,
+                } => {
                     acks_seen = true;
                     let mut pairs = vec![(1, cumulative_ack)];
                     for (i, byte) in bitmap.iter().enumerate() {
@@ -395,7 +459,8 @@ impl Session {
                             }
                             f.outstanding.clear();
                             f.queue.clear();
-                            self.events.push_back(SessionEvent::FlowRejected { flow_id, code });
+                            self.events
+                                .push_back(SessionEvent::FlowRejected { flow_id, code });
                         }
                     }
                 }
@@ -416,23 +481,32 @@ impl Session {
                     Chunk::SessionCloseAck.emit(&mut c);
                     self.control.push_back(c);
                     if self.state == SessionState::Open {
-                        self.state = SessionState::FarCloseLinger { until: now + FARCLOSE_LINGER };
-                        self.events.push_back(SessionEvent::Closed(CloseReason::PeerClosed));
+                        self.state = SessionState::FarCloseLinger {
+                            until: now + FARCLOSE_LINGER,
+                        };
+                        self.events
+                            .push_back(SessionEvent::Closed(CloseReason::PeerClosed));
                     }
                 }
                 Chunk::SessionCloseAck => match self.state {
                     SessionState::NearClose { .. } => {
                         self.state = SessionState::Closed;
-                        self.events.push_back(SessionEvent::Closed(CloseReason::LocalClose));
+                        self.events
+                            .push_back(SessionEvent::Closed(CloseReason::LocalClose));
                     }
                     SessionState::Open => {
                         // RFC 7016 §3.5.5.2: an unexpected ack closes the session.
                         self.state = SessionState::Closed;
-                        self.events.push_back(SessionEvent::Closed(CloseReason::PeerClosed));
+                        self.events
+                            .push_back(SessionEvent::Closed(CloseReason::PeerClosed));
                     }
                     _ => {}
                 },
-                Chunk::ForwardedIHello { epd, reply_address, tag } => {
+                Chunk::ForwardedIHello {
+                    epd,
+                    reply_address,
+                    tag,
+                } => {
                     self.events.push_back(SessionEvent::ForwardedIHello {
                         epd: epd.to_vec(),
                         reply_address: reply_address.addr,
@@ -446,7 +520,10 @@ impl Session {
         if data_seen {
             self.data_packets_unacked += 1;
             // Ack at once every second data packet, or when something is out of order.
-            let out_of_order = self.recv_flows.values().any(|f| f.ack_due && !f.ack_ranges(1).is_empty());
+            let out_of_order = self
+                .recv_flows
+                .values()
+                .any(|f| f.ack_due && !f.ack_ranges(1).is_empty());
             if self.data_packets_unacked >= 2 || out_of_order {
                 self.ack_deadline = Some(now);
             } else if self.ack_deadline.is_none() {
@@ -493,7 +570,11 @@ impl Session {
                 // RFC 7016 §3.6.3.1: a new flow's first fragment must carry its metadata;
                 // without it, reject the flow.
                 let mut c = Vec::new();
-                Chunk::FlowException { flow_id, code: FLOW_REJECTED }.emit(&mut c);
+                Chunk::FlowException {
+                    flow_id,
+                    code: FLOW_REJECTED,
+                }
+                .emit(&mut c);
                 self.control.push_back(c);
                 return;
             };
@@ -506,7 +587,11 @@ impl Session {
             if options.unknown_mandatory {
                 flow.rejected = Some(FLOW_REJECTED);
                 let mut c = Vec::new();
-                Chunk::FlowException { flow_id, code: FLOW_REJECTED }.emit(&mut c);
+                Chunk::FlowException {
+                    flow_id,
+                    code: FLOW_REJECTED,
+                }
+                .emit(&mut c);
                 self.control.push_back(c);
             } else {
                 self.events.push_back(SessionEvent::FlowOpened {
@@ -517,7 +602,9 @@ impl Session {
             }
             self.recv_flows.insert(flow_id, flow);
         }
-        let Some(flow) = self.recv_flows.get_mut(&flow_id) else { return };
+        let Some(flow) = self.recv_flows.get_mut(&flow_id) else {
+            return;
+        };
         if flow.rejected.is_some() {
             flow.ack_due = true;
             return;
@@ -533,16 +620,20 @@ impl Session {
         );
         for data in flow.take_messages() {
             if !(data.is_empty() && flow.is_finished()) {
-                self.events.push_back(SessionEvent::Message { flow_id, data });
+                self.events
+                    .push_back(SessionEvent::Message { flow_id, data });
             }
         }
         if !was_finished && flow.is_finished() {
-            self.events.push_back(SessionEvent::FlowFinished { flow_id });
+            self.events
+                .push_back(SessionEvent::FlowFinished { flow_id });
         }
     }
 
     fn on_ack(&mut self, now: Instant, flow_id: u64, buffer_blocks: u64, ranges: &[(u64, u64)]) {
-        let Some(flow) = self.send_flows.get_mut(&flow_id) else { return };
+        let Some(flow) = self.send_flows.get_mut(&flow_id) else {
+            return;
+        };
         flow.peer_window = buffer_blocks.saturating_mul(1024);
         flow.options_acknowledged = true;
         let mut acked = 0;
@@ -568,7 +659,11 @@ impl Session {
             self.unacked_since = None;
             self.cc.on_ack(now, acked, self.srtt);
         }
-        self.rto_deadline = if self.in_flight > 0 { Some(now + self.erto) } else { None };
+        self.rto_deadline = if self.in_flight > 0 {
+            Some(now + self.erto)
+        } else {
+            None
+        };
     }
 
     fn detect_losses(&mut self, now: Instant) {
@@ -609,7 +704,9 @@ impl Session {
     }
 
     fn on_ping_reply(&mut self, from: SocketAddr, message: &[u8]) {
-        let Some((addr, nonce)) = self.pending_mobility else { return };
+        let Some((addr, nonce)) = self.pending_mobility else {
+            return;
+        };
         let mut r = Reader::new(message);
         if r.u8() != Ok(MOBILITY_MARK) || r.vlu() != Ok(nonce) || from != addr {
             return;
@@ -620,7 +717,10 @@ impl Session {
         // A new path: forget what we knew of the old one's round trip.
         self.srtt = None;
         self.erto = INITIAL_ERTO;
-        self.events.push_back(SessionEvent::AddressChanged { from: old, to: addr });
+        self.events.push_back(SessionEvent::AddressChanged {
+            from: old,
+            to: addr,
+        });
     }
 
     // ---- timers ----
@@ -634,7 +734,10 @@ impl Session {
         };
         match self.state {
             SessionState::Closed => return None,
-            SessionState::NearClose { since, next_request } => {
+            SessionState::NearClose {
+                since,
+                next_request,
+            } => {
                 consider(Some(next_request));
                 consider(Some(since + NEARCLOSE_PERIOD));
             }
@@ -644,7 +747,9 @@ impl Session {
                 consider(self.ack_deadline);
                 consider(Some(self.last_receive + self.config.idle_timeout));
                 if self.keepalive_outstanding.is_none() {
-                    consider(Some(self.last_receive.max(self.last_send) + self.config.keepalive));
+                    consider(Some(
+                        self.last_receive.max(self.last_send) + self.config.keepalive,
+                    ));
                 } else {
                     consider(self.keepalive_outstanding.map(|t| t + self.erto));
                 }
@@ -671,26 +776,38 @@ impl Session {
                     self.state = SessionState::Closed;
                 }
             }
-            SessionState::NearClose { since, next_request } => {
+            SessionState::NearClose {
+                since,
+                next_request,
+            } => {
                 if now >= since + NEARCLOSE_PERIOD {
                     self.state = SessionState::Closed;
-                    self.events.push_back(SessionEvent::Closed(CloseReason::LocalClose));
+                    self.events
+                        .push_back(SessionEvent::Closed(CloseReason::LocalClose));
                 } else if now >= next_request {
                     let mut c = Vec::new();
                     Chunk::SessionCloseRequest.emit(&mut c);
                     self.control.push_back(c);
-                    self.state = SessionState::NearClose { since, next_request: now + NEARCLOSE_RETRANSMIT };
+                    self.state = SessionState::NearClose {
+                        since,
+                        next_request: now + NEARCLOSE_RETRANSMIT,
+                    };
                 }
             }
             SessionState::Open => {
                 if now >= self.last_receive + self.config.idle_timeout {
                     self.state = SessionState::Closed;
-                    self.events.push_back(SessionEvent::Closed(CloseReason::IdleTimeout));
+                    self.events
+                        .push_back(SessionEvent::Closed(CloseReason::IdleTimeout));
                     return;
                 }
-                if self.unacked_since.is_some_and(|t| now >= t + self.config.retransmit_limit) {
+                if self
+                    .unacked_since
+                    .is_some_and(|t| now >= t + self.config.retransmit_limit)
+                {
                     self.state = SessionState::Closed;
-                    self.events.push_back(SessionEvent::Closed(CloseReason::RetransmitLimit));
+                    self.events
+                        .push_back(SessionEvent::Closed(CloseReason::RetransmitLimit));
                     return;
                 }
                 let mut freed = 0;
@@ -799,7 +916,13 @@ impl Session {
         self.mobility_sent == Some(nonce)
     }
 
-    fn seal(&mut self, _now: Instant, packet: &[u8], dest: SocketAddr, out: &mut Vec<u8>) -> SocketAddr {
+    fn seal(
+        &mut self,
+        _now: Instant,
+        packet: &[u8],
+        dest: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> SocketAddr {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         self.cipher.seal(packet, out);
@@ -856,19 +979,27 @@ impl Session {
         let mut wrote_any = false;
         let flow_ids: Vec<u64> = self.send_flows.keys().copied().collect();
         for flow_id in flow_ids {
-            let Some(flow) = self.send_flows.get_mut(&flow_id) else { continue };
+            let Some(flow) = self.send_flows.get_mut(&flow_id) else {
+                continue;
+            };
             let mut prev_seq: Option<u64> = None;
-            let mut flow_in_flight: u64 =
-                flow.outstanding.values().filter(|f| f.in_flight).map(|f| f.wire_len() as u64).sum();
+            let mut flow_in_flight: u64 = flow
+                .outstanding
+                .values()
+                .filter(|f| f.in_flight)
+                .map(|f| f.wire_len() as u64)
+                .sum();
             while let Some(&seq) = flow.queue.front() {
                 let Some(frag) = flow.outstanding.get(&seq) else {
                     flow.queue.pop_front();
                     continue;
                 };
                 let wire = frag.wire_len();
-                let window_ok = self.in_flight + wire <= window || (self.in_flight == 0 && !wrote_any);
+                let window_ok =
+                    self.in_flight + wire <= window || (self.in_flight == 0 && !wrote_any);
                 // RFC 7016 §3.6.2.5: new data only while the receiver advertises room.
-                let receiver_ok = frag.sent_once || wire == 0 || flow_in_flight + wire as u64 <= flow.peer_window;
+                let receiver_ok =
+                    frag.sent_once || wire == 0 || flow_in_flight + wire as u64 <= flow.peer_window;
                 if !window_ok || !receiver_ok {
                     if !receiver_ok && flow.peer_window == 0 {
                         // RFC 7016 §3.6.2.5: probe a closed window.
@@ -887,7 +1018,11 @@ impl Session {
                     unknown_mandatory: false,
                 });
                 let fragment = UserData {
-                    fragmentation: if frag.abandoned { Fragmentation::Whole } else { frag.fragmentation },
+                    fragmentation: if frag.abandoned {
+                        Fragmentation::Whole
+                    } else {
+                        frag.fragmentation
+                    },
                     abandon: frag.abandoned,
                     final_fragment: frag.final_fragment,
                     options,
@@ -896,7 +1031,12 @@ impl Session {
                 let chunk = if prev_seq == Some(seq.wrapping_sub(1)) && options.is_none() {
                     Chunk::NextUserData { fragment }
                 } else {
-                    Chunk::UserData { flow_id, sequence: seq, fsn_offset: seq - fsn, fragment }
+                    Chunk::UserData {
+                        flow_id,
+                        sequence: seq,
+                        fsn_offset: seq - fsn,
+                        fragment,
+                    }
                 };
                 if packet.len() + chunk.encoded_len() > budget {
                     break;
@@ -922,6 +1062,8 @@ impl Session {
             self.rto_deadline = Some(now + self.erto);
         }
         // Flows that completed (all acked after close, or rejected) are forgotten.
-        self.send_flows.retain(|_, f| !f.is_complete() && !(f.exception.is_some() && f.outstanding.is_empty()));
+        self.send_flows.retain(|_, f| {
+            !f.is_complete() && !(f.exception.is_some() && f.outstanding.is_empty())
+        });
     }
 }

@@ -220,4 +220,3 @@ mod tests {
         assert_eq!(all, vec![(0x15, &[2u8][..])]);
     }
 }
-

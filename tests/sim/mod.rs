@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,7 +23,13 @@ pub struct Link {
 
 impl Default for Link {
     fn default() -> Self {
-        Link { loss: 0.0, duplicate: 0.0, delay: Duration::from_millis(20), jitter: Duration::ZERO, mtu: 1400 }
+        Link {
+            loss: 0.0,
+            duplicate: 0.0,
+            delay: Duration::from_millis(20),
+            jitter: Duration::ZERO,
+            mtu: 1400,
+        }
     }
 }
 
@@ -59,7 +65,11 @@ impl Network {
     }
 
     pub fn add(&mut self, addr: &str, endpoint: Endpoint) -> usize {
-        self.nodes.push(Node { addr: addr.parse().unwrap(), endpoint, events: Vec::new() });
+        self.nodes.push(Node {
+            addr: addr.parse().unwrap(),
+            endpoint,
+            events: Vec::new(),
+        });
         self.nodes.len() - 1
     }
 
@@ -84,7 +94,11 @@ impl Network {
             self.dropped += 1;
             return;
         }
-        let copies = if self.rng.gen_bool(self.link.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.gen_bool(self.link.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let jitter = if self.link.jitter.is_zero() {
                 Duration::ZERO
@@ -94,7 +108,8 @@ impl Network {
             let at = self.now + self.link.delay + jitter;
             self.counter += 1;
             let dest = self.node_for(to).unwrap_or(usize::MAX);
-            self.in_flight.push(Reverse((at, self.counter, dest, from, payload.clone())));
+            self.in_flight
+                .push(Reverse((at, self.counter, dest, from, payload.clone())));
         }
     }
 
@@ -102,7 +117,11 @@ impl Network {
     pub fn step(&mut self) -> bool {
         self.flush_outputs();
         let next_delivery = self.in_flight.peek().map(|Reverse((t, ..))| *t);
-        let next_timer = self.nodes.iter().filter_map(|n| n.endpoint.poll_timeout()).min();
+        let next_timer = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.endpoint.poll_timeout())
+            .min();
         let next = match (next_delivery, next_timer) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => match a.or(b) {
@@ -117,7 +136,9 @@ impl Network {
             if *t > self.now {
                 break;
             }
-            let Some(Reverse((_, _, dest, from, payload))) = self.in_flight.pop() else { break };
+            let Some(Reverse((_, _, dest, from, payload))) = self.in_flight.pop() else {
+                break;
+            };
             if let Some(node) = self.nodes.get_mut(dest) {
                 node.endpoint.handle(self.now, from, &payload);
                 self.delivered += 1;
@@ -133,7 +154,11 @@ impl Network {
     }
 
     /// Steps until `done` holds or `limit` of virtual time passes.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Network) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut Network) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         while self.now < end {
             if done(self) {

@@ -88,7 +88,10 @@ fn be16(b: &[u8]) -> u16 {
 /// use a link type we do not know; a bad record ends the file with an error too.
 pub fn parse(file: &[u8]) -> Result<Capture, String> {
     if file.len() < 24 {
-        return Err(format!("{} bytes is too short for a pcap file header", file.len()));
+        return Err(format!(
+            "{} bytes is too short for a pcap file header",
+            file.len()
+        ));
     }
     let order = match file[..4] {
         // 0xa1b2c3d4 (microseconds) and 0xa1b23c4d (nanoseconds), as written on disk.
