@@ -550,6 +550,20 @@ impl<'a> Chunk<'a> {
         }
     }
 
+    /// Appends the chunk only if `out` then stays within `limit` bytes; returns whether
+    /// it did. Packet assembly uses this instead of measuring first and encoding twice.
+    pub fn emit_within(&self, out: &mut Vec<u8>, limit: usize) -> bool {
+        let start = out.len();
+        if !self.emit(out) {
+            return false;
+        }
+        if out.len() > limit {
+            out.truncate(start);
+            return false;
+        }
+        true
+    }
+
     /// Bytes `emit` appends.
     pub fn encoded_len(&self) -> usize {
         let mut v = Vec::new();

@@ -344,6 +344,13 @@ impl Endpoint {
         self.initiators.insert(id, init);
     }
 
+    fn initiator_by_tag(&self, tag: &[u8]) -> Option<SessionId> {
+        self.initiators
+            .iter()
+            .find(|(_, i)| i.tag == tag)
+            .map(|(&id, _)| id)
+    }
+
     fn on_rhello(
         &mut self,
         now: Instant,
@@ -352,12 +359,7 @@ impl Endpoint {
         cookie: &[u8],
         cert_bytes: &[u8],
     ) {
-        let Some(id) = self
-            .initiators
-            .iter()
-            .find(|(_, i)| i.tag == tag)
-            .map(|(&id, _)| id)
-        else {
+        let Some(id) = self.initiator_by_tag(tag) else {
             return self.drop(DropReason::UnexpectedHandshake);
         };
         let Some(mut init) = self.initiators.remove(&id) else {
@@ -431,12 +433,7 @@ impl Endpoint {
     }
 
     fn on_redirect(&mut self, now: Instant, tag: &[u8], addresses: &[EncodedAddress]) {
-        let Some(id) = self
-            .initiators
-            .iter()
-            .find(|(_, i)| i.tag == tag)
-            .map(|(&id, _)| id)
-        else {
+        let Some(id) = self.initiator_by_tag(tag) else {
             return self.drop(DropReason::UnexpectedHandshake);
         };
         let Some(init) = self.initiators.get_mut(&id) else {
@@ -1044,12 +1041,8 @@ impl Endpoint {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
-        for id in ids {
-            let Some(s) = self.sessions.get_mut(&id) else {
-                continue;
-            };
-            let mut payload = Vec::with_capacity(1280);
+        let mut payload = Vec::with_capacity(1280);
+        for s in self.sessions.values_mut() {
             if let Some(destination) = s.poll_transmit(now, &mut payload) {
                 return Some(Transmit {
                     destination,

@@ -167,13 +167,12 @@ impl RecvFlow {
                 self.delivered_through = end;
                 out.push(msg);
             } else if broken {
+                // The message can never complete: drop what we hold of it. `end` is past
+                // `start` here (the first fragment exists and starts a message).
                 for s in start..end {
                     self.discard(s);
                 }
-                self.delivered_through = end.max(start) - 1;
-                if self.delivered_through < start {
-                    self.delivered_through = start;
-                }
+                self.delivered_through = end - 1;
             } else {
                 break;
             }
@@ -253,6 +252,11 @@ impl RecvFlow {
     pub fn is_finished(&self) -> bool {
         self.final_sequence
             .is_some_and(|f| self.cumulative >= f && self.delivered_through >= f)
+    }
+
+    /// Something is held above a hole (acknowledge at once, RFC 7016 §3.6.3.4).
+    pub fn has_gap(&self) -> bool {
+        self.held.range(self.cumulative + 1..).next().is_some()
     }
 
     pub fn cumulative_ack(&self) -> u64 {

@@ -1,7 +1,7 @@
 //! Sending flows (RFC 7016 §3.6.2): messages cut into fragments with sequence numbers,
 //! retransmitted until acknowledged, or abandoned when stale (partial reliability).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::chunk::Fragmentation;
 use super::time::Instant;
@@ -14,8 +14,6 @@ pub struct SendFragment {
     pub final_fragment: bool,
     /// Abandoned: sent as an empty fragment with the abandon flag from now on.
     pub abandoned: bool,
-    /// Message deadline after which the fragment is abandoned.
-    pub deadline: Option<Instant>,
     pub in_flight: bool,
     /// Session-wide transmission number of the last send (orders NAK counting).
     pub tsn: u64,
@@ -60,6 +58,12 @@ pub struct SendFlow {
     pub options_acknowledged: bool,
     pub exception: Option<u64>,
     pub priority: u8,
+    /// Bytes of fragments currently in flight (kept, not summed, on the per-packet path).
+    in_flight_bytes: u64,
+    /// Highest sequence number ever transmitted: nothing above it can be in flight.
+    highest_sent: u64,
+    /// Message deadlines as `(deadline, first, last)` sequence ranges, earliest first.
+    deadlines: BTreeSet<(Instant, u64, u64)>,
 }
 
 impl SendFlow {
@@ -76,6 +80,9 @@ impl SendFlow {
             options_acknowledged: false,
             exception: None,
             priority: 0,
+            in_flight_bytes: 0,
+            highest_sent: 0,
+            deadlines: BTreeSet::new(),
         }
     }
 
@@ -95,6 +102,7 @@ impl SendFlow {
             message.chunks(max_fragment.max(1)).collect()
         };
         let n = pieces.len();
+        let first = self.next_sequence;
         for (i, piece) in pieces.into_iter().enumerate() {
             let fragmentation = match (n, i) {
                 (1, _) => Fragmentation::Whole,
@@ -102,17 +110,14 @@ impl SendFlow {
                 (_, i) if i == n - 1 => Fragmentation::End,
                 _ => Fragmentation::Middle,
             };
-            self.push_fragment(piece.to_vec(), fragmentation, false, deadline);
+            self.push_fragment(piece.to_vec(), fragmentation, false);
+        }
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, first, self.next_sequence - 1));
         }
     }
 
-    fn push_fragment(
-        &mut self,
-        data: Vec<u8>,
-        fragmentation: Fragmentation,
-        final_fragment: bool,
-        deadline: Option<Instant>,
-    ) {
+    fn push_fragment(&mut self, data: Vec<u8>, fragmentation: Fragmentation, final_fragment: bool) {
         let seq = self.next_sequence;
         self.next_sequence += 1;
         self.outstanding.insert(
@@ -122,7 +127,6 @@ impl SendFlow {
                 fragmentation,
                 final_fragment,
                 abandoned: false,
-                deadline,
                 in_flight: false,
                 tsn: 0,
                 nak_count: 0,
@@ -135,7 +139,7 @@ impl SendFlow {
     /// Queues the final fragment (RFC 7016 §3.6.2.3.2): an empty message with `fin`.
     pub fn close(&mut self) {
         if self.state == SendFlowState::Open {
-            self.push_fragment(Vec::new(), Fragmentation::Whole, true, None);
+            self.push_fragment(Vec::new(), Fragmentation::Whole, true);
             self.state = SendFlowState::Closing;
         }
     }
@@ -153,19 +157,119 @@ impl SendFlow {
         fsn
     }
 
-    /// Marks stale fragments abandoned; returns bytes that were in flight among them.
+    /// The earliest message deadline still pending, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(d, _, _)| d)
+    }
+
+    /// Marks fragments of messages past their deadline abandoned; returns the bytes that
+    /// were in flight among them.
     pub fn abandon_stale(&mut self, now: Instant) -> usize {
         let mut freed = 0;
-        for frag in self.outstanding.values_mut() {
-            if !frag.abandoned && frag.deadline.is_some_and(|d| now >= d) {
+        while let Some(&(deadline, first, last)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            for frag in self.outstanding.range_mut(first..=last).map(|(_, f)| f) {
+                if frag.abandoned {
+                    continue;
+                }
                 if frag.in_flight {
                     freed += frag.data.len();
                 }
                 frag.abandoned = true;
-                frag.data.clear();
-                frag.data.shrink_to_fit();
+                frag.data = Vec::new();
             }
         }
+        self.in_flight_bytes -= freed as u64;
+        freed
+    }
+
+    /// Bytes in flight on this flow (what the receiver's window is measured against).
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.in_flight_bytes
+    }
+
+    /// Records a transmission of `seq` with session transmission number `tsn`; returns the
+    /// bytes it puts in flight.
+    pub fn mark_sent(&mut self, seq: u64, tsn: u64) -> usize {
+        let Some(frag) = self.outstanding.get_mut(&seq) else {
+            return 0;
+        };
+        let wire = frag.wire_len();
+        if !frag.in_flight {
+            self.in_flight_bytes += wire as u64;
+        }
+        frag.in_flight = true;
+        frag.sent_once = true;
+        frag.tsn = tsn;
+        frag.nak_count = 0;
+        self.highest_sent = self.highest_sent.max(seq);
+        wire
+    }
+
+    /// One strike against every in-flight fragment sent before `max_tsn` (RFC 7016
+    /// §3.6.2.4: a later transmission was acknowledged, so these were passed over).
+    pub fn count_naks(&mut self, max_tsn: u64) {
+        for frag in self
+            .outstanding
+            .range_mut(..=self.highest_sent)
+            .map(|(_, f)| f)
+        {
+            if frag.in_flight && frag.tsn < max_tsn {
+                frag.nak_count += 1;
+            }
+        }
+    }
+
+    /// Takes fragments with `naks` strikes out of flight and queues them for
+    /// retransmission; returns (fragments declared lost, their bytes).
+    pub fn take_lost(&mut self, naks: u32) -> (usize, usize) {
+        let mut lost = Vec::new();
+        for (&seq, frag) in self.outstanding.range_mut(..=self.highest_sent) {
+            if frag.in_flight && frag.nak_count >= naks {
+                lost.push(seq);
+            }
+        }
+        let count = lost.len();
+        (count, lost.into_iter().map(|seq| self.requeue(seq)).sum())
+    }
+
+    /// Everything in flight is presumed lost (retransmission timeout); returns its bytes.
+    pub fn requeue_all_in_flight(&mut self) -> usize {
+        let in_flight: Vec<u64> = self
+            .outstanding
+            .range(..=self.highest_sent)
+            .filter(|(_, f)| f.in_flight)
+            .map(|(&s, _)| s)
+            .collect();
+        in_flight.into_iter().map(|seq| self.requeue(seq)).sum()
+    }
+
+    fn requeue(&mut self, seq: u64) -> usize {
+        let Some(frag) = self.outstanding.get_mut(&seq) else {
+            return 0;
+        };
+        let wire = if frag.in_flight { frag.wire_len() } else { 0 };
+        frag.in_flight = false;
+        frag.nak_count = 0;
+        self.in_flight_bytes -= wire as u64;
+        // The queue stays sorted: retransmissions go out lowest sequence first.
+        if let Err(at) = self.queue.binary_search(&seq) {
+            self.queue.insert(at, seq);
+        }
+        wire
+    }
+
+    /// The receiver rejected the flow: drop everything; returns bytes that were in flight.
+    pub fn reject(&mut self, code: u64) -> usize {
+        let freed = self.in_flight_bytes as usize;
+        self.exception = Some(code);
+        self.outstanding.clear();
+        self.queue.clear();
+        self.deadlines.clear();
+        self.in_flight_bytes = 0;
         freed
     }
 
@@ -182,10 +286,13 @@ impl SendFlow {
     /// greatest tsn among them).
     pub fn acknowledge(&mut self, from: u64, to: u64) -> (usize, u64) {
         let seqs: Vec<u64> = self.outstanding.range(from..=to).map(|(&s, _)| s).collect();
+        if seqs.is_empty() {
+            return (0, 0);
+        }
         let mut bytes = 0;
         let mut max_tsn = 0;
-        for s in seqs {
-            if let Some(f) = self.outstanding.remove(&s) {
+        for s in &seqs {
+            if let Some(f) = self.outstanding.remove(s) {
                 if f.in_flight {
                     bytes += f.wire_len();
                 }
@@ -194,7 +301,8 @@ impl SendFlow {
                 }
             }
         }
-        self.queue.retain(|s| self.outstanding.contains_key(s));
+        self.in_flight_bytes -= bytes as u64;
+        // Acknowledged sequence numbers left in the queue are skipped when it is drained.
         if self.state == SendFlowState::Closing && self.outstanding.is_empty() {
             self.state = SendFlowState::Complete;
         }

@@ -167,6 +167,8 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     /// Ciphertext-to-plaintext scratch buffer, reused.
     scratch: Vec<u8>,
+    /// Plaintext packet under assembly, reused.
+    tx_packet: Vec<u8>,
 }
 
 impl std::fmt::Debug for Session {
@@ -227,6 +229,7 @@ impl Session {
             mobility_nonce: u64::from(near_id) << 16,
             events: VecDeque::new(),
             scratch: Vec::with_capacity(2048),
+            tx_packet: Vec::with_capacity(MAX_SESSION_PACKET),
         }
     }
 
@@ -451,14 +454,8 @@ impl Session {
                 Chunk::FlowException { flow_id, code } => {
                     if let Some(f) = self.send_flows.get_mut(&flow_id) {
                         if f.exception.is_none() {
-                            f.exception = Some(code);
-                            for frag in f.outstanding.values() {
-                                if frag.in_flight {
-                                    self.in_flight = self.in_flight.saturating_sub(frag.wire_len());
-                                }
-                            }
-                            f.outstanding.clear();
-                            f.queue.clear();
+                            let freed = f.reject(code);
+                            self.in_flight = self.in_flight.saturating_sub(freed);
                             self.events
                                 .push_back(SessionEvent::FlowRejected { flow_id, code });
                         }
@@ -520,10 +517,7 @@ impl Session {
         if data_seen {
             self.data_packets_unacked += 1;
             // Ack at once every second data packet, or when something is out of order.
-            let out_of_order = self
-                .recv_flows
-                .values()
-                .any(|f| f.ack_due && !f.ack_ranges(1).is_empty());
+            let out_of_order = self.recv_flows.values().any(|f| f.ack_due && f.has_gap());
             if self.data_packets_unacked >= 2 || out_of_order {
                 self.ack_deadline = Some(now);
             } else if self.ack_deadline.is_none() {
@@ -647,11 +641,7 @@ impl Session {
         }
         // NAK counting (RFC 7016 §3.6.2.4): fragments sent before an acknowledged one and
         // still outstanding each get a strike.
-        for frag in flow.outstanding.values_mut() {
-            if frag.in_flight && frag.tsn < max_tsn {
-                frag.nak_count += 1;
-            }
-        }
+        flow.count_naks(max_tsn);
         self.in_flight = self.in_flight.saturating_sub(acked);
         self.keepalive_outstanding = None;
         if acked > 0 {
@@ -669,23 +659,9 @@ impl Session {
     fn detect_losses(&mut self, now: Instant) {
         let mut lost_any = false;
         for flow in self.send_flows.values_mut() {
-            let mut requeue = Vec::new();
-            for (&seq, frag) in flow.outstanding.iter_mut() {
-                if frag.in_flight && frag.nak_count >= NAKS_FOR_LOSS {
-                    frag.in_flight = false;
-                    frag.nak_count = 0;
-                    self.in_flight = self.in_flight.saturating_sub(frag.wire_len());
-                    lost_any = true;
-                    requeue.push(seq);
-                }
-            }
-            for seq in requeue.into_iter().rev() {
-                flow.queue.push_front(seq);
-            }
-            let mut q: Vec<u64> = flow.queue.drain(..).collect();
-            q.sort_unstable();
-            q.dedup();
-            flow.queue = q.into();
+            let (count, bytes) = flow.take_lost(NAKS_FOR_LOSS);
+            self.in_flight = self.in_flight.saturating_sub(bytes);
+            lost_any |= count > 0;
         }
         if lost_any {
             self.cc.on_loss(now, self.srtt);
@@ -762,9 +738,7 @@ impl Session {
     fn next_abandon_deadline(&self) -> Option<Instant> {
         self.send_flows
             .values()
-            .flat_map(|f| f.outstanding.values())
-            .filter(|f| !f.abandoned)
-            .filter_map(|f| f.deadline)
+            .filter_map(|f| f.next_deadline())
             .min()
     }
 
@@ -846,18 +820,7 @@ impl Session {
     fn on_retransmit_timeout(&mut self, now: Instant) {
         // RFC 7016 §3.5.2.2: everything in flight is presumed lost; back off the timer.
         for flow in self.send_flows.values_mut() {
-            let mut q: Vec<u64> = Vec::new();
-            for (&seq, frag) in flow.outstanding.iter_mut() {
-                if frag.in_flight {
-                    frag.in_flight = false;
-                    frag.nak_count = 0;
-                    q.push(seq);
-                }
-            }
-            q.extend(flow.queue.drain(..));
-            q.sort_unstable();
-            q.dedup();
-            flow.queue = q.into();
+            flow.requeue_all_in_flight();
         }
         self.in_flight = 0;
         self.cc.on_timeout(now);
@@ -875,9 +838,22 @@ impl Session {
         if self.state == SessionState::Closed {
             return None;
         }
-        let mut packet = Vec::with_capacity(MAX_SESSION_PACKET);
+        let mut packet = std::mem::take(&mut self.tx_packet);
+        packet.clear();
+        let dest = self.assemble(now, &mut packet, out);
+        self.tx_packet = packet;
+        dest
+    }
+
+    /// Fills `packet` with header and chunks and seals it into `out`.
+    fn assemble(
+        &mut self,
+        now: Instant,
+        packet: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<SocketAddr> {
         let header = self.next_header(now);
-        header.emit(&mut packet);
+        header.emit(packet);
         let header_len = packet.len();
         let budget = MAX_SESSION_PACKET - self.cipher.overhead();
         // Mobility probe goes to the candidate address in a packet of its own.
@@ -885,9 +861,9 @@ impl Session {
             if !self.mobility_probe_sent(nonce) {
                 let mut msg = vec![MOBILITY_MARK];
                 put_vlu(&mut msg, nonce);
-                Chunk::Ping { message: &msg }.emit(&mut packet);
+                Chunk::Ping { message: &msg }.emit(packet);
                 self.mobility_sent = Some(nonce);
-                return Some(self.seal(now, &packet, addr, out));
+                return Some(self.seal(now, packet, addr, out));
             }
         }
         while let Some(c) = self.control.front() {
@@ -899,17 +875,17 @@ impl Session {
             }
         }
         if self.ack_deadline.is_some_and(|d| now >= d) {
-            self.write_acks(&mut packet, budget);
+            self.write_acks(packet, budget);
         }
         if self.state == SessionState::Open {
-            self.write_data(now, &mut packet, budget);
+            self.write_data(now, packet, budget);
         }
         if packet.len() == header_len {
             return None;
         }
         self.last_send = now;
         let dest = self.peer;
-        Some(self.seal(now, &packet, dest, out))
+        Some(self.seal(now, packet, dest, out))
     }
 
     fn mobility_probe_sent(&self, nonce: u64) -> bool {
@@ -961,11 +937,10 @@ impl Session {
                 cumulative_ack: flow.cumulative_ack(),
                 ranges,
             };
-            if packet.len() + chunk.encoded_len() > budget {
+            if !chunk.emit_within(packet, budget) {
                 all_written = false;
                 break;
             }
-            chunk.emit(packet);
             flow.ack_due = false;
         }
         if all_written {
@@ -983,12 +958,6 @@ impl Session {
                 continue;
             };
             let mut prev_seq: Option<u64> = None;
-            let mut flow_in_flight: u64 = flow
-                .outstanding
-                .values()
-                .filter(|f| f.in_flight)
-                .map(|f| f.wire_len() as u64)
-                .sum();
             while let Some(&seq) = flow.queue.front() {
                 let Some(frag) = flow.outstanding.get(&seq) else {
                     flow.queue.pop_front();
@@ -998,14 +967,14 @@ impl Session {
                 let window_ok =
                     self.in_flight + wire <= window || (self.in_flight == 0 && !wrote_any);
                 // RFC 7016 §3.6.2.5: new data only while the receiver advertises room.
-                let receiver_ok =
-                    frag.sent_once || wire == 0 || flow_in_flight + wire as u64 <= flow.peer_window;
+                let receiver_ok = frag.sent_once
+                    || wire == 0
+                    || flow.in_flight_bytes() + wire as u64 <= flow.peer_window;
                 if !window_ok || !receiver_ok {
                     if !receiver_ok && flow.peer_window == 0 {
                         // RFC 7016 §3.6.2.5: probe a closed window.
                         let c = Chunk::BufferProbe { flow_id };
-                        if packet.len() + c.encoded_len() <= budget && self.rto_deadline.is_none() {
-                            c.emit(packet);
+                        if self.rto_deadline.is_none() && c.emit_within(packet, budget) {
                             self.rto_deadline = Some(now + self.erto);
                         }
                     }
@@ -1038,23 +1007,15 @@ impl Session {
                         fragment,
                     }
                 };
-                if packet.len() + chunk.encoded_len() > budget {
+                if !chunk.emit_within(packet, budget) {
                     break;
                 }
-                chunk.emit(packet);
                 wrote_any = true;
                 prev_seq = Some(seq);
                 flow.queue.pop_front();
                 let tsn = self.next_tsn;
                 self.next_tsn += 1;
-                if let Some(frag) = flow.outstanding.get_mut(&seq) {
-                    frag.in_flight = true;
-                    frag.sent_once = true;
-                    frag.tsn = tsn;
-                    frag.nak_count = 0;
-                }
-                self.in_flight += wire;
-                flow_in_flight += wire as u64;
+                self.in_flight += flow.mark_sent(seq, tsn);
                 self.unacked_since.get_or_insert(now);
             }
         }
