@@ -233,3 +233,153 @@ fn session_survives_client_address_change() {
     session.send(flow, b"welcome", None);
     assert!(net.run_until(Duration::from_secs(10), |n| n.nodes[c].events.iter().any(|e| matches!(e, Event::Session { event: SessionEvent::Message { data, .. }, .. } if data == b"welcome"))));
 }
+
+#[test]
+fn peers_behind_nats_meet_through_the_servers_introduction() {
+    let mut net = Network::new(6, Link::default());
+    let s = net.add(SERVER, Endpoint::new(EndpointConfig::server(), [1; 32]));
+    let a = net.add_behind_nat(
+        "192.168.1.10:5000",
+        "203.0.113.1:61000",
+        Endpoint::new(EndpointConfig::default(), [2; 32]),
+    );
+    let b = net.add_behind_nat(
+        "192.168.7.20:6000",
+        "198.51.100.9:62000",
+        Endpoint::new(EndpointConfig::default(), [3; 32]),
+    );
+    let now = net.now;
+    let server_addr = SERVER.parse().unwrap();
+    let app = || EndpointDiscriminator::for_uri("rtmfp://10.0.0.1/live");
+    let a_to_server = net.nodes[a].endpoint.connect(now, server_addr, app());
+    let b_to_server = net.nodes[b].endpoint.connect(now, server_addr, app());
+    assert!(net.run_until(Duration::from_secs(10), |n| {
+        n.nodes[a].endpoint.session(a_to_server).is_some()
+            && n.nodes[b].endpoint.session(b_to_server).is_some()
+    }));
+    // The server knows B by the peer ID of the certificate B presented; that is what it
+    // hands to other members.
+    let b_public = net.nodes[b].reachable_at();
+    let b_peer_id = net.nodes[s]
+        .endpoint
+        .session_ids()
+        .into_iter()
+        .filter_map(|id| net.nodes[s].endpoint.session(id))
+        .find(|sess| sess.peer == b_public)
+        .map(|sess| sess.info.far_peer_id)
+        .expect("server has B's session");
+
+    // Straight to B's public address, A's IHello dies at B's NAT.
+    let now = net.now;
+    let unintroduced =
+        net.nodes[a]
+            .endpoint
+            .connect(now, b_public, EndpointDiscriminator::for_peer(b_peer_id));
+    net.run_until(Duration::from_secs(3), |_| false);
+    assert!(net.nodes[a].endpoint.session(unintroduced).is_none());
+    assert!(net.nodes[b].nat.as_ref().unwrap().refused > 0);
+
+    // Through the server it works: the forwarded IHello makes B answer toward A, which
+    // opens B's mapping for A while A's redirected IHello opens A's for B.
+    let now = net.now;
+    let direct =
+        net.nodes[a]
+            .endpoint
+            .connect(now, server_addr, EndpointDiscriminator::for_peer(b_peer_id));
+    assert!(
+        net.run_until(Duration::from_secs(20), |n| n.nodes[a]
+            .endpoint
+            .session(direct)
+            .is_some_and(|sess| sess.peer == b_public)),
+        "A opened a session straight to B's public address, A at step {:?}",
+        net.nodes[a].endpoint.handshake_step(direct)
+    );
+    assert!(net.nodes[s]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Introduced { target, .. } if *target == b_peer_id)));
+    let b_side = net.nodes[b]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::SessionOpened {
+                session,
+                peer,
+                as_initiator: false,
+            } if *peer == net.nodes[a].reachable_at() => Some(*session),
+            _ => None,
+        })
+        .expect("B accepted A's session");
+
+    // Data moves peer to peer without the server.
+    let server_delivered_before = net.delivered;
+    let session = net.nodes[a].endpoint.session_mut(direct).unwrap();
+    let flow = session.open_flow(b"p2p".to_vec(), None);
+    session.send(flow, b"straight to you", None);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.nodes[b].events.iter().any(
+        |e| matches!(e, Event::Session { session, event: SessionEvent::Message { data, .. } } if *session == b_side && data == b"straight to you")
+    )));
+    assert!(net.delivered > server_delivered_before);
+}
+
+#[test]
+fn quiet_session_stays_open_on_keepalives() {
+    let (mut net, s, c, sid) = pair(8, Link::default(), EndpointConfig::default());
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
+    let server_sid = opened(&net, s).unwrap();
+    let delivered = net.delivered;
+    // Five minutes without application data: more than twice the idle timeout.
+    net.run_until(Duration::from_secs(300), |_| false);
+    assert!(net.nodes[c].endpoint.session(sid).is_some());
+    assert!(net.nodes[s].endpoint.session(server_sid).is_some());
+    assert!(
+        net.delivered > delivered + 10,
+        "keepalive pings crossed the link"
+    );
+    assert!(!net.nodes[c].events.iter().any(|e| matches!(
+        e,
+        Event::Session {
+            event: SessionEvent::Closed(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn vanished_peer_is_detected_and_its_session_closed() {
+    let config = EndpointConfig::default();
+    let idle = config.session.idle_timeout;
+    let (mut net, s, c, _) = pair(9, Link::default(), config);
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
+    let server_sid = opened(&net, s).unwrap();
+    // The client disappears without a word (power loss, cable pulled).
+    net.link.loss = 1.0;
+    let closed_on_server = |n: &Network| {
+        n.nodes[s].events.iter().find_map(|e| match e {
+            Event::Session {
+                session,
+                event: SessionEvent::Closed(reason),
+            } if *session == server_sid => Some(*reason),
+            _ => None,
+        })
+    };
+    assert!(
+        net.run_until(idle + Duration::from_secs(30), |n| closed_on_server(n)
+            .is_some())
+    );
+    let reason = closed_on_server(&net).unwrap();
+    assert!(
+        matches!(
+            reason,
+            CloseReason::IdleTimeout | CloseReason::RetransmitLimit
+        ),
+        "{reason:?}"
+    );
+    assert!(net.nodes[s].endpoint.session(server_sid).is_none());
+}

@@ -34,9 +34,26 @@ impl Default for Link {
 }
 
 pub struct Node {
+    /// The node's own address (private when it sits behind a NAT).
     pub addr: SocketAddr,
     pub endpoint: Endpoint,
     pub events: Vec<Event>,
+    pub nat: Option<Nat>,
+}
+
+/// An address-restricted cone NAT: one public mapping, and inbound datagrams pass only
+/// from addresses the node has sent to. That is what makes hole punching necessary.
+pub struct Nat {
+    pub public: SocketAddr,
+    pub permitted: std::collections::HashSet<std::net::IpAddr>,
+    pub refused: u64,
+}
+
+impl Node {
+    /// Where others reach this node.
+    pub fn reachable_at(&self) -> SocketAddr {
+        self.nat.as_ref().map_or(self.addr, |n| n.public)
+    }
 }
 
 pub struct Network {
@@ -69,18 +86,33 @@ impl Network {
             addr: addr.parse().unwrap(),
             endpoint,
             events: Vec::new(),
+            nat: None,
         });
         self.nodes.len() - 1
     }
 
+    /// Adds a node at `private` behind a NAT whose public mapping is `public`.
+    pub fn add_behind_nat(&mut self, private: &str, public: &str, endpoint: Endpoint) -> usize {
+        let node = self.add(private, endpoint);
+        self.nodes[node].nat = Some(Nat {
+            public: public.parse().unwrap(),
+            permitted: Default::default(),
+            refused: 0,
+        });
+        node
+    }
+
     fn node_for(&self, addr: SocketAddr) -> Option<usize> {
-        self.nodes.iter().position(|n| n.addr == addr)
+        self.nodes.iter().position(|n| n.reachable_at() == addr)
     }
 
     fn flush_outputs(&mut self) {
         for i in 0..self.nodes.len() {
             while let Some(t) = self.nodes[i].endpoint.poll_transmit(self.now) {
-                let from = self.nodes[i].addr;
+                let from = self.nodes[i].reachable_at();
+                if let Some(nat) = &mut self.nodes[i].nat {
+                    nat.permitted.insert(t.destination.ip());
+                }
                 self.send(from, t.destination, t.payload);
             }
             while let Some(e) = self.nodes[i].endpoint.poll_event() {
@@ -140,6 +172,12 @@ impl Network {
                 break;
             };
             if let Some(node) = self.nodes.get_mut(dest) {
+                if let Some(nat) = &mut node.nat {
+                    if !nat.permitted.contains(&from.ip()) {
+                        nat.refused += 1;
+                        continue;
+                    }
+                }
                 node.endpoint.handle(self.now, from, &payload);
                 self.delivered += 1;
             }
