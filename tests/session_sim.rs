@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rtmfp_edge::proto::endpoint::{EndpointConfig, Event};
 use rtmfp_edge::proto::epd::EndpointDiscriminator;
+use rtmfp_edge::proto::flow_send::Priority;
 use rtmfp_edge::proto::keying::HandshakeLayout;
 use rtmfp_edge::proto::session::{CloseReason, SessionEvent};
 use rtmfp_edge::proto::Endpoint;
@@ -382,4 +383,133 @@ fn vanished_peer_is_detected_and_its_session_closed() {
         "{reason:?}"
     );
     assert!(net.nodes[s].endpoint.session(server_sid).is_none());
+}
+
+fn delivered_on(net: &mut Network, node: usize, metadata: &[u8], flows: &mut Vec<u64>) -> usize {
+    let mut bytes = 0;
+    for e in net.drain_events(node) {
+        match e {
+            Event::Session {
+                event:
+                    SessionEvent::FlowOpened {
+                        flow_id,
+                        metadata: m,
+                        ..
+                    },
+                ..
+            } if m == metadata => flows.push(flow_id),
+            Event::Session {
+                event: SessionEvent::Message { flow_id, data },
+                ..
+            } if flows.contains(&flow_id) => bytes += data.len(),
+            other => net.nodes[node].events.push(other),
+        }
+    }
+    bytes
+}
+
+#[test]
+fn time_critical_flow_goes_ahead_of_bulk_data_queued_before_it() {
+    let (mut net, s, c, sid) = pair(10, Link::default(), EndpointConfig::default());
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
+    net.drain_events(s);
+    let session = net.nodes[c].endpoint.session_mut(sid).unwrap();
+    let bulk = session.open_flow(b"bulk".to_vec(), None);
+    for _ in 0..16 {
+        session.send(bulk, &[0xb0; 64 * 1024], None);
+    }
+    let media = session.open_flow(b"media".to_vec(), None);
+    session.set_priority(media, Priority::TIME_CRITICAL);
+    let keyframe = vec![0x17; 256 * 1024];
+    session.send(media, &keyframe, None);
+
+    let (mut bulk_flows, mut media_flows) = (Vec::new(), Vec::new());
+    let (mut bulk_bytes, mut media_bytes) = (0, 0);
+    let mut bulk_bytes_when_media_done = None;
+    assert!(net.run_until(Duration::from_secs(60), |n| {
+        media_bytes += delivered_on(n, s, b"media", &mut media_flows);
+        bulk_bytes += delivered_on(n, s, b"bulk", &mut bulk_flows);
+        if media_bytes == keyframe.len() && bulk_bytes_when_media_done.is_none() {
+            bulk_bytes_when_media_done = Some(bulk_bytes);
+        }
+        bulk_bytes == 16 * 64 * 1024
+    }));
+    assert_eq!(
+        bulk_bytes_when_media_done,
+        Some(0),
+        "the keyframe arrived whole before any bulk message"
+    );
+}
+
+#[test]
+fn time_critical_sender_makes_the_server_ask_other_senders_to_yield() {
+    let mut net = Network::new(11, Link::default());
+    let _server = net.add(SERVER, Endpoint::new(EndpointConfig::server(), [1; 32]));
+    let publisher = net.add(CLIENT, Endpoint::new(EndpointConfig::default(), [2; 32]));
+    let uploader = net.add(
+        "10.0.0.3:50000",
+        Endpoint::new(EndpointConfig::default(), [3; 32]),
+    );
+    let now = net.now;
+    let app = || EndpointDiscriminator::for_uri("rtmfp://10.0.0.1/live");
+    let server_addr = SERVER.parse().unwrap();
+    let p = net.nodes[publisher]
+        .endpoint
+        .connect(now, server_addr, app());
+    let u = net.nodes[uploader]
+        .endpoint
+        .connect(now, server_addr, app());
+    assert!(net.run_until(Duration::from_secs(10), |n| {
+        n.nodes[publisher].endpoint.session(p).is_some()
+            && n.nodes[uploader].endpoint.session(u).is_some()
+    }));
+    // The uploader sends routine data all along.
+    let session = net.nodes[uploader].endpoint.session_mut(u).unwrap();
+    let upload = session.open_flow(b"upload".to_vec(), None);
+    for _ in 0..64 {
+        session.send(upload, &[1; 16 * 1024], None);
+    }
+    net.run_until(Duration::from_millis(500), |_| false);
+    let now = net.now;
+    assert!(!net.nodes[uploader]
+        .endpoint
+        .session(u)
+        .unwrap()
+        .yields_to_time_critical(now));
+
+    // The publisher starts sending time-critical media.
+    let session = net.nodes[publisher].endpoint.session_mut(p).unwrap();
+    let media = session.open_flow(b"media".to_vec(), None);
+    session.set_priority(media, Priority::TIME_CRITICAL);
+    for _ in 0..10 {
+        session.send(media, &[9; 4000], None);
+    }
+    assert!(net.run_until(Duration::from_secs(1), |n| n.nodes[uploader]
+        .endpoint
+        .session(u)
+        .unwrap()
+        .yields_to_time_critical(n.now)));
+    let now = net.now;
+    assert!(
+        !net.nodes[publisher]
+            .endpoint
+            .session(p)
+            .unwrap()
+            .yields_to_time_critical(now),
+        "the time-critical sender itself is not told to yield"
+    );
+    // Once the media stops, the reverse notification lapses.
+    net.run_until(Duration::from_secs(2), |_| false);
+    let session = net.nodes[uploader].endpoint.session_mut(u).unwrap();
+    session.send(upload, &[2; 1000], None);
+    net.run_until(Duration::from_millis(300), |_| false);
+    let now = net.now;
+    assert!(!net.nodes[uploader]
+        .endpoint
+        .session(u)
+        .unwrap()
+        .yields_to_time_critical(now));
 }

@@ -128,6 +128,35 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     drops: BTreeMap<DropReason, u64>,
     scratch: Vec<u8>,
+    time_critical: TimeCriticalSenders,
+}
+
+/// Who last sent us time-critical data (RFC 7016 §3.5.2.3): every other session's
+/// packets carry TCR for 800 ms after it, so their senders leave room.
+#[derive(Debug, Default)]
+struct TimeCriticalSenders {
+    latest: Option<(SessionId, Instant)>,
+    /// The latest TC from a session other than `latest`'s.
+    before_latest: Option<Instant>,
+}
+
+impl TimeCriticalSenders {
+    fn received(&mut self, session: SessionId, at: Instant) {
+        match self.latest {
+            Some((s, t)) if s != session => self.before_latest = Some(t),
+            _ => {}
+        }
+        self.latest = Some((session, at));
+    }
+
+    fn report_to(&self, session: SessionId, now: Instant) -> bool {
+        let other = match self.latest {
+            Some((s, _)) if s == session => self.before_latest,
+            Some((_, t)) => Some(t),
+            None => None,
+        };
+        other.is_some_and(|t| now.saturating_since(t) < super::session::TIME_CRITICAL_WINDOW)
+    }
 }
 
 impl Endpoint {
@@ -153,6 +182,7 @@ impl Endpoint {
             events: VecDeque::new(),
             drops: BTreeMap::new(),
             scratch: Vec::with_capacity(4096),
+            time_critical: TimeCriticalSenders::default(),
         }
     }
 
@@ -894,6 +924,9 @@ impl Endpoint {
         if sid != 0 {
             if let Some(session) = self.sessions.get_mut(&sid) {
                 let result = session.handle_datagram(now, from, &datagram[4..]);
+                if session.time_critical_received_at() == Some(now) {
+                    self.time_critical.received(sid, now);
+                }
                 self.collect_session_events(now, sid);
                 if let Err(reason) = result {
                     self.drop(reason);
@@ -1042,7 +1075,8 @@ impl Endpoint {
             return Some(t);
         }
         let mut payload = Vec::with_capacity(1280);
-        for s in self.sessions.values_mut() {
+        for (&id, s) in self.sessions.iter_mut() {
+            s.set_report_time_critical_reverse(self.time_critical.report_to(id, now));
             if let Some(destination) = s.poll_transmit(now, &mut payload) {
                 return Some(Transmit {
                     destination,

@@ -57,13 +57,46 @@ pub struct SendFlow {
     /// The receiver has acknowledged at least once: options need not be repeated.
     pub options_acknowledged: bool,
     pub exception: Option<u64>,
-    pub priority: u8,
+    pub priority: Priority,
     /// Bytes of fragments currently in flight (kept, not summed, on the per-packet path).
     in_flight_bytes: u64,
     /// Highest sequence number ever transmitted: nothing above it can be in flight.
     highest_sent: u64,
     /// Message deadlines as `(deadline, first, last)` sequence ranges, earliest first.
     deadlines: BTreeSet<(Instant, u64, u64)>,
+}
+
+/// A sending flow's priority, 0 (lowest) to 7. Higher-priority flows are served first;
+/// flows at [`Priority::TIME_CRITICAL`] or above carry time-critical data, which sets the
+/// TC flag on packets (RFC 7016 §2.2.4, §3.5.2.3). Media flows sit there; bulk below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const BACKGROUND: Priority = Priority(0);
+    pub const ROUTINE: Priority = Priority(2);
+    pub const TIME_CRITICAL: Priority = Priority(4);
+    pub const IMMEDIATE: Priority = Priority(5);
+    pub const HIGHEST: Priority = Priority(7);
+
+    /// Levels above 7 are clamped to 7.
+    pub fn new(level: u8) -> Self {
+        Priority(level.min(7))
+    }
+
+    pub fn level(self) -> u8 {
+        self.0
+    }
+
+    pub fn is_time_critical(self) -> bool {
+        self >= Priority::TIME_CRITICAL
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::ROUTINE
+    }
 }
 
 impl SendFlow {
@@ -79,7 +112,7 @@ impl SendFlow {
             peer_window: 65536,
             options_acknowledged: false,
             exception: None,
-            priority: 0,
+            priority: Priority::ROUTINE,
             in_flight_bytes: 0,
             highest_sent: 0,
             deadlines: BTreeSet::new(),

@@ -101,8 +101,7 @@ impl Willingness {
         if self.request && !(theirs.send_always || theirs.send_on_request) {
             return None;
         }
-        let send =
-            self.send_always || (theirs.request && (self.send_on_request || self.send_always));
+        let send = self.send_always || (theirs.request && self.send_on_request);
         let receive = self.request || theirs.send_always;
         Some((send, receive))
     }

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use super::chunk::{Chunk, DataOptions, Fragmentation, UserData};
 use super::cipher::PacketCipher;
-use super::congestion::{CongestionController, TcpCompatible};
+use super::congestion::{CongestionController, TcpCompatible, TimeCriticality};
 use super::epd::PeerId;
 use super::flow_recv::{Delivery, RecvFlow};
-use super::flow_send::SendFlow;
+use super::flow_send::{Priority, SendFlow};
 use super::keying::HandshakeLayout;
-use super::packet::{Mode, PacketHeader, MAX_SESSION_PACKET};
+use super::packet::{Mode, PacketHeader, FLAG_TIME_CRITICAL, MAX_SESSION_PACKET};
 use super::time::Instant;
 use super::vlu::{put_vlu, Reader};
 
@@ -169,7 +169,18 @@ pub struct Session {
     scratch: Vec<u8>,
     /// Plaintext packet under assembly, reused.
     tx_packet: Vec<u8>,
+    // time-critical traffic (RFC 7016 §3.5.2.3)
+    tc_sent_at: Option<Instant>,
+    tc_received_at: Option<Instant>,
+    tcr_received_at: Option<Instant>,
+    /// Set by the endpoint: someone else sends us time-critical data, so tell this peer.
+    report_time_critical_reverse: bool,
+    /// Where the round robin among equal-priority flows starts next time.
+    round_robin_after: u64,
 }
+
+/// How long a TC or TCR flag counts (RFC 7016 §3.5.2.3).
+pub const TIME_CRITICAL_WINDOW: Duration = Duration::from_millis(800);
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -230,6 +241,45 @@ impl Session {
             events: VecDeque::new(),
             scratch: Vec::with_capacity(2048),
             tx_packet: Vec::with_capacity(MAX_SESSION_PACKET),
+            tc_sent_at: None,
+            tc_received_at: None,
+            tcr_received_at: None,
+            report_time_critical_reverse: false,
+            round_robin_after: 0,
+        }
+    }
+
+    /// Flows at a higher priority send first; time-critical ones set the TC flag.
+    pub fn set_priority(&mut self, flow_id: u64, priority: Priority) {
+        if let Some(f) = self.send_flows.get_mut(&flow_id) {
+            f.priority = priority;
+        }
+    }
+
+    /// When the far end last sent us time-critical data (a packet with TC).
+    pub fn time_critical_received_at(&self) -> Option<Instant> {
+        self.tc_received_at
+    }
+
+    /// Whether the far end reported, within the last 800 ms, that someone else sends it
+    /// time-critical data.
+    pub fn yields_to_time_critical(&self, now: Instant) -> bool {
+        within_window(self.tcr_received_at, now)
+    }
+
+    /// The endpoint sets this before asking for packets: another session receives
+    /// time-critical data, so our packets carry TCR.
+    pub fn set_report_time_critical_reverse(&mut self, report: bool) {
+        self.report_time_critical_reverse = report;
+    }
+
+    fn time_criticality(&self, now: Instant) -> TimeCriticality {
+        if within_window(self.tc_sent_at, now) {
+            TimeCriticality::SendingTimeCritical
+        } else if within_window(self.tcr_received_at, now) {
+            TimeCriticality::YieldingToTimeCritical
+        } else {
+            TimeCriticality::Ordinary
         }
     }
 
@@ -376,6 +426,12 @@ impl Session {
             return Err(DropReason::UnknownSession);
         }
         self.last_receive = now;
+        if header.time_critical {
+            self.tc_received_at = Some(now);
+        }
+        if header.time_critical_reverse {
+            self.tcr_received_at = Some(now);
+        }
         if let Some(ts) = header.timestamp {
             if self.ts_received.map(|(t, _)| t) != Some(ts) {
                 self.ts_received = Some((ts, now));
@@ -647,7 +703,8 @@ impl Session {
         if acked > 0 {
             self.rto_backoff = 0;
             self.unacked_since = None;
-            self.cc.on_ack(now, acked, self.srtt);
+            let criticality = self.time_criticality(now);
+            self.cc.on_ack(now, acked, self.srtt, criticality);
         }
         self.rto_deadline = if self.in_flight > 0 {
             Some(now + self.erto)
@@ -877,8 +934,10 @@ impl Session {
         if self.ack_deadline.is_some_and(|d| now >= d) {
             self.write_acks(packet, budget);
         }
-        if self.state == SessionState::Open {
-            self.write_data(now, packet, budget);
+        if self.state == SessionState::Open && self.write_data(now, packet, budget) {
+            // The flags byte leads the plaintext packet.
+            packet[0] |= FLAG_TIME_CRITICAL;
+            self.tc_sent_at = Some(now);
         }
         if packet.len() == header_len {
             return None;
@@ -908,6 +967,7 @@ impl Session {
 
     fn next_header(&mut self, now: Instant) -> PacketHeader {
         let mut h = PacketHeader::new(self.role);
+        h.time_critical_reverse = self.report_time_critical_reverse;
         let ts = now.timestamp_ticks();
         // Flash-era peers expect a timestamp in every packet; RFC peers only when new.
         if self.info.layout == HandshakeLayout::FlashEra || self.last_ts_sent != Some(ts) {
@@ -949,11 +1009,22 @@ impl Session {
         }
     }
 
-    fn write_data(&mut self, now: Instant, packet: &mut Vec<u8>, budget: usize) {
+    /// Writes user data, highest-priority flows first and round robin among equals.
+    /// Returns whether any of it was time-critical.
+    fn write_data(&mut self, now: Instant, packet: &mut Vec<u8>, budget: usize) -> bool {
         let window = self.cc.window();
         let mut wrote_any = false;
-        let flow_ids: Vec<u64> = self.send_flows.keys().copied().collect();
-        for flow_id in flow_ids {
+        let mut wrote_time_critical = false;
+        let after = self.round_robin_after;
+        let mut flow_ids: Vec<(Priority, bool, u64)> = self
+            .send_flows
+            .iter()
+            .filter(|(_, f)| !f.queue.is_empty())
+            .map(|(&id, f)| (f.priority, id > after, id))
+            .collect();
+        // Highest priority first; within a priority, flows after the cursor first.
+        flow_ids.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        for (priority, _, flow_id) in flow_ids {
             let Some(flow) = self.send_flows.get_mut(&flow_id) else {
                 continue;
             };
@@ -1011,6 +1082,8 @@ impl Session {
                     break;
                 }
                 wrote_any = true;
+                wrote_time_critical |= priority.is_time_critical() && !frag.abandoned;
+                self.round_robin_after = flow_id;
                 prev_seq = Some(seq);
                 flow.queue.pop_front();
                 let tsn = self.next_tsn;
@@ -1024,7 +1097,12 @@ impl Session {
         }
         // Flows that completed (all acked after close, or rejected) are forgotten.
         self.send_flows.retain(|_, f| {
-            !f.is_complete() && !(f.exception.is_some() && f.outstanding.is_empty())
+            !(f.is_complete() || (f.exception.is_some() && f.outstanding.is_empty()))
         });
+        wrote_time_critical
     }
+}
+
+fn within_window(at: Option<Instant>, now: Instant) -> bool {
+    at.is_some_and(|t| now.saturating_since(t) < TIME_CRITICAL_WINDOW)
 }
