@@ -56,12 +56,15 @@ impl Node {
     }
 }
 
+/// (deliver at, sequence for a stable order, destination node, source, payload)
+type Datagram = (Instant, u64, usize, SocketAddr, Vec<u8>);
+
 pub struct Network {
     pub now: Instant,
     pub nodes: Vec<Node>,
     pub link: Link,
     rng: ChaCha8Rng,
-    in_flight: BinaryHeap<Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>>,
+    in_flight: BinaryHeap<Reverse<Datagram>>,
     counter: u64,
     pub delivered: u64,
     pub dropped: u64,
