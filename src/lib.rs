@@ -4,5 +4,6 @@
 //! subcommands of the `rtmfp-edge` binary.
 
 pub mod cli;
+pub mod flash;
 pub mod net;
 pub mod proto;
