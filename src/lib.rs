@@ -5,5 +5,7 @@
 
 pub mod cli;
 pub mod flash;
+pub mod media;
 pub mod net;
 pub mod proto;
+pub mod server;
