@@ -1,0 +1,3 @@
+//! RFC 7425 Flash profile: AMF, RTMP-style messages on flows, NetConnection/NetStream.
+
+pub mod amf;
