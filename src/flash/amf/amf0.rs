@@ -91,7 +91,7 @@ fn value(reader: &mut Reader<'_>) -> Result<Value, AmfError> {
         })?,
         marker::REFERENCE => {
             let index = reader.u16()?;
-            reader.resolve(Table::Amf0Objects, usize::from(index))?
+            reader.resolve(Table::Amf0Objects, usize::from(index), at)?
         }
         marker::AVMPLUS => amf3::value(reader)?,
         marker::OBJECT_END => return Err(AmfError::UnexpectedObjectEnd { at }),

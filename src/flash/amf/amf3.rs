@@ -183,10 +183,11 @@ fn complex(
     reader: &mut Reader<'_>,
     body: impl FnOnce(&mut Reader<'_>, usize) -> Result<Value, AmfError>,
 ) -> Result<Value, AmfError> {
+    let at = reader.position();
     let header = u29(reader)?;
     let field = (header >> 1) as usize;
     if header & INLINE == 0 {
-        return reader.resolve(Table::Amf3Objects, field);
+        return reader.resolve(Table::Amf3Objects, field, at);
     }
     let registration = reader.register(Table::Amf3Objects);
     reader.enter()?;

@@ -283,8 +283,13 @@ impl<'a> Reader<'a> {
     }
 
     /// A copy of the complex value at `index`, charged to the budget before it is made.
-    pub(super) fn resolve(&mut self, table: Table, index: usize) -> Result<Value, AmfError> {
-        let at = self.position;
+    /// `at` is where the reference starts, for errors.
+    pub(super) fn resolve(
+        &mut self,
+        table: Table,
+        index: usize,
+        at: usize,
+    ) -> Result<Value, AmfError> {
         let slots = &self.table(table).slots;
         let known = slots.len();
         let cost = match slots.get(index) {
