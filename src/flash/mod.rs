@@ -1,3 +1,4 @@
 //! RFC 7425 Flash profile: AMF, RTMP-style messages on flows, NetConnection/NetStream.
 
+pub mod amf;
 pub mod tc;
