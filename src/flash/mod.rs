@@ -1,4 +1,5 @@
 //! RFC 7425 Flash profile: AMF, RTMP-style messages on flows, NetConnection/NetStream.
 
 pub mod amf;
+pub mod command;
 pub mod tc;
