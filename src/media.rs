@@ -1,8 +1,11 @@
 //! What the server needs to know about audio/video payloads (the FLV/RTMP tag bodies):
 //! which messages are keyframes and which are codec headers a late joiner needs first.
-//! Covers the legacy codec ids and the enhanced-RTMP ex-header form.
+//! The tag-header parsing (legacy codec ids and the enhanced-RTMP ex-header form) is
+//! `flv`'s.
 
 use bytes::Bytes;
+
+use crate::flv::{AudioTagHeader, VideoTagHeader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MediaKind {
@@ -22,15 +25,6 @@ pub struct MediaMessage {
     pub payload: Bytes,
 }
 
-const VIDEO_FRAME_KEY: u8 = 1;
-const VIDEO_CODEC_AVC: u8 = 7;
-const VIDEO_CODEC_HEVC_LEGACY: u8 = 12;
-const VIDEO_EX_HEADER: u8 = 0x80;
-const VIDEO_EX_PACKET_SEQUENCE_START: u8 = 0;
-const AUDIO_FORMAT_AAC: u8 = 10;
-const AUDIO_FORMAT_EX_HEADER: u8 = 9;
-const AUDIO_EX_PACKET_SEQUENCE_START: u8 = 0;
-
 impl MediaMessage {
     pub fn new(kind: MediaKind, timestamp: u32, payload: impl Into<Bytes>) -> Self {
         MediaMessage {
@@ -43,33 +37,19 @@ impl MediaMessage {
     /// A video message that starts a decodable sequence (frame type 1).
     pub fn is_keyframe(&self) -> bool {
         self.kind == MediaKind::Video
-            && self
-                .payload
-                .first()
-                .is_some_and(|b| (b >> 4) & 0x07 == VIDEO_FRAME_KEY)
+            && VideoTagHeader::parse(&self.payload).is_ok_and(|h| h.is_keyframe())
     }
 
     /// A decoder configuration record (AVC/HEVC sequence header, AAC
     /// AudioSpecificConfig, or an enhanced-RTMP SequenceStart).
     pub fn is_sequence_header(&self) -> bool {
-        let p = &self.payload;
         match self.kind {
-            MediaKind::Video => match p.first() {
-                Some(&b) if b & VIDEO_EX_HEADER != 0 => b & 0x0f == VIDEO_EX_PACKET_SEQUENCE_START,
-                Some(&b) => {
-                    let codec = b & 0x0f;
-                    (codec == VIDEO_CODEC_AVC || codec == VIDEO_CODEC_HEVC_LEGACY)
-                        && p.get(1) == Some(&0)
-                }
-                None => false,
-            },
-            MediaKind::Audio => match p.first() {
-                Some(&b) if b >> 4 == AUDIO_FORMAT_AAC => p.get(1) == Some(&0),
-                Some(&b) if b >> 4 == AUDIO_FORMAT_EX_HEADER => {
-                    b & 0x0f == AUDIO_EX_PACKET_SEQUENCE_START
-                }
-                _ => false,
-            },
+            MediaKind::Video => {
+                VideoTagHeader::parse(&self.payload).is_ok_and(|h| h.is_sequence_header())
+            }
+            MediaKind::Audio => {
+                AudioTagHeader::parse(&self.payload).is_ok_and(|h| h.is_sequence_header())
+            }
             MediaKind::Data => false,
         }
     }
@@ -122,7 +102,10 @@ mod tests {
     #[test]
     fn avc_keyframes_and_headers_are_recognised() {
         assert!(video(b"\x17\x00\x00\x00\x00").is_sequence_header());
-        assert!(video(b"\x17\x00\x00\x00\x00").is_keyframe());
+        assert!(
+            !video(b"\x17\x00\x00\x00\x00").is_keyframe(),
+            "a sequence header holds no picture"
+        );
         assert!(video(b"\x17\x01\x00\x00\x00").is_keyframe());
         assert!(!video(b"\x17\x01\x00\x00\x00").is_sequence_header());
         assert!(!video(b"\x27\x01\x00\x00\x00").is_keyframe());
@@ -133,7 +116,7 @@ mod tests {
     fn enhanced_rtmp_video_uses_the_packet_type_nibble() {
         // ex-header, key frame, SequenceStart, FourCC hvc1
         assert!(video(b"\x90hvc1\x01").is_sequence_header());
-        assert!(video(b"\x90hvc1\x01").is_keyframe());
+        assert!(video(b"\x91hvc1\x01").is_keyframe());
         // ex-header, inter frame, CodedFrames
         let p = video(b"\xa1av01");
         assert!(!p.is_keyframe() && !p.is_sequence_header());

@@ -164,6 +164,14 @@ pub fn user_control(event: u16, fields: &[u32]) -> Vec<u8> {
     out
 }
 
+pub fn stream_begin(stream_id: u32) -> Vec<u8> {
+    user_control(user_control::STREAM_BEGIN, &[stream_id])
+}
+
+pub fn stream_eof(stream_id: u32) -> Vec<u8> {
+    user_control(user_control::STREAM_EOF, &[stream_id])
+}
+
 /// RFC 7425 §5.3.4: the server tells the client how often to send keepalives, to the
 /// server and to its peers (milliseconds).
 pub fn set_keepalive(server_period_ms: u32, peer_period_ms: u32) -> Vec<u8> {
