@@ -63,8 +63,13 @@ fn serve(listen: SocketAddr) -> Result<()> {
     println!("rtmfp-edge serving RTMFP on udp://{}", driver.local_addr()?);
     println!("server peer id {}", driver.endpoint.server_peer_id());
     loop {
-        driver.run(Duration::from_secs(60), |_, _, event| {
+        driver.run(Duration::from_secs(60), |ep, _, event| {
             log_event(&event);
+            if let Event::SessionOpened { session, .. } = event {
+                if let Some(s) = ep.session(session) {
+                    println!("session {session:08x} {}", describe_info(&s.info));
+                }
+            }
             true
         })?;
         print_drops(driver.endpoint.drops());
@@ -114,6 +119,20 @@ fn log_event(event: &Event) {
         }
         _ => {}
     }
+}
+
+/// One line: what a session negotiated.
+fn describe_info(info: &crate::proto::session::SessionInfo) -> String {
+    format!(
+        "layout {}, DH group {}, HMAC send {} receive {}, sequence numbers send {} receive {}, far peer id {}",
+        info.layout,
+        info.dh_group,
+        info.tx_hmac.map(|n| format!("{n}")).unwrap_or_else(|| "no".into()),
+        info.rx_hmac.map(|n| format!("{n}")).unwrap_or_else(|| "no".into()),
+        yes_no(info.tx_sequence_numbers),
+        yes_no(info.rx_sequence_numbers),
+        info.far_peer_id,
+    )
 }
 
 fn print_drops(drops: &std::collections::BTreeMap<DropReason, u64>) {

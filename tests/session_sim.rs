@@ -197,6 +197,34 @@ fn session_closes_cleanly_on_both_sides() {
 }
 
 #[test]
+fn ping_right_after_an_idle_poll_still_measures_rtt() {
+    // A poll that finds nothing to send must not use up the current timestamp tick:
+    // the ping that follows at the same instant has to carry a timestamp so the far end
+    // can echo it (RFC 7016 §3.5.2.2), or no RTT is ever measured.
+    for layout in [HandshakeLayout::Rfc7425, HandshakeLayout::FlashEra] {
+        let cfg = EndpointConfig {
+            initiator_layouts: vec![layout],
+            ..Default::default()
+        };
+        let (mut net, s, c, sid) = pair(6, Link::default(), cfg);
+        assert!(
+            net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+                && opened(n, s).is_some())
+        );
+        let now = net.now;
+        assert!(net.nodes[c].endpoint.poll_transmit(now).is_none());
+        net.nodes[c].endpoint.session_mut(sid).unwrap().ping(now);
+        assert!(
+            net.run_until(Duration::from_secs(1), |n| n.nodes[c]
+                .endpoint
+                .session(sid)
+                .is_some_and(|s| s.srtt().is_some())),
+            "{layout}: no RTT sample after a ping"
+        );
+    }
+}
+
+#[test]
 fn session_survives_client_address_change() {
     let (mut net, s, c, sid) = pair(5, Link::default(), EndpointConfig::default());
     assert!(

@@ -920,6 +920,7 @@ impl Session {
                 put_vlu(&mut msg, nonce);
                 Chunk::Ping { message: &msg }.emit(packet);
                 self.mobility_sent = Some(nonce);
+                self.note_header_sent(&header);
                 return Some(self.seal(now, packet, addr, out));
             }
         }
@@ -942,6 +943,7 @@ impl Session {
         if packet.len() == header_len {
             return None;
         }
+        self.note_header_sent(&header);
         self.last_send = now;
         let dest = self.peer;
         Some(self.seal(now, packet, dest, out))
@@ -965,14 +967,15 @@ impl Session {
         dest
     }
 
-    fn next_header(&mut self, now: Instant) -> PacketHeader {
+    /// The header for the packet being assembled. Pure: a header built for an attempt
+    /// that ends up with nothing to send must not use up the current timestamp.
+    fn next_header(&self, now: Instant) -> PacketHeader {
         let mut h = PacketHeader::new(self.role);
         h.time_critical_reverse = self.report_time_critical_reverse;
         let ts = now.timestamp_ticks();
         // Flash-era peers expect a timestamp in every packet; RFC peers only when new.
         if self.info.layout == HandshakeLayout::FlashEra || self.last_ts_sent != Some(ts) {
             h.timestamp = Some(ts);
-            self.last_ts_sent = Some(ts);
         }
         if let Some((ts_rx, at)) = self.ts_received {
             let elapsed = now.saturating_since(at);
@@ -982,6 +985,13 @@ impl Session {
             }
         }
         h
+    }
+
+    /// Records what a packet that is really going out carried.
+    fn note_header_sent(&mut self, header: &PacketHeader) {
+        if let Some(ts) = header.timestamp {
+            self.last_ts_sent = Some(ts);
+        }
     }
 
     fn write_acks(&mut self, packet: &mut Vec<u8>, budget: usize) {
