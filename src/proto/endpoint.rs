@@ -129,6 +129,9 @@ pub struct Endpoint {
     drops: BTreeMap<DropReason, u64>,
     scratch: Vec<u8>,
     time_critical: TimeCriticalSenders,
+    /// Addresses a client reported for itself (Flash `setPeerInfo`), given out with the
+    /// observed one when introducing others to it.
+    reported_addresses: HashMap<SessionId, Vec<SocketAddr>>,
 }
 
 /// Who last sent us time-critical data (RFC 7016 §3.5.2.3): every other session's
@@ -183,6 +186,7 @@ impl Endpoint {
             drops: BTreeMap::new(),
             scratch: Vec::with_capacity(4096),
             time_critical: TimeCriticalSenders::default(),
+            reported_addresses: HashMap::new(),
         }
     }
 
@@ -215,6 +219,14 @@ impl Endpoint {
 
     pub fn session_ids(&self) -> Vec<SessionId> {
         self.sessions.keys().copied().collect()
+    }
+
+    /// Records the addresses a client says it can be reached at (its LAN addresses,
+    /// say), so peers introduced to it try them too (RFC 7016 §3.5.1.5).
+    pub fn set_reported_addresses(&mut self, session: SessionId, addresses: Vec<SocketAddr>) {
+        if self.sessions.contains_key(&session) {
+            self.reported_addresses.insert(session, addresses);
+        }
     }
 
     /// Where an unfinished handshake we started stands.
@@ -725,15 +737,13 @@ impl Endpoint {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.queue_control(fihello);
         }
-        self.send_startup(
-            now,
-            initiator,
-            0,
-            &Chunk::Redirect {
-                tag,
-                addresses: vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)],
-            },
-        );
+        let mut addresses = vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)];
+        for &a in self.reported_addresses.get(&sid).into_iter().flatten() {
+            if a != target_addr {
+                addresses.push(EncodedAddress::new(a, AddressOrigin::Local));
+            }
+        }
+        self.send_startup(now, initiator, 0, &Chunk::Redirect { tag, addresses });
         self.events.push_back(Event::Introduced {
             from: initiator,
             target,
@@ -1067,6 +1077,9 @@ impl Endpoint {
         }
         self.answered.retain(|_, (_, _, until)| *until > now);
         self.sessions.retain(|_, s| !s.is_closed());
+        let sessions = &self.sessions;
+        self.reported_addresses
+            .retain(|id, _| sessions.contains_key(id));
     }
 
     /// The next datagram to send, if any.

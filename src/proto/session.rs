@@ -148,6 +148,7 @@ pub struct Session {
     rttvar: Duration,
     erto: Duration,
     last_ts_sent: Option<u16>,
+    last_echo_sent: Option<u16>,
     ts_received: Option<(u16, Instant)>,
     last_echo_seen: Option<u16>,
     // timers
@@ -224,6 +225,7 @@ impl Session {
             rttvar: Duration::ZERO,
             erto: INITIAL_ERTO,
             last_ts_sent: None,
+            last_echo_sent: None,
             ts_received: None,
             last_echo_seen: None,
             last_receive: now,
@@ -980,8 +982,13 @@ impl Session {
         if let Some((ts_rx, at)) = self.ts_received {
             let elapsed = now.saturating_since(at);
             // RFC 7016 §3.5.2.2: echo only while the elapsed time fits (128 s).
-            if elapsed < Duration::from_secs(128) {
-                h.timestamp_echo = Some(ts_rx.wrapping_add((elapsed.as_millis() / 4) as u16));
+            let echo = ts_rx.wrapping_add((elapsed.as_millis() / 4) as u16);
+            // RFC 7016 §3.5.2.2: echo only while the elapsed time fits (128 s), and only
+            // a value not echoed already (Flash-era peers get it in every packet).
+            let repeat =
+                self.last_echo_sent == Some(echo) && self.info.layout != HandshakeLayout::FlashEra;
+            if elapsed < Duration::from_secs(128) && !repeat {
+                h.timestamp_echo = Some(echo);
             }
         }
         h
@@ -991,6 +998,9 @@ impl Session {
     fn note_header_sent(&mut self, header: &PacketHeader) {
         if let Some(ts) = header.timestamp {
             self.last_ts_sent = Some(ts);
+        }
+        if let Some(echo) = header.timestamp_echo {
+            self.last_echo_sent = Some(echo);
         }
     }
 
