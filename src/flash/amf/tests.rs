@@ -774,3 +774,26 @@ fn errors_say_what_was_expected_and_where() {
         "AMF value cut short at byte 3: it needs 5 more bytes but 1 are left"
     );
 }
+
+#[test]
+fn amf0_encoder_shares_amf3_tables_across_switched_values_of_a_message() {
+    let values = [Value::Xml("x".into()), Value::object([("k", Value::Null)])];
+    let switched = [
+        Value::Array(Array {
+            dense: Vec::new(),
+            associative: props(&[("ab", Value::Null)]),
+        }),
+        Value::Array(Array {
+            dense: Vec::new(),
+            associative: props(&[("ab", Value::Integer(1))]),
+        }),
+    ];
+    let mut out = Vec::new();
+    encode_amf0_sequence(&switched, &mut out).unwrap();
+    // The second array's key "ab" is AMF3 string reference 0, from the first array.
+    assert_eq!(out, hex("11 09 01 05 61 62 01 01  11 09 01 00 04 01 01"));
+    assert_eq!(decode_amf0_sequence(&out).unwrap(), switched);
+    let mut out = Vec::new();
+    encode_amf0_sequence(&values, &mut out).unwrap();
+    assert_eq!(decode_amf0_sequence(&out).unwrap(), values);
+}
