@@ -686,7 +686,7 @@ fn doubling_references_exhaust_the_memory_budget_instead_of_memory() {
     // Value i is a strict array holding value i-1 twice, by reference: 2^40 copies of a
     // 60 kB string described in a few hundred bytes.
     let mut bytes = vec![0x0a, 0, 0, 0, 1, 0x0c, 0, 0, 0xea, 0x60];
-    bytes.extend(std::iter::repeat_n(b'a', 60_000));
+    bytes.extend(std::iter::repeat(b'a').take(60_000));
     for index in 0u16..40 {
         bytes.extend_from_slice(&[0x0a, 0, 0, 0, 2]);
         for _ in 0..2 {
@@ -706,7 +706,7 @@ fn doubling_references_exhaust_the_memory_budget_instead_of_memory() {
 #[test]
 fn repeated_string_references_exhaust_the_memory_budget_instead_of_memory() {
     let mut bytes = hex("06 87 a9 41"); // inline string of 60 000 bytes: (60000 << 1) | 1 = 0x1d4c1
-    bytes.extend(std::iter::repeat_n(b's', 60_000));
+    bytes.extend(std::iter::repeat(b's').take(60_000));
     for _ in 0..5_000 {
         bytes.extend(hex("06 00"));
     }
