@@ -138,23 +138,45 @@ fn long_utf8(reader: &mut Reader<'_>) -> Result<String, AmfError> {
     reader.utf8(usize::try_from(len).unwrap_or(usize::MAX))
 }
 
-/// Appends the AMF0 encoding of `value` to `out`. On error `out` is left as it was.
+/// Appends the AMF0 encoding of `value`, a message of its own, to `out`. On error `out`
+/// is left as it was. For a message of several values use [`Amf0Encoder`] (or
+/// [`super::encode_amf0_sequence`]): values switched to AMF3 share the message's AMF3
+/// reference tables.
+pub fn encode_amf0(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
+    Amf0Encoder::new().encode(value, out)
+}
+
+/// An AMF0 encoder for one message.
 ///
 /// Strings longer than 65535 bytes go out as long strings; objects with a class name as
 /// typed objects (sealed members first, then dynamic ones). Values AMF0 has no type for
 /// ([`Value::Integer`], [`Value::Xml`], [`Value::Array`], [`Value::ByteArray`], vectors and
-/// dictionaries) are sent as AMF3 behind the 0x11 switch marker, each with fresh AMF3
-/// reference tables so any AMF0 reader with AMF3 support decodes them.
-pub fn encode_amf0(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
-    let start = out.len();
-    let result = write_value(value, out);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+/// dictionaries) are sent as AMF3 behind the 0x11 switch marker. Those AMF3 values share
+/// one set of AMF3 reference tables for the whole message, as Flash Player's do (and as
+/// [`Reader`] expects). Nothing is ever sent as an AMF0 reference.
+#[derive(Debug, Default)]
+pub struct Amf0Encoder {
+    amf3: Amf3Encoder,
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
+impl Amf0Encoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one value. On error `out` is left as it was (the AMF3 tables may remember
+    /// strings of the failed value, so start a new encoder for a new message).
+    pub fn encode(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
+        let start = out.len();
+        let result = write_value(value, out, &mut self.amf3);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>, amf3: &mut Amf3Encoder) -> Result<(), AmfError> {
     match value {
         Value::Number(number) => {
             out.push(marker::NUMBER);
@@ -190,7 +212,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
                 out.push(marker::TYPED_OBJECT);
                 write_short_utf8("class name", &object.class_name, out)?;
             }
-            write_properties(object.properties(), out)?;
+            write_properties(object.properties(), out, amf3)?;
         }
         Value::EcmaArray(array) => {
             out.push(marker::ECMA_ARRAY);
@@ -201,13 +223,14 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
                     .iter()
                     .map(|(name, value)| (name.as_str(), value)),
                 out,
+                amf3,
             )?;
         }
         Value::StrictArray(items) => {
             out.push(marker::STRICT_ARRAY);
             write_u32_len("strict array", items.len(), out)?;
             for item in items {
-                write_value(item, out)?;
+                write_value(item, out, amf3)?;
             }
         }
         Value::Integer(_)
@@ -220,7 +243,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
         | Value::VectorObject(_)
         | Value::Dictionary(_) => {
             out.push(marker::AVMPLUS);
-            Amf3Encoder::new().encode(value, out)?;
+            amf3.write(value, out)?;
         }
     }
     Ok(())
@@ -229,10 +252,11 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
 fn write_properties<'v>(
     properties: impl Iterator<Item = (&'v str, &'v Value)>,
     out: &mut Vec<u8>,
+    amf3: &mut Amf3Encoder,
 ) -> Result<(), AmfError> {
     for (name, value) in properties {
         write_short_utf8("property name", name, out)?;
-        write_value(value, out)?;
+        write_value(value, out, amf3)?;
     }
     out.extend_from_slice(&[0, 0, marker::OBJECT_END]);
     Ok(())

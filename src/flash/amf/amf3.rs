@@ -341,14 +341,15 @@ impl Amf3Encoder {
     /// strings of the failed value, so start a new encoder for a new message).
     pub fn encode(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
         let start = out.len();
-        let result = self.value(value, out);
+        let result = self.write(value, out);
         if result.is_err() {
             out.truncate(start);
         }
         result
     }
 
-    fn value(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
+    /// Appends one value, leaving partial output on error.
+    pub(super) fn write(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), AmfError> {
         match value {
             Value::Undefined => out.push(marker::UNDEFINED),
             Value::Null => out.push(marker::NULL),
@@ -411,7 +412,7 @@ impl Amf3Encoder {
                 write_vector_header(marker::VECTOR_OBJECT, vector.items.len(), vector.fixed, out)?;
                 self.string(&vector.type_name, out)?;
                 for item in &vector.items {
-                    self.value(item, out)?;
+                    self.write(item, out)?;
                 }
             }
             Value::Dictionary(dictionary) => {
@@ -419,8 +420,8 @@ impl Amf3Encoder {
                 write_inline_header("Dictionary", dictionary.entries.len(), out)?;
                 out.push(u8::from(dictionary.weak_keys));
                 for (key, value) in &dictionary.entries {
-                    self.value(key, out)?;
-                    self.value(value, out)?;
+                    self.write(key, out)?;
+                    self.write(value, out)?;
                 }
             }
         }
@@ -455,7 +456,7 @@ impl Amf3Encoder {
         write_inline_header("array", dense.len(), out)?;
         self.associative(associative, "array key", out)?;
         for item in dense {
-            self.value(item, out)?;
+            self.write(item, out)?;
         }
         Ok(())
     }
@@ -471,7 +472,7 @@ impl Amf3Encoder {
                 return Err(AmfError::EmptyName { what });
             }
             self.string(name, out)?;
-            self.value(value, out)?;
+            self.write(value, out)?;
         }
         self.string("", out)
     }
@@ -508,7 +509,7 @@ impl Amf3Encoder {
             }
         }
         for (_, value) in &object.sealed {
-            self.value(value, out)?;
+            self.write(value, out)?;
         }
         if let Some(dynamic) = &object.dynamic {
             self.associative(dynamic, "dynamic member name", out)?;

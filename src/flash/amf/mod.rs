@@ -13,7 +13,7 @@ mod amf3;
 mod reader;
 mod value;
 
-pub use amf0::{decode_amf0, encode_amf0};
+pub use amf0::{decode_amf0, encode_amf0, Amf0Encoder};
 pub use amf3::{decode_amf3, encode_amf3, Amf3Encoder, AMF3_INTEGER_MAX, AMF3_INTEGER_MIN};
 pub use reader::{Reader, MAX_DECODED_BYTES, MAX_DEPTH};
 pub use value::{
@@ -97,14 +97,16 @@ pub fn decode_amf3_sequence(bytes: &[u8]) -> Result<Vec<Value>, AmfError> {
     Ok(values)
 }
 
-/// Appends the AMF0 encoding of each value in turn. On error `out` is left as it was.
+/// Appends the AMF0 encoding of each value of a message in turn (values switched to AMF3
+/// share one set of AMF3 tables). On error `out` is left as it was.
 pub fn encode_amf0_sequence<'v>(
     values: impl IntoIterator<Item = &'v Value>,
     out: &mut Vec<u8>,
 ) -> Result<(), AmfError> {
     let start = out.len();
+    let mut encoder = Amf0Encoder::new();
     for value in values {
-        if let Err(error) = encode_amf0(value, out) {
+        if let Err(error) = encoder.encode(value, out) {
             out.truncate(start);
             return Err(error);
         }

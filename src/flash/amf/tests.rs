@@ -686,7 +686,7 @@ fn doubling_references_exhaust_the_memory_budget_instead_of_memory() {
     // Value i is a strict array holding value i-1 twice, by reference: 2^40 copies of a
     // 60 kB string described in a few hundred bytes.
     let mut bytes = vec![0x0a, 0, 0, 0, 1, 0x0c, 0, 0, 0xea, 0x60];
-    bytes.extend(std::iter::repeat_n(b'a', 60_000));
+    bytes.extend(std::iter::repeat(b'a').take(60_000));
     for index in 0u16..40 {
         bytes.extend_from_slice(&[0x0a, 0, 0, 0, 2]);
         for _ in 0..2 {
@@ -706,7 +706,7 @@ fn doubling_references_exhaust_the_memory_budget_instead_of_memory() {
 #[test]
 fn repeated_string_references_exhaust_the_memory_budget_instead_of_memory() {
     let mut bytes = hex("06 87 a9 41"); // inline string of 60 000 bytes: (60000 << 1) | 1 = 0x1d4c1
-    bytes.extend(std::iter::repeat_n(b's', 60_000));
+    bytes.extend(std::iter::repeat(b's').take(60_000));
     for _ in 0..5_000 {
         bytes.extend(hex("06 00"));
     }
@@ -773,4 +773,27 @@ fn errors_say_what_was_expected_and_where() {
         error.to_string(),
         "AMF value cut short at byte 3: it needs 5 more bytes but 1 are left"
     );
+}
+
+#[test]
+fn amf0_encoder_shares_amf3_tables_across_switched_values_of_a_message() {
+    let values = [Value::Xml("x".into()), Value::object([("k", Value::Null)])];
+    let switched = [
+        Value::Array(Array {
+            dense: Vec::new(),
+            associative: props(&[("ab", Value::Null)]),
+        }),
+        Value::Array(Array {
+            dense: Vec::new(),
+            associative: props(&[("ab", Value::Integer(1))]),
+        }),
+    ];
+    let mut out = Vec::new();
+    encode_amf0_sequence(&switched, &mut out).unwrap();
+    // The second array's key "ab" is AMF3 string reference 0, from the first array.
+    assert_eq!(out, hex("11 09 01 05 61 62 01 01  11 09 01 00 04 01 01"));
+    assert_eq!(decode_amf0_sequence(&out).unwrap(), switched);
+    let mut out = Vec::new();
+    encode_amf0_sequence(&values, &mut out).unwrap();
+    assert_eq!(decode_amf0_sequence(&out).unwrap(), values);
 }
