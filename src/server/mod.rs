@@ -1,0 +1,3 @@
+//! Applications: connect and publish authorization, live streams, RTMP ingest.
+
+pub mod config;
