@@ -1,0 +1,313 @@
+//! From the file as read to a [`ServerConfig`]: every value checked, and a bad one reported
+//! at its own line and column.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Position, Source};
+use super::raw::{RawApp, RawConfig, RawLimits, RawServer};
+use super::{
+    AccessRule, AppConfig, Cidr, Limits, PublishRule, ServerConfig, SharedToken, StreamPattern,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
+};
+use crate::proto::cookie::{FLASH_COOKIE_LEN, RFC_COOKIE_LEN};
+
+const MAX_APP_NAME: usize = 64;
+/// A sanity bound that catches typos, far above any machine's core count.
+const MAX_SHARDS: i64 = 4096;
+
+pub(super) fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
+    let source = Source { text, origin };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| source.toml_error(e))?;
+    Checker { source }.config(raw)
+}
+
+struct Checker<'a> {
+    source: Source<'a>,
+}
+
+impl Checker<'_> {
+    fn at<T>(&self, value: &Spanned<T>, problem: impl Into<String>) -> ConfigError {
+        self.source.error_at(value.span(), problem)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<ServerConfig, ConfigError> {
+        let mut config = self.server(raw.server)?;
+        if raw.app.is_empty() {
+            return Err(self.source.error(
+                "no [[app]] table: clients could connect to nothing; add one, such as \
+                 [[app]] with name = \"live\"",
+            ));
+        }
+        let mut apps: Vec<(AppConfig, Position)> = Vec::with_capacity(raw.app.len());
+        for raw_app in raw.app {
+            let name = &raw_app.name;
+            if let Some((_, first)) = apps.iter().find(|(a, _)| a.name == *name.get_ref()) {
+                return Err(self.at(
+                    name,
+                    format!(
+                        "app {:?}: name: already used by the app at line {}; names must be \
+                         unique",
+                        name.get_ref(),
+                        first.line
+                    ),
+                ));
+            }
+            let position = Position::of(self.source.text, name.span().start);
+            apps.push((self.app(raw_app)?, position));
+        }
+        config.apps = apps.into_iter().map(|(app, _)| app).collect();
+        Ok(config)
+    }
+
+    fn server(&self, raw: RawServer) -> Result<ServerConfig, ConfigError> {
+        let rtmfp_listen = match &raw.rtmfp_listen {
+            Some(text) => self
+                .listen(text, "server.rtmfp_listen", false)?
+                .unwrap_or(DEFAULT_LISTEN),
+            None => DEFAULT_LISTEN,
+        };
+        let rtmp_listen = match &raw.rtmp_listen {
+            Some(text) => self.listen(text, "server.rtmp_listen", true)?,
+            None => Some(DEFAULT_LISTEN),
+        };
+        let shards = match &raw.shards {
+            Some(n) if (1..=MAX_SHARDS).contains(n.get_ref()) => {
+                NonZeroUsize::new(*n.get_ref() as usize)
+            }
+            Some(n) => {
+                return Err(self.at(
+                    n,
+                    format!(
+                        "server.shards: {} is out of range; give 1 to {MAX_SHARDS}, or leave \
+                         it out for one shard per core",
+                        n.get_ref()
+                    ),
+                ))
+            }
+            None => None,
+        };
+        let cookie_len = match &raw.cookie_len {
+            Some(n) if [FLASH_COOKIE_LEN, RFC_COOKIE_LEN].contains(&(*n.get_ref() as usize)) => {
+                *n.get_ref() as usize
+            }
+            Some(n) => {
+                return Err(self.at(
+                    n,
+                    format!(
+                        "server.cookie_len: {} is not a cookie length; give 64 (every \
+                         deployed Flash client takes it) or 65 (strict RFC 7425 peers)",
+                        n.get_ref()
+                    ),
+                ))
+            }
+            None => FLASH_COOKIE_LEN,
+        };
+        let keepalive = self
+            .seconds(&raw.keepalive_secs, "server.keepalive_secs")?
+            .unwrap_or(DEFAULT_KEEPALIVE);
+        let idle_timeout = self
+            .seconds(&raw.idle_timeout_secs, "server.idle_timeout_secs")?
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        if idle_timeout <= keepalive {
+            let problem = format!(
+                "server.idle_timeout_secs ({}) must be longer than server.keepalive_secs ({}), \
+                 or sessions time out before their keepalive is sent",
+                idle_timeout.as_secs(),
+                keepalive.as_secs()
+            );
+            return Err(match (&raw.idle_timeout_secs, &raw.keepalive_secs) {
+                (Some(idle), _) => self.at(idle, problem),
+                (None, Some(keepalive)) => self.at(keepalive, problem),
+                (None, None) => self.source.error(problem),
+            });
+        }
+        Ok(ServerConfig {
+            rtmfp_listen,
+            rtmp_listen,
+            shards,
+            cookie_len,
+            keepalive,
+            idle_timeout,
+            apps: Vec::new(),
+        })
+    }
+
+    /// An `IP:port`, or with `may_be_off`, `"off"` for `None`.
+    fn listen(
+        &self,
+        text: &Spanned<String>,
+        key: &str,
+        may_be_off: bool,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        let value = text.get_ref().trim();
+        if may_be_off && value == "off" {
+            return Ok(None);
+        }
+        value.parse().map(Some).map_err(|_| {
+            let off = if may_be_off { ", or \"off\"" } else { "" };
+            self.at(
+                text,
+                format!(
+                    "{key}: {value:?} is not an address; expected IP:port, such as \
+                     \"0.0.0.0:1935\" or \"[::]:1935\"{off}"
+                ),
+            )
+        })
+    }
+
+    fn seconds(
+        &self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match value {
+            Some(n) if *n.get_ref() >= 1 => Ok(Some(Duration::from_secs(*n.get_ref() as u64))),
+            Some(n) => Err(self.at(n, format!("{key}: {} seconds; give 1 or more", n.get_ref()))),
+            None => Ok(None),
+        }
+    }
+
+    fn app(&self, raw: RawApp) -> Result<AppConfig, ConfigError> {
+        let name = raw.name.get_ref().clone();
+        if let Some(problem) = app_name_problem(&name) {
+            return Err(self.at(&raw.name, format!("app {name:?}: name: {problem}")));
+        }
+        let ctx = |key: &str| format!("app {name:?}: {key}");
+        let connect = self.access(
+            &ctx("connect"),
+            raw.connect.token,
+            raw.connect.allow,
+            raw.connect.deny,
+        )?;
+        let access = self.access(
+            &ctx("publish"),
+            raw.publish.token,
+            raw.publish.allow,
+            raw.publish.deny,
+        )?;
+        let streams = match raw.publish.streams {
+            Some(list) => Some(self.streams(&ctx("publish.streams"), list)?),
+            None => None,
+        };
+        Ok(AppConfig {
+            limits: self.limits(&ctx("limits"), raw.limits)?,
+            name,
+            connect,
+            publish: PublishRule { access, streams },
+        })
+    }
+
+    fn access(
+        &self,
+        ctx: &str,
+        token: Option<Spanned<String>>,
+        allow: Vec<Spanned<String>>,
+        deny: Vec<Spanned<String>>,
+    ) -> Result<AccessRule, ConfigError> {
+        let token = match token {
+            Some(t) if t.get_ref().is_empty() => {
+                return Err(self.at(
+                    &t,
+                    format!("{ctx}.token: empty; leave the key out for no token"),
+                ))
+            }
+            Some(t) => Some(SharedToken::new(t.get_ref())),
+            None => None,
+        };
+        Ok(AccessRule {
+            token,
+            allow: self.cidrs(&format!("{ctx}.allow"), &allow)?,
+            deny: self.cidrs(&format!("{ctx}.deny"), &deny)?,
+        })
+    }
+
+    fn cidrs(&self, ctx: &str, list: &[Spanned<String>]) -> Result<Vec<Cidr>, ConfigError> {
+        list.iter()
+            .map(|text| {
+                text.get_ref().parse::<Cidr>().map_err(|e| {
+                    self.at(
+                        text,
+                        format!("{ctx}: {:?} is not a CIDR ({e})", text.get_ref()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn streams(
+        &self,
+        ctx: &str,
+        list: Spanned<Vec<Spanned<String>>>,
+    ) -> Result<Vec<StreamPattern>, ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.at(
+                &list,
+                format!("{ctx}: an empty list refuses every stream; leave the key out to allow any name"),
+            ));
+        }
+        list.into_inner()
+            .into_iter()
+            .map(|pattern| {
+                if pattern.get_ref().is_empty() {
+                    Err(self.at(&pattern, format!("{ctx}: empty pattern")))
+                } else {
+                    Ok(StreamPattern::new(pattern.into_inner()))
+                }
+            })
+            .collect()
+    }
+
+    fn limits(&self, ctx: &str, raw: RawLimits) -> Result<Limits, ConfigError> {
+        Ok(Limits {
+            max_sessions: self.limit(ctx, "max_sessions", &raw.max_sessions)?,
+            max_streams: self.limit(ctx, "max_streams", &raw.max_streams)?,
+            max_players_per_stream: self.limit(
+                ctx,
+                "max_players_per_stream",
+                &raw.max_players_per_stream,
+            )?,
+            max_publish_kbps: self.limit(ctx, "max_publish_kbps", &raw.max_publish_kbps)?,
+        })
+    }
+
+    fn limit(
+        &self,
+        ctx: &str,
+        key: &str,
+        value: &Option<Spanned<i64>>,
+    ) -> Result<Option<u32>, ConfigError> {
+        let Some(n) = value else { return Ok(None) };
+        match u32::try_from(*n.get_ref()) {
+            Ok(0) => Err(self.at(
+                n,
+                format!("{ctx}.{key}: 0 would refuse everything; leave the key out for no limit"),
+            )),
+            Ok(max) => Ok(Some(max)),
+            Err(_) => Err(self.at(
+                n,
+                format!(
+                    "{ctx}.{key}: {} is out of range; give 1 to {}",
+                    n.get_ref(),
+                    u32::MAX
+                ),
+            )),
+        }
+    }
+}
+
+/// Why `name` cannot be an app name, if it cannot.
+fn app_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("empty".to_string());
+    }
+    if name.chars().count() > MAX_APP_NAME {
+        return Some(format!("longer than {MAX_APP_NAME} characters"));
+    }
+    name.chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .map(|c| format!("{c:?} is not allowed; use letters, digits, '_', '.' and '-'"))
+}

@@ -1,0 +1,198 @@
+//! The server's configuration: a TOML file, or the embedded default when there is none.
+//!
+//! `[server]` holds the listen addresses and engine settings; each `[[app]]` is an
+//! application a client names in its connect, with who may connect, who may publish which
+//! streams, and how much it takes. See `docs/config.md` for the file format.
+//!
+//! Everything here is data and pure decisions: the server counts sessions, streams and
+//! players, and asks the [`AppConfig`] whether one more is allowed.
+
+mod check;
+pub mod cidr;
+pub mod error;
+pub mod glob;
+pub mod policy;
+mod raw;
+pub mod request;
+pub mod token;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+pub use cidr::{Cidr, CidrError};
+pub use error::{ConfigError, Location, Position};
+pub use glob::StreamPattern;
+pub use policy::{AccessRule, Limit, Limits, PublishRule, Refusal, RefusalKind};
+pub use request::{ConnectRequest, Query, RequestedApp, RequestedStream};
+pub use token::SharedToken;
+
+use crate::proto::cookie::FLASH_COOKIE_LEN;
+use policy::Action;
+
+/// RTMFP (UDP) and RTMP (TCP) both default to port 1935, as Flash clients assume.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 1935);
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// The app of the embedded default.
+pub const DEFAULT_APP: &str = "live";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// UDP address for RTMFP.
+    pub rtmfp_listen: SocketAddr,
+    /// TCP address for RTMP ingest; `None` when `rtmp_listen = "off"`.
+    pub rtmp_listen: Option<SocketAddr>,
+    /// Engine shards; `None`: one per core, counted by the engine.
+    pub shards: Option<NonZeroUsize>,
+    /// Responder cookie length: 64 (every deployed Flash client) or 65 (RFC 7425 peers).
+    pub cookie_len: usize,
+    /// How long a quiet session waits before it sends a keepalive.
+    pub keepalive: Duration,
+    /// How long a silent session lives.
+    pub idle_timeout: Duration,
+    apps: Vec<AppConfig>,
+}
+
+/// One `[[app]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppConfig {
+    pub name: String,
+    pub connect: AccessRule,
+    pub publish: PublishRule,
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// What the server runs with when given no file: app `live`, open to everyone, no limits.
+    pub fn embedded_default() -> ServerConfig {
+        ServerConfig {
+            rtmfp_listen: DEFAULT_LISTEN,
+            rtmp_listen: Some(DEFAULT_LISTEN),
+            shards: None,
+            cookie_len: FLASH_COOKIE_LEN,
+            keepalive: DEFAULT_KEEPALIVE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            apps: vec![AppConfig::open(DEFAULT_APP)],
+        }
+    }
+
+    /// Reads and checks the file at `path`; errors name it as given.
+    pub fn load(path: impl AsRef<Path>) -> Result<ServerConfig, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ServerConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks `text`; `origin` is the name errors give it (a file name).
+    pub fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
+        check::parse(text, origin)
+    }
+
+    pub fn apps(&self) -> &[AppConfig] {
+        &self.apps
+    }
+
+    /// The app a client asked for. Takes the `app` of a connect as sent: `live`, `live/`,
+    /// `live/_definst_` and `live?token=abc` all name app `live`.
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        let name = RequestedApp::parse(name).name;
+        self.apps.iter().find(|app| app.name == name)
+    }
+
+    /// The whole connect decision short of the session count: the app must exist, and the
+    /// client's address and token pass its `connect` rule.
+    pub fn authorize_connect(
+        &self,
+        request: &ConnectRequest<'_>,
+        client: IpAddr,
+    ) -> Result<&AppConfig, Refusal> {
+        let requested = request.app();
+        let app = self
+            .app(requested.name)
+            .ok_or_else(|| Refusal::unknown_app(requested.name))?;
+        app.authorize_connect(client, request.token().as_deref())?;
+        Ok(app)
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig::embedded_default()
+    }
+}
+
+impl AppConfig {
+    /// An app open to everyone, without limits.
+    pub fn open(name: impl Into<String>) -> AppConfig {
+        AppConfig {
+            name: name.into(),
+            connect: AccessRule::default(),
+            publish: PublishRule::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// May `client`, offering `token` (see [`ConnectRequest::token`]), connect?
+    pub fn authorize_connect(&self, client: IpAddr, token: Option<&str>) -> Result<(), Refusal> {
+        self.connect.check(Action::Connect, client, token)
+    }
+
+    /// May `client`, offering `token`, publish `stream` (the name without its `?query`,
+    /// see [`RequestedStream`])? Checks the `publish` rule only: the client passed
+    /// [`authorize_connect`](Self::authorize_connect) when it connected.
+    pub fn authorize_publish(
+        &self,
+        client: IpAddr,
+        token: Option<&str>,
+        stream: &str,
+    ) -> Result<(), Refusal> {
+        self.publish.access.check(Action::Publish, client, token)?;
+        self.publish.check_stream(stream)
+    }
+
+    /// May one more session connect, with `current` sessions on this app already?
+    pub fn check_session_limit(&self, current: usize) -> Result<(), Refusal> {
+        Limits::check_count(Limit::Sessions, self.limits.max_sessions, current, |max| {
+            format!("application {:?} is full ({max} sessions)", self.name)
+        })
+    }
+
+    /// May one more stream be published, with `current` streams on this app already?
+    pub fn check_stream_limit(&self, current: usize) -> Result<(), Refusal> {
+        Limits::check_count(Limit::Streams, self.limits.max_streams, current, |max| {
+            format!(
+                "application {:?} has its maximum of {max} streams",
+                self.name
+            )
+        })
+    }
+
+    /// May one more client play a stream that `current` clients already play?
+    pub fn check_player_limit(&self, current: usize) -> Result<(), Refusal> {
+        Limits::check_count(
+            Limit::PlayersPerStream,
+            self.limits.max_players_per_stream,
+            current,
+            |max| format!("stream has its maximum of {max} players"),
+        )
+    }
+
+    /// Is a publisher measured at `kbps` within `max_publish_kbps`?
+    pub fn check_publish_rate(&self, kbps: u32) -> Result<(), Refusal> {
+        match self.limits.max_publish_kbps {
+            Some(max) if kbps > max => Err(Refusal {
+                kind: RefusalKind::LimitReached(Limit::PublishKbps),
+                reason: format!("publishing at {kbps} kbps, over the limit of {max} kbps"),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+//! The file as serde reads it: every value the checks may complain about keeps its span.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub app: Vec<RawApp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub rtmfp_listen: Option<Spanned<String>>,
+    pub rtmp_listen: Option<Spanned<String>>,
+    pub shards: Option<Spanned<i64>>,
+    pub cookie_len: Option<Spanned<i64>>,
+    pub keepalive_secs: Option<Spanned<i64>>,
+    pub idle_timeout_secs: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApp {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub connect: RawConnect,
+    #[serde(default)]
+    pub publish: RawPublish,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnect {
+    pub token: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPublish {
+    pub token: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    pub streams: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_sessions: Option<Spanned<i64>>,
+    pub max_streams: Option<Spanned<i64>>,
+    pub max_players_per_stream: Option<Spanned<i64>>,
+    pub max_publish_kbps: Option<Spanned<i64>>,
+}
