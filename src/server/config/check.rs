@@ -21,7 +21,22 @@ const MAX_SHARDS: i64 = 4096;
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
     let source = Source { text, origin };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| source.toml_error(e))?;
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let misplaced = ["connect", "publish", "limits"].into_iter().find(|t| {
+            e.message()
+                .starts_with(&format!("unknown field `{t}`, expected `server`"))
+        });
+        match misplaced {
+            // The TOML trap: `[connect]` after `[[app]]` is a new top-level table.
+            Some(table) => source.error_at(
+                e.span().unwrap_or(0..0),
+                format!(
+                    "[{table}] is not a top-level table; inside an [[app]] write [app.{table}]"
+                ),
+            ),
+            None => source.toml_error(e),
+        }
+    })?;
     Checker { source }.config(raw)
 }
 
@@ -113,10 +128,14 @@ impl Checker<'_> {
             .seconds(&raw.idle_timeout_secs, "server.idle_timeout_secs")?
             .unwrap_or(DEFAULT_IDLE_TIMEOUT);
         if idle_timeout <= keepalive {
+            let default =
+                |given: &Option<Spanned<i64>>| if given.is_some() { "" } else { "default " };
             let problem = format!(
-                "server.idle_timeout_secs ({}) must be longer than server.keepalive_secs ({}), \
-                 or sessions time out before their keepalive is sent",
+                "server.idle_timeout_secs ({}{}) must be longer than server.keepalive_secs \
+                 ({}{}), or sessions time out before their keepalive is sent",
+                default(&raw.idle_timeout_secs),
                 idle_timeout.as_secs(),
+                default(&raw.keepalive_secs),
                 keepalive.as_secs()
             );
             return Err(match (&raw.idle_timeout_secs, &raw.keepalive_secs) {

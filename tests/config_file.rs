@@ -1,0 +1,319 @@
+//! Config files as users write them: the documented example parses, and each kind of
+//! mistake is reported at its own line and column.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rtmfp_edge::server::config::{ConfigError, RefusalKind, ServerConfig};
+
+fn docs(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join(file)
+}
+
+/// Parses `text` as `config.toml` and returns the error's line, column and full message.
+fn error_of(text: &str) -> (usize, usize, String) {
+    let err = ServerConfig::parse(text, "config.toml").expect_err("config should be refused");
+    let message = err.to_string();
+    match (err.line(), err.column()) {
+        (Some(line), Some(column)) => (line, column, message),
+        _ => panic!("error without a position: {message}"),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn example_config_parses_and_means_what_its_comments_say() {
+    let config = ServerConfig::load(docs("example-config.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.shards.map(|n| n.get()), Some(4));
+    assert_eq!(config.apps().len(), 2);
+    let live = config.app("live").unwrap();
+    assert!(live.authorize_connect(ip("192.0.2.1"), None).is_ok());
+    let event = config.app("event/").unwrap();
+    assert_eq!(
+        event
+            .authorize_connect(ip("203.0.113.1"), None)
+            .unwrap_err()
+            .kind,
+        RefusalKind::BadToken
+    );
+    assert!(event
+        .authorize_connect(ip("203.0.113.1"), Some("viewer-secret"))
+        .is_ok());
+    assert_eq!(
+        event
+            .authorize_connect(ip("198.51.100.7"), Some("viewer-secret"))
+            .unwrap_err()
+            .kind,
+        RefusalKind::AddressDenied
+    );
+    let studio = ip("10.20.1.1");
+    assert!(event
+        .authorize_publish(studio, Some("studio-secret"), "cam-2")
+        .is_ok());
+    assert_eq!(
+        event
+            .authorize_publish(studio, Some("studio-secret"), "other")
+            .unwrap_err()
+            .kind,
+        RefusalKind::StreamNotAllowed
+    );
+    assert_eq!(
+        event
+            .authorize_publish(ip("10.20.99.1"), Some("studio-secret"), "main")
+            .unwrap_err()
+            .kind,
+        RefusalKind::AddressDenied
+    );
+    assert_eq!(event.limits.max_publish_kbps, Some(6000));
+}
+
+#[test]
+fn user_doc_shows_the_example_file_verbatim() {
+    let doc = std::fs::read_to_string(docs("config.md")).unwrap();
+    let example = std::fs::read_to_string(docs("example-config.toml")).unwrap();
+    assert!(
+        doc.contains(&format!("```toml\n{example}```")),
+        "docs/config.md must include docs/example-config.toml as its complete example"
+    );
+}
+
+#[test]
+fn bad_cidr_names_file_line_column_app_and_key() {
+    let text = r#"# edge config
+[server]
+rtmfp_listen = "0.0.0.0:1935"
+
+[[app]]
+name = "live"
+
+[app.connect]
+token = "abc"
+allow = [
+        "10.0.0.0/8",
+        "10.0.0.0/33",
+]
+"#;
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (12, 9));
+    assert_eq!(
+        message,
+        r#"config.toml:12:9: app "live": connect.allow: "10.0.0.0/33" is not a CIDR (prefix longer than 32)"#
+    );
+}
+
+#[test]
+fn cidr_with_host_bits_suggests_the_network() {
+    let text = "[[app]]\nname = \"tv\"\n[app.publish]\ndeny = [\"2001:db8::1/32\"]\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (4, 9));
+    assert!(
+        message.ends_with(
+            "app \"tv\": publish.deny: \"2001:db8::1/32\" is not a CIDR (host bits set; the \
+             network is 2001:db8::/32)"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_at_the_key() {
+    let text = "[[app]]\nname = \"live\"\n[app.limits]\nmax_session = 10\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (4, 1));
+    assert!(
+        message.starts_with("config.toml:4:1: unknown field `max_session`"),
+        "{message}"
+    );
+    assert!(message.contains("`max_sessions`"), "{message}");
+
+    let top = "[[app]]\nname = \"live\"\n\n[connect]\ntoken = \"t\"\n";
+    let (line, _, message) = error_of(top);
+    assert_eq!(line, 4, "{message}");
+    assert!(
+        message
+            .ends_with("[connect] is not a top-level table; inside an [[app]] write [app.connect]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicate_app_name_points_at_the_second_and_names_the_first() {
+    let text = r#"[[app]]
+name = "live"
+
+[[app]]
+name = "vod"
+
+[[app]]
+name = "live"
+"#;
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (8, 8));
+    assert_eq!(
+        message,
+        "config.toml:8:8: app \"live\": name: already used by the app at line 2; names must be \
+         unique"
+    );
+}
+
+#[test]
+fn cookie_len_must_be_64_or_65() {
+    let text = "[server]\nkeepalive_secs = 10\n\n\ncookie_len = 66\n[[app]]\nname = \"live\"\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (5, 14));
+    assert!(
+        message.contains("server.cookie_len: 66 is not a cookie length"),
+        "{message}"
+    );
+    let ok = "[server]\ncookie_len = 65\n[[app]]\nname = \"live\"\n";
+    assert_eq!(ServerConfig::parse(ok, "c.toml").unwrap().cookie_len, 65);
+    let (line, _, message) = error_of("[server]\ncookie_len = \"64\"\n[[app]]\nname = \"x\"\n");
+    assert_eq!(line, 2, "{message}");
+}
+
+#[test]
+fn listen_addresses_take_ip_port_and_rtmp_takes_off() {
+    let off =
+        "[server]\nrtmp_listen = \"off\"\nrtmfp_listen = \"[::]:1935\"\n[[app]]\nname = \"live\"\n";
+    let config = ServerConfig::parse(off, "c.toml").unwrap();
+    assert_eq!(config.rtmp_listen, None);
+    assert_eq!(config.rtmfp_listen, "[::]:1935".parse().unwrap());
+
+    let (line, column, message) =
+        error_of("[server]\nrtmfp_listen = \"off\"\n[[app]]\nname = \"live\"\n");
+    assert_eq!((line, column), (2, 16));
+    assert!(
+        message.contains("server.rtmfp_listen: \"off\" is not an address"),
+        "{message}"
+    );
+    let (line, _, message) =
+        error_of("[server]\n\nrtmp_listen = \"localhost:1935\"\n[[app]]\nname = \"live\"\n");
+    assert_eq!(line, 3);
+    assert!(message.contains("or \"off\""), "{message}");
+}
+
+#[test]
+fn toml_syntax_error_keeps_its_position() {
+    let text = "[[app]]\nname = \"live\"\n[app.connect]\ntoken = \"unterminated\n";
+    let (line, _, message) = error_of(text);
+    assert_eq!(line, 4, "{message}");
+    assert!(message.starts_with("config.toml:4:"), "{message}");
+    assert!(!message.contains('\n'), "one line, no snippet: {message}");
+}
+
+#[test]
+fn app_without_name_is_an_error_in_its_table() {
+    let text = "[[app]]\nname = \"live\"\n\n[[app]]\n[app.connect]\ntoken = \"x\"\n";
+    let (line, _, message) = error_of(text);
+    assert!(message.contains("missing field `name`"), "{message}");
+    assert!((4..=6).contains(&line), "{message}");
+}
+
+#[test]
+fn app_name_characters_and_length_are_checked() {
+    let (line, column, message) = error_of("[[app]]\nname = \"live stream\"\n");
+    assert_eq!((line, column), (2, 8));
+    assert!(message.contains("' ' is not allowed"), "{message}");
+    let (_, _, message) = error_of("[[app]]\nname = \"\"\n");
+    assert!(message.ends_with("app \"\": name: empty"), "{message}");
+    let long = format!("[[app]]\nname = \"{}\"\n", "a".repeat(65));
+    assert!(error_of(&long).2.contains("longer than 64 characters"));
+    let max = format!("[[app]]\nname = \"{}\"\n", "a.B_9-".repeat(10) + "abcd");
+    assert!(ServerConfig::parse(&max, "c.toml").is_ok());
+}
+
+#[test]
+fn empty_streams_list_and_empty_token_are_errors() {
+    let text = "[[app]]\nname = \"live\"\n[app.publish]\nstreams = []\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (4, 11));
+    assert!(message.contains("publish.streams: an empty list refuses every stream"));
+    let text = "[[app]]\nname = \"live\"\n[app.connect]\ntoken = \"\"\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (4, 9));
+    assert!(message.contains("connect.token: empty"), "{message}");
+}
+
+#[test]
+fn limits_must_be_positive() {
+    let text = "[[app]]\nname = \"live\"\n[app.limits]\nmax_streams = 3\nmax_sessions = 0\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (5, 16));
+    assert!(message.contains("limits.max_sessions: 0 would refuse everything"));
+    let text = "[[app]]\nname = \"live\"\nlimits.max_publish_kbps = -5\n";
+    let (line, _, message) = error_of(text);
+    assert_eq!(line, 3);
+    assert!(message.contains("-5 is out of range"), "{message}");
+}
+
+#[test]
+fn idle_timeout_must_outlast_keepalive() {
+    let text = "[server]\nkeepalive_secs = 30\nidle_timeout_secs = 20\n[[app]]\nname = \"live\"\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (3, 21));
+    assert!(message.contains("must be longer than server.keepalive_secs (30)"));
+    let (line, _, _) = error_of("[server]\nkeepalive_secs = 0\n[[app]]\nname = \"live\"\n");
+    assert_eq!(line, 2);
+    // The default idle timeout (120 s) against a long keepalive: points at the keepalive.
+    let (line, _, message) = error_of("[server]\nkeepalive_secs = 300\n[[app]]\nname = \"live\"\n");
+    assert_eq!(line, 2);
+    assert!(
+        message.contains("(default 120) must be longer"),
+        "{message}"
+    );
+}
+
+#[test]
+fn shards_are_a_positive_count() {
+    let (line, _, message) = error_of("[server]\nshards = 0\n[[app]]\nname = \"live\"\n");
+    assert_eq!(line, 2);
+    assert!(
+        message.contains("server.shards: 0 is out of range"),
+        "{message}"
+    );
+}
+
+#[test]
+fn file_without_apps_is_refused_as_a_whole() {
+    let err = ServerConfig::parse("[server]\nshards = 2\n", "config.toml").unwrap_err();
+    assert_eq!(err.line(), None);
+    assert!(
+        err.to_string().starts_with("config.toml: no [[app]] table"),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_names_the_file_in_every_error() {
+    let missing = docs("no-such-config.toml");
+    let err = ServerConfig::load(&missing).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(
+        err.to_string().starts_with(&missing.display().to_string()),
+        "{err}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("rtmfp-edge-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("edge.toml");
+    std::fs::write(
+        &path,
+        "[[app]]\nname = \"live\"\n[app.connect]\nallow = [\"10.0.0.0/8\", \"bogus\"]\n",
+    )
+    .unwrap();
+    let err = ServerConfig::load(&path).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:4:24: app \"live\": connect.allow: \"bogus\" is not a CIDR (\"bogus\" is not an \
+             IPv4 or IPv6 address)",
+            path.display()
+        )
+    );
+}
