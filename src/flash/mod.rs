@@ -1,5 +1,6 @@
 //! RFC 7425 Flash profile: AMF, RTMP-style messages on flows, NetConnection/NetStream.
 
 pub mod amf;
+pub mod client;
 pub mod command;
 pub mod tc;

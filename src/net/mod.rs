@@ -1,22 +1,58 @@
-//! The simple UDP driver: one blocking socket that feeds an [`Endpoint`] and drains it.
-//! The thread-per-core io_uring engine replaces it for `serve` in a later step; the client
-//! tools and the loopback demo keep using it.
+//! Simple drivers for the sans-IO cores: one blocking UDP socket for clients
+//! ([`UdpDriver`]), and a readiness loop with UDP and RTMP over TCP for the server
+//! ([`edge_loop`]). The thread-per-core io_uring engine replaces the latter for `serve` in
+//! a later step; the client tools keep using the former.
+
+pub mod edge_loop;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant as StdInstant};
 
-use crate::proto::{Endpoint, Event, Instant};
+use crate::flash::client::FlashClient;
+use crate::proto::{Endpoint, Instant, Transmit};
+use crate::server::edge::EdgeServer;
 
-pub struct UdpDriver {
+/// A sans-IO datagram machine a driver can run: datagrams and time in, datagrams out.
+pub trait DatagramMachine {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]);
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_transmit(&mut self, now: Instant) -> Option<Transmit>;
+}
+
+macro_rules! datagram_machine {
+    ($t:ty, $handle:ident) => {
+        impl DatagramMachine for $t {
+            fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+                <$t>::$handle(self, now, from, datagram)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                <$t>::poll_timeout(self)
+            }
+            fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+                <$t>::poll_transmit(self, now)
+            }
+        }
+    };
+}
+
+datagram_machine!(Endpoint, handle);
+datagram_machine!(FlashClient, handle_datagram);
+datagram_machine!(EdgeServer, handle_datagram);
+
+pub struct UdpDriver<M> {
     pub socket: UdpSocket,
-    pub endpoint: Endpoint,
+    pub endpoint: M,
     epoch: StdInstant,
     buf: Vec<u8>,
 }
 
-impl UdpDriver {
-    pub fn bind(addr: SocketAddr, endpoint: Endpoint) -> std::io::Result<Self> {
+impl<M: DatagramMachine> UdpDriver<M> {
+    pub fn bind(addr: SocketAddr, endpoint: M) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
         Ok(UdpDriver {
             socket,
@@ -47,22 +83,21 @@ impl UdpDriver {
         Ok(())
     }
 
-    /// Runs the endpoint for at most `max_wait`, handing each event to `on_event`, which
-    /// returns false to stop.
+    /// Runs the machine for at most `max_wait`, calling `step` after every datagram or
+    /// timer (it polls the machine's events); `step` returns false to stop. Returns
+    /// false if `step` stopped it.
     pub fn run(
         &mut self,
         max_wait: Duration,
-        mut on_event: impl FnMut(&mut Endpoint, Instant, Event) -> bool,
+        mut step: impl FnMut(&mut M, Instant) -> bool,
     ) -> std::io::Result<bool> {
         let deadline = StdInstant::now() + max_wait;
         loop {
             self.flush()?;
             let now = self.now();
-            while let Some(event) = self.endpoint.poll_event() {
-                if !on_event(&mut self.endpoint, now, event) {
-                    self.flush()?;
-                    return Ok(false);
-                }
+            if !step(&mut self.endpoint, now) {
+                self.flush()?;
+                return Ok(false);
             }
             self.flush()?;
             let remaining = deadline.saturating_duration_since(StdInstant::now());
@@ -79,7 +114,7 @@ impl UdpDriver {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
                     let now = self.now();
-                    self.endpoint.handle(now, from, &self.buf[..n]);
+                    self.endpoint.handle_datagram(now, from, &self.buf[..n]);
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}

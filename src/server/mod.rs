@@ -1,4 +1,6 @@
 //! Applications: connect and publish authorization, live streams, RTMP ingest.
 
+pub mod app;
 pub mod config;
+pub mod edge;
 pub mod live;

@@ -1,0 +1,131 @@
+//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `demo`.
+
+mod demo;
+mod play;
+mod probe;
+mod publish;
+mod serve;
+mod stream_client;
+pub mod url;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rtmfp-edge", version, about = "RTMFP multicast edge server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: RTMFP on UDP and RTMP on TCP, app `live` open to all unless a
+    /// config file says otherwise.
+    Serve {
+        /// UDP address for RTMFP [default: 0.0.0.0:1935, or the config's].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// TCP address for RTMP, or `off` [default: 0.0.0.0:1935, or the config's].
+        #[arg(long)]
+        rtmp: Option<String>,
+        /// TOML config file (see docs/config.md).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Open a session with any RTMFP server, print what was negotiated, close it.
+    Probe {
+        /// rtmfp://HOST[:PORT]/APP
+        url: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 15)]
+        timeout: u64,
+    },
+    /// Publish an FLV over RTMFP, paced in real time.
+    Publish {
+        /// rtmfp://HOST[:PORT]/APP/STREAM (or .../APP#STREAM)
+        url: String,
+        /// FLV file, or `-` for standard input [default: a bundled 8 s test stream].
+        #[arg(long)]
+        input: Option<String>,
+        /// Send as fast as the session allows instead of in real time.
+        #[arg(long)]
+        no_pace: bool,
+        /// A token for servers that ask for one (sent as the connect argument).
+        #[arg(long)]
+        token: Option<String>,
+        /// Give up if the server has not accepted the publish after this many seconds.
+        #[arg(long, default_value_t = 15)]
+        timeout: u64,
+    },
+    /// Play a live stream over RTMFP and write it as FLV.
+    Play {
+        /// rtmfp://HOST[:PORT]/APP/STREAM (or .../APP#STREAM)
+        url: String,
+        /// FLV file, or `-` for standard output.
+        #[arg(long, default_value = "-")]
+        output: String,
+        /// Stop after this many seconds of playing [default: until the stream ends].
+        #[arg(long)]
+        duration: Option<f64>,
+        /// A token for servers that ask for one (sent as the connect argument).
+        #[arg(long)]
+        token: Option<String>,
+        /// Give up if playing has not started, or no media came, for this many seconds.
+        #[arg(long, default_value_t = 15)]
+        timeout: u64,
+    },
+    /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
+    /// over RTMFP, and report frames, bitrate and latency.
+    Demo,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            listen,
+            rtmp,
+            config,
+        } => serve::serve(listen, rtmp.as_deref(), config.as_deref()),
+        Command::Probe { url, timeout } => probe::probe(&url, Duration::from_secs(timeout)),
+        Command::Publish {
+            url,
+            input,
+            no_pace,
+            token,
+            timeout,
+        } => publish::publish(
+            &url,
+            input.as_deref(),
+            !no_pace,
+            token,
+            Duration::from_secs(timeout),
+        ),
+        Command::Play {
+            url,
+            output,
+            duration,
+            token,
+            timeout,
+        } => play::play(
+            &url,
+            &output,
+            duration.map(Duration::from_secs_f64),
+            token,
+            Duration::from_secs(timeout),
+        ),
+        Command::Demo => demo::demo(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

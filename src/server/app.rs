@@ -1,0 +1,639 @@
+//! The NetConnection/NetStream application, protocol-neutral: RTMFP sessions and RTMP
+//! connections both feed it `(stream id, message)` and carry out what it queues. It
+//! authorizes connects and publishes against the config, runs live streams, and fans
+//! media out to players by reference.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::config::{ConnectRequest, RequestedStream, ServerConfig};
+use super::live::{LiveStreams, PublishError};
+use crate::flash::amf::Value;
+use crate::flash::command::{code, info, on_status, Command, Level};
+use crate::flash::tc::{self, kind};
+use crate::media::{MediaKind, MediaMessage};
+
+/// A connection of either transport, numbered by the application.
+pub type ConnId = u64;
+
+/// A player or publisher: one NetStream of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamRef {
+    pub conn: ConnId,
+    pub stream_id: u32,
+}
+
+/// What a transport must do for the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// A command, data or user-control message on a stream (0 = the NetConnection).
+    Message {
+        stream_id: u32,
+        kind: u8,
+        timestamp: u32,
+        payload: Bytes,
+    },
+    /// Media for a player's stream.
+    Media {
+        stream_id: u32,
+        message: MediaMessage,
+    },
+    /// The client reported the addresses it can be reached at (`setPeerInfo`): RTMFP
+    /// hands them out in redirects when introducing peers.
+    PeerAddresses(Vec<SocketAddr>),
+    /// Send what is queued, then close (a refused connect).
+    Close,
+}
+
+/// What happened, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppEvent {
+    Connected {
+        conn: ConnId,
+        app: String,
+    },
+    Refused {
+        conn: ConnId,
+        code: &'static str,
+        reason: String,
+    },
+    Publishing {
+        conn: ConnId,
+        stream: String,
+    },
+    Unpublished {
+        conn: ConnId,
+        stream: String,
+    },
+    Playing {
+        conn: ConnId,
+        stream: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Idle,
+    Publishing(String),
+    Playing {
+        name: String,
+        audio: bool,
+        video: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Connection {
+    client: IpAddr,
+    /// The app after a successful connect.
+    app: Option<String>,
+    streams: HashMap<u32, Role>,
+    next_stream_id: u32,
+}
+
+/// Live stream names are per app: `app/stream`.
+fn stream_key(app: &str, stream: &str) -> String {
+    format!("{app}/{stream}")
+}
+
+pub struct App {
+    config: Arc<ServerConfig>,
+    live: LiveStreams<StreamRef>,
+    conns: HashMap<ConnId, Connection>,
+    next_conn: ConnId,
+    outgoing: VecDeque<(ConnId, Outgoing)>,
+    events: VecDeque<AppEvent>,
+}
+
+impl App {
+    pub fn new(config: Arc<ServerConfig>) -> Self {
+        App {
+            config,
+            live: LiveStreams::default(),
+            conns: HashMap::new(),
+            next_conn: 1,
+            outgoing: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// A transport accepted a client; the NetConnection is not connected until `connect`.
+    pub fn open(&mut self, client: IpAddr) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Connection {
+                client,
+                app: None,
+                streams: HashMap::new(),
+                next_stream_id: 1,
+            },
+        );
+        id
+    }
+
+    /// The transport lost the client: its publications end, its playbacks stop.
+    pub fn close(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let app = c.app.unwrap_or_default();
+        for (stream_id, role) in c.streams {
+            self.end_role(&app, StreamRef { conn, stream_id }, role);
+        }
+    }
+
+    pub fn poll_outgoing(&mut self) -> Option<(ConnId, Outgoing)> {
+        self.outgoing.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<AppEvent> {
+        self.events.pop_front()
+    }
+
+    /// Connected clients (after a successful `connect`) of `app`.
+    pub fn sessions_in(&self, app: &str) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.app.as_deref() == Some(app))
+            .count()
+    }
+
+    /// One message from a client on `stream_id` (0 = its NetConnection).
+    pub fn message(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        kind: u8,
+        timestamp: u32,
+        payload: Bytes,
+    ) {
+        match kind {
+            kind::AUDIO => self.media(conn, stream_id, MediaKind::Audio, timestamp, payload),
+            kind::VIDEO => self.media(conn, stream_id, MediaKind::Video, timestamp, payload),
+            kind::COMMAND_AMF0 | kind::COMMAND_AMF3 | kind::DATA_AMF0 | kind::DATA_AMF3 => {
+                let body = if matches!(kind, kind::COMMAND_AMF3 | kind::DATA_AMF3) {
+                    payload.slice(1.min(payload.len())..)
+                } else {
+                    payload
+                };
+                let is_data = matches!(kind, kind::DATA_AMF0 | kind::DATA_AMF3);
+                match Command::parse(&body) {
+                    Ok(cmd) if is_data => self.data(conn, stream_id, timestamp, cmd, body),
+                    Ok(cmd) => self.command(conn, stream_id, cmd),
+                    // A malformed command is dropped; the client times out its call.
+                    Err(_) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn send_command(&mut self, conn: ConnId, stream_id: u32, cmd: &Command) {
+        self.outgoing.push_back((
+            conn,
+            Outgoing::Message {
+                stream_id,
+                kind: kind::COMMAND_AMF0,
+                timestamp: 0,
+                payload: cmd.encode().into(),
+            },
+        ));
+    }
+
+    fn status(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        level: Level,
+        code: &str,
+        description: &str,
+    ) {
+        let cmd = on_status(level, code, description, vec![]);
+        self.send_command(conn, stream_id, &cmd);
+    }
+
+    fn result(&mut self, conn: ConnId, stream_id: u32, tx: f64, value: Value) {
+        if tx > 0.0 {
+            let cmd = Command::new("_result", tx, Value::Null, vec![value]);
+            self.send_command(conn, stream_id, &cmd);
+        }
+    }
+
+    fn command(&mut self, conn: ConnId, stream_id: u32, cmd: Command) {
+        let connected = self.conns.get(&conn).is_some_and(|c| c.app.is_some());
+        match cmd.name.as_str() {
+            "connect" if stream_id == 0 && !connected => self.connect(conn, &cmd),
+            _ if !connected => {
+                // Nothing but connect before connect.
+            }
+            "createStream" => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let id = c.next_stream_id;
+                c.next_stream_id += 1;
+                c.streams.insert(id, Role::Idle);
+                self.result(conn, 0, cmd.transaction_id, Value::Number(f64::from(id)));
+            }
+            "deleteStream" => {
+                let id = cmd.argument(0).and_then(Value::as_f64).unwrap_or(0.0) as u32;
+                self.delete_stream(conn, id);
+            }
+            "closeStream" => {
+                self.end_stream_role(conn, stream_id);
+            }
+            "publish" => self.publish(conn, stream_id, &cmd),
+            "play" => self.play(conn, stream_id, &cmd),
+            "receiveAudio" | "receiveVideo" => {
+                let on = cmd.argument(0).and_then(Value::as_bool).unwrap_or(true);
+                if let Some(Role::Playing { audio, video, .. }) = self
+                    .conns
+                    .get_mut(&conn)
+                    .and_then(|c| c.streams.get_mut(&stream_id))
+                {
+                    if cmd.name == "receiveAudio" {
+                        *audio = on;
+                    } else {
+                        *video = on;
+                    }
+                }
+            }
+            "setPeerInfo" => {
+                let addresses = cmd
+                    .arguments
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|s| s.parse::<SocketAddr>().ok())
+                    .collect();
+                self.outgoing
+                    .push_back((conn, Outgoing::PeerAddresses(addresses)));
+            }
+            // ffmpeg and OBS announce a publish this way; they wait for a result.
+            "releaseStream" | "FCPublish" | "FCUnpublish" | "getStreamLength" => {
+                self.result(conn, stream_id, cmd.transaction_id, Value::Null);
+            }
+            _ => {
+                if cmd.transaction_id > 0.0 {
+                    let error = Command::new(
+                        "_error",
+                        cmd.transaction_id,
+                        Value::Null,
+                        vec![info(
+                            Level::Error,
+                            code::CALL_FAILED,
+                            &format!("unknown method {:?}", cmd.name),
+                            vec![],
+                        )],
+                    );
+                    self.send_command(conn, stream_id, &error);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, cmd: &Command) {
+        let request = ConnectRequest {
+            app: cmd.command_object.get("app").and_then(Value::as_str),
+            tc_url: cmd.command_object.get("tcUrl").and_then(Value::as_str),
+            first_extra_arg: cmd.argument(0).and_then(Value::as_str),
+        };
+        let requested = request.app();
+        let app_name = requested.name.to_owned();
+        let token = request.token().map(|t| t.into_owned());
+        let Some(client) = self.conns.get(&conn).map(|c| c.client) else {
+            return;
+        };
+        let current = self.sessions_in(&app_name);
+        let verdict = match self.config.app(&app_name) {
+            None => Err((
+                code::CONNECT_INVALID_APP,
+                format!("no application {app_name:?} on this server"),
+            )),
+            Some(app) => app
+                .authorize_connect(client, token.as_deref())
+                .and_then(|()| app.check_session_limit(current))
+                .map_err(|r| (code::CONNECT_REJECTED, r.to_string())),
+        };
+        let encoding = cmd
+            .command_object
+            .get("objectEncoding")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        match verdict {
+            Ok(()) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.app = Some(app_name.clone());
+                }
+                let properties = Value::object([
+                    ("fmsVer", Value::from("FMS/3,5,7,7009")),
+                    ("capabilities", 31.0.into()),
+                    ("mode", 1.0.into()),
+                ]);
+                let result = Command::new(
+                    "_result",
+                    cmd.transaction_id,
+                    properties,
+                    vec![info(
+                        Level::Status,
+                        code::CONNECT_SUCCESS,
+                        "Connection succeeded.",
+                        vec![("objectEncoding", encoding.into())],
+                    )],
+                );
+                self.send_command(conn, 0, &result);
+                self.events.push_back(AppEvent::Connected {
+                    conn,
+                    app: app_name,
+                });
+            }
+            Err((status, reason)) => {
+                let error = Command::new(
+                    "_error",
+                    cmd.transaction_id,
+                    Value::Null,
+                    vec![info(Level::Error, status, &reason, vec![])],
+                );
+                self.send_command(conn, 0, &error);
+                self.outgoing.push_back((conn, Outgoing::Close));
+                self.events.push_back(AppEvent::Refused {
+                    conn,
+                    code: status,
+                    reason,
+                });
+            }
+        }
+    }
+
+    fn publish(&mut self, conn: ConnId, stream_id: u32, cmd: &Command) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.streams.contains_key(&stream_id) {
+            return;
+        }
+        let (client, app_name) = (c.client, c.app.clone().unwrap_or_default());
+        let raw = cmd.argument(0).and_then(Value::as_str).unwrap_or("");
+        let requested = RequestedStream::parse(raw);
+        let name = requested.name.to_owned();
+        let token = requested.query.token().map(|t| t.into_owned());
+        if name.is_empty() {
+            return self.status(
+                conn,
+                stream_id,
+                Level::Error,
+                code::PUBLISH_BAD_NAME,
+                "no stream name",
+            );
+        }
+        let verdict = match self.config.app(&app_name) {
+            Some(app) => app
+                .authorize_publish(client, token.as_deref(), &name)
+                .map_err(|r| r.to_string()),
+            None => Err("application is gone".to_owned()),
+        };
+        if let Err(reason) = verdict {
+            return self.status(conn, stream_id, Level::Error, code::PUBLISH_DENIED, &reason);
+        }
+        self.end_stream_role(conn, stream_id);
+        let key = stream_key(&app_name, &name);
+        let me = StreamRef { conn, stream_id };
+        match self.live.publish(&key, me) {
+            Err(PublishError::AlreadyPublished) => self.status(
+                conn,
+                stream_id,
+                Level::Error,
+                code::PUBLISH_BAD_NAME,
+                &format!("{name} is already being published"),
+            ),
+            Ok(()) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.streams.insert(stream_id, Role::Publishing(name.clone()));
+                }
+                self.status(
+                    conn,
+                    stream_id,
+                    Level::Status,
+                    code::PUBLISH_START,
+                    &format!("{name} is now published."),
+                );
+                let players = self.live.players(&key).to_vec();
+                for p in players {
+                    self.status(
+                        p.conn,
+                        p.stream_id,
+                        Level::Status,
+                        code::PLAY_PUBLISH_NOTIFY,
+                        &format!("{name} is now published."),
+                    );
+                }
+                self.events
+                    .push_back(AppEvent::Publishing { conn, stream: name });
+            }
+        }
+    }
+
+    fn play(&mut self, conn: ConnId, stream_id: u32, cmd: &Command) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.streams.contains_key(&stream_id) {
+            return;
+        }
+        let app_name = c.app.clone().unwrap_or_default();
+        let raw = cmd.argument(0).and_then(Value::as_str).unwrap_or("");
+        let name = RequestedStream::parse(raw).name.to_owned();
+        if name.is_empty() {
+            return self.status(
+                conn,
+                stream_id,
+                Level::Error,
+                code::PLAY_STREAM_NOT_FOUND,
+                "no stream name",
+            );
+        }
+        if let Some(limit_error) = self.config.app(&app_name).and_then(|app| {
+            app.check_player_limit(self.live.players(&stream_key(&app_name, &name)).len())
+                .err()
+        }) {
+            return self.status(
+                conn,
+                stream_id,
+                Level::Error,
+                code::PLAY_FAILED,
+                &limit_error.to_string(),
+            );
+        }
+        self.end_stream_role(conn, stream_id);
+        let key = stream_key(&app_name, &name);
+        let join = self.live.play(&key, StreamRef { conn, stream_id });
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.streams.insert(
+                stream_id,
+                Role::Playing {
+                    name: name.clone(),
+                    audio: true,
+                    video: true,
+                },
+            );
+        }
+        self.outgoing.push_back((
+            conn,
+            Outgoing::Message {
+                stream_id,
+                kind: kind::USER_CONTROL,
+                timestamp: 0,
+                payload: tc::stream_begin(stream_id).into(),
+            },
+        ));
+        self.status(
+            conn,
+            stream_id,
+            Level::Status,
+            code::PLAY_RESET,
+            &format!("Playing and resetting {name}."),
+        );
+        self.status(
+            conn,
+            stream_id,
+            Level::Status,
+            code::PLAY_START,
+            &format!("Started playing {name}."),
+        );
+        for message in join.catch_up {
+            self.outgoing
+                .push_back((conn, Outgoing::Media { stream_id, message }));
+        }
+        self.events
+            .push_back(AppEvent::Playing { conn, stream: name });
+    }
+
+    fn data(&mut self, conn: ConnId, stream_id: u32, timestamp: u32, cmd: Command, body: Bytes) {
+        if cmd.name == "@setDataFrame" || cmd.name == "onMetaData" {
+            self.media(conn, stream_id, MediaKind::Data, timestamp, body);
+        }
+    }
+
+    fn media(
+        &mut self,
+        conn: ConnId,
+        stream_id: u32,
+        kind: MediaKind,
+        timestamp: u32,
+        payload: Bytes,
+    ) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let Some(Role::Publishing(name)) = c.streams.get(&stream_id) else {
+            return;
+        };
+        let key = stream_key(c.app.as_deref().unwrap_or_default(), name);
+        let message = MediaMessage::new(kind, timestamp, payload);
+        let message = if message.is_metadata() {
+            message.without_set_data_frame()
+        } else {
+            message
+        };
+        let Some(players) = self
+            .live
+            .forward(&key, StreamRef { conn, stream_id }, &message)
+        else {
+            return;
+        };
+        for p in players {
+            let wanted = match self
+                .conns
+                .get(&p.conn)
+                .and_then(|c| c.streams.get(&p.stream_id))
+            {
+                Some(Role::Playing { audio, video, .. }) => match kind {
+                    MediaKind::Audio => *audio,
+                    MediaKind::Video => *video,
+                    MediaKind::Data => true,
+                },
+                _ => false,
+            };
+            if wanted {
+                self.outgoing.push_back((
+                    p.conn,
+                    Outgoing::Media {
+                        stream_id: p.stream_id,
+                        message: message.clone(),
+                    },
+                ));
+            }
+        }
+    }
+
+    fn delete_stream(&mut self, conn: ConnId, stream_id: u32) {
+        self.end_stream_role(conn, stream_id);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.streams.remove(&stream_id);
+        }
+    }
+
+    fn end_stream_role(&mut self, conn: ConnId, stream_id: u32) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let app = c.app.clone().unwrap_or_default();
+        let Some(role) = c
+            .streams
+            .get_mut(&stream_id)
+            .map(|r| std::mem::replace(r, Role::Idle))
+        else {
+            return;
+        };
+        if let Role::Publishing(name) = &role {
+            self.status(
+                conn,
+                stream_id,
+                Level::Status,
+                code::UNPUBLISH_SUCCESS,
+                &format!("{name} is now unpublished."),
+            );
+        }
+        self.end_role(&app, StreamRef { conn, stream_id }, role);
+    }
+
+    fn end_role(&mut self, app: &str, who: StreamRef, role: Role) {
+        match role {
+            Role::Idle => {}
+            Role::Publishing(name) => {
+                let players = self.live.unpublish(&stream_key(app, &name), who);
+                for p in players {
+                    self.outgoing.push_back((
+                        p.conn,
+                        Outgoing::Message {
+                            stream_id: p.stream_id,
+                            kind: kind::USER_CONTROL,
+                            timestamp: 0,
+                            payload: tc::stream_eof(p.stream_id).into(),
+                        },
+                    ));
+                    self.status(
+                        p.conn,
+                        p.stream_id,
+                        Level::Status,
+                        code::PLAY_UNPUBLISH_NOTIFY,
+                        &format!("{name} is now unpublished."),
+                    );
+                }
+                self.events.push_back(AppEvent::Unpublished {
+                    conn: who.conn,
+                    stream: name,
+                });
+            }
+            Role::Playing { name, .. } => self.live.stop_playing(&stream_key(app, &name), who),
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The edge server, sans-IO: one RTMFP endpoint and any number of RTMP connections
+//! feeding one application. RTMFP flows and RTMP chunk streams are mapped onto the
+//! application's `(connection, stream id)` view here, and nowhere else.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use super::app::{App, AppEvent, ConnId, Outgoing};
+use super::config::ServerConfig;
+use crate::flash::tc::{self, kind, FlowMetadata, TcMessage};
+use crate::media::{MediaKind, MediaMessage};
+use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
+use crate::proto::flow_send::Priority;
+use crate::proto::session::{CloseReason, SessionEvent};
+use crate::proto::{Endpoint, Instant};
+use crate::rtmp::{
+    BandwidthLimit, ConnectionConfig, Event as RtmpEvent, MessageType, RtmpConnection, RtmpError,
+    RtmpMessage,
+};
+
+/// Media older than this is abandoned rather than retransmitted to an RTMFP player.
+pub const MEDIA_DEADLINE: Duration = Duration::from_secs(2);
+/// An RTMP player this far behind skips to the next keyframe.
+pub const RTMP_BACKLOG_LIMIT: usize = 8 << 20;
+/// RFC 7425 §5.3.4 keepalive periods we ask clients for (server, peers).
+const KEEPALIVE_MS: (u32, u32) = (15_000, 10_000);
+/// Flow exception code for flows we do not serve (group flows until groups land).
+const FLOW_REJECTED: u64 = 0;
+
+/// What happened, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerEvent {
+    App(AppEvent),
+    RtmfpSessionOpened {
+        session: SessionId,
+        conn: ConnId,
+        peer: SocketAddr,
+    },
+    RtmfpSessionClosed {
+        session: SessionId,
+        reason: CloseReason,
+    },
+    RtmpClosed {
+        conn: ConnId,
+        error: Option<String>,
+    },
+}
+
+/// Which of our flows toward a client carries a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lane {
+    Control,
+    Audio,
+    Video,
+    Data,
+}
+
+impl Lane {
+    fn priority(self) -> Priority {
+        match self {
+            Lane::Control => Priority::HIGHEST,
+            Lane::Audio => Priority::IMMEDIATE,
+            Lane::Video => Priority::TIME_CRITICAL,
+            Lane::Data => Priority::ROUTINE,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RtmfpClient {
+    conn: ConnId,
+    /// The client's flows: flow id -> stream id.
+    inbound: HashMap<u64, u32>,
+    /// The client's latest flow per stream id: our flows answer to it.
+    client_flow: HashMap<u32, u64>,
+    outbound: HashMap<(u32, Lane), u64>,
+}
+
+struct RtmpClient {
+    connection: RtmpConnection,
+    output: Vec<u8>,
+    /// Sent so far from the front of `output`.
+    flushed: usize,
+    close_after_flush: bool,
+    skipping_to_keyframe: bool,
+}
+
+pub struct EdgeServer {
+    pub endpoint: Endpoint,
+    app: App,
+    rtmfp: HashMap<SessionId, RtmfpClient>,
+    session_of: HashMap<ConnId, SessionId>,
+    rtmp: HashMap<ConnId, RtmpClient>,
+    events: VecDeque<ServerEvent>,
+    rng: ChaCha20Rng,
+}
+
+impl EdgeServer {
+    pub fn new(config: Arc<ServerConfig>, endpoint_config: EndpointConfig, seed: [u8; 32]) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut endpoint_seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rng, &mut endpoint_seed);
+        EdgeServer {
+            endpoint: Endpoint::new(endpoint_config, endpoint_seed),
+            app: App::new(config),
+            rtmfp: HashMap::new(),
+            session_of: HashMap::new(),
+            rtmp: HashMap::new(),
+            events: VecDeque::new(),
+            rng,
+        }
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    // ---------------- RTMFP ----------------
+
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.endpoint.handle(now, from, datagram);
+        self.pump(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.pump(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.endpoint.poll_transmit(now)
+    }
+
+    // ---------------- RTMP ----------------
+
+    /// A TCP client connected.
+    pub fn rtmp_accept(&mut self, peer: SocketAddr) -> ConnId {
+        let conn = self.app.open(peer.ip());
+        let connection = RtmpConnection::server(ConnectionConfig::default(), &mut self.rng);
+        self.rtmp.insert(
+            conn,
+            RtmpClient {
+                connection,
+                output: Vec::new(),
+                flushed: 0,
+                close_after_flush: false,
+                skipping_to_keyframe: false,
+            },
+        );
+        conn
+    }
+
+    /// Bytes from an RTMP client. An error means the connection is unusable: close it.
+    pub fn rtmp_input(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        bytes: &[u8],
+    ) -> Result<(), RtmpError> {
+        let Some(client) = self.rtmp.get_mut(&conn) else {
+            return Ok(());
+        };
+        if let Err(e) = client.connection.feed(bytes) {
+            self.rtmp_closed(conn, Some(e.to_string()));
+            return Err(e);
+        }
+        let mut messages = Vec::new();
+        while let Some(event) = client.connection.poll_event() {
+            match event {
+                RtmpEvent::HandshakeDone(_) => {
+                    let c = &mut client.connection;
+                    let setup = c
+                        .set_window_ack_size(5_000_000)
+                        .and_then(|()| c.set_peer_bandwidth(5_000_000, BandwidthLimit::Dynamic))
+                        .and_then(|()| c.set_chunk_size(4096));
+                    if let Err(e) = setup {
+                        self.rtmp_closed(conn, Some(e.to_string()));
+                        return Err(e);
+                    }
+                }
+                RtmpEvent::Message(m) => messages.push(m),
+                RtmpEvent::UserControl(_) | RtmpEvent::Control(_) => {}
+            }
+        }
+        for m in messages {
+            self.app.message(
+                conn,
+                m.stream_id,
+                m.type_id.id(),
+                m.timestamp,
+                m.payload.into(),
+            );
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Bytes waiting to go to an RTMP client; report what was written with
+    /// [`EdgeServer::rtmp_written`].
+    pub fn rtmp_output(&mut self, conn: ConnId) -> &[u8] {
+        match self.rtmp.get_mut(&conn) {
+            Some(c) => {
+                c.connection.write_output_into(&mut c.output);
+                &c.output[c.flushed..]
+            }
+            None => &[],
+        }
+    }
+
+    pub fn rtmp_written(&mut self, conn: ConnId, n: usize) {
+        if let Some(c) = self.rtmp.get_mut(&conn) {
+            c.flushed += n;
+            if c.flushed >= c.output.len() {
+                c.output.clear();
+                c.flushed = 0;
+            } else if c.flushed > (1 << 20) {
+                c.output.drain(..c.flushed);
+                c.flushed = 0;
+            }
+        }
+    }
+
+    /// The server wants this RTMP connection closed once its output is flushed.
+    pub fn rtmp_should_close(&self, conn: ConnId) -> bool {
+        self.rtmp.get(&conn).is_some_and(|c| {
+            c.close_after_flush && c.flushed >= c.output.len() && !c.connection.has_output()
+        })
+    }
+
+    /// The TCP connection ended.
+    pub fn rtmp_closed(&mut self, conn: ConnId, error: Option<String>) {
+        if self.rtmp.remove(&conn).is_some() {
+            self.app.close(conn);
+            self.events
+                .push_back(ServerEvent::RtmpClosed { conn, error });
+        }
+    }
+
+    pub fn rtmp_connections(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.rtmp.keys().copied()
+    }
+
+    // ---------------- plumbing ----------------
+
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.endpoint.poll_event() {
+                progressed = true;
+                self.on_endpoint_event(now, event);
+            }
+            while let Some((conn, out)) = self.app.poll_outgoing() {
+                progressed = true;
+                self.deliver(now, conn, out);
+            }
+            while let Some(event) = self.app.poll_event() {
+                progressed = true;
+                if let AppEvent::Connected { conn, .. } = &event {
+                    if self.session_of.contains_key(conn) {
+                        let payload = tc::set_keepalive(KEEPALIVE_MS.0, KEEPALIVE_MS.1);
+                        self.deliver(
+                            now,
+                            *conn,
+                            Outgoing::Message {
+                                stream_id: 0,
+                                kind: kind::USER_CONTROL,
+                                timestamp: 0,
+                                payload: payload.into(),
+                            },
+                        );
+                    }
+                }
+                self.events.push_back(ServerEvent::App(event));
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_endpoint_event(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::SessionOpened {
+                session,
+                peer,
+                as_initiator: false,
+            } => {
+                let conn = self.app.open(peer.ip());
+                self.rtmfp.insert(
+                    session,
+                    RtmfpClient {
+                        conn,
+                        ..Default::default()
+                    },
+                );
+                self.session_of.insert(conn, session);
+                self.events.push_back(ServerEvent::RtmfpSessionOpened {
+                    session,
+                    conn,
+                    peer,
+                });
+            }
+            Event::Session { session, event } => self.on_session_event(now, session, event),
+            _ => {}
+        }
+    }
+
+    fn on_session_event(&mut self, _now: Instant, session: SessionId, event: SessionEvent) {
+        let Some(client) = self.rtmfp.get_mut(&session) else {
+            return;
+        };
+        match event {
+            SessionEvent::FlowOpened {
+                flow_id, metadata, ..
+            } => match FlowMetadata::parse(&metadata) {
+                Ok(m) => {
+                    client.inbound.insert(flow_id, m.stream_id);
+                    client.client_flow.insert(m.stream_id, flow_id);
+                }
+                Err(_) => {
+                    if let Some(s) = self.endpoint.session_mut(session) {
+                        s.reject_flow(flow_id, FLOW_REJECTED);
+                    }
+                }
+            },
+            SessionEvent::Message { flow_id, data } => {
+                let Some(&stream_id) = client.inbound.get(&flow_id) else {
+                    return;
+                };
+                let conn = client.conn;
+                let Ok(header) = TcMessage::parse(&data).map(|m| (m.kind, m.timestamp)) else {
+                    return;
+                };
+                let payload = bytes::Bytes::from(data).slice(5..);
+                self.app
+                    .message(conn, stream_id, header.0, header.1, payload);
+            }
+            SessionEvent::FlowFinished { flow_id } => {
+                client.inbound.remove(&flow_id);
+            }
+            SessionEvent::Closed(reason) => {
+                if let Some(c) = self.rtmfp.remove(&session) {
+                    self.session_of.remove(&c.conn);
+                    self.app.close(c.conn);
+                }
+                self.events
+                    .push_back(ServerEvent::RtmfpSessionClosed { session, reason });
+            }
+            _ => {}
+        }
+    }
+
+    fn deliver(&mut self, now: Instant, conn: ConnId, out: Outgoing) {
+        if let Some(&session) = self.session_of.get(&conn) {
+            self.deliver_rtmfp(now, session, out);
+        } else if self.rtmp.contains_key(&conn) {
+            self.deliver_rtmp(conn, out);
+        }
+    }
+
+    fn deliver_rtmfp(&mut self, now: Instant, session: SessionId, out: Outgoing) {
+        let (stream_id, lane, message, deadline) = match out {
+            Outgoing::Message {
+                stream_id,
+                kind,
+                timestamp,
+                payload,
+            } => (stream_id, Lane::Control, (kind, timestamp, payload), None),
+            Outgoing::Media { stream_id, message } => {
+                let (lane, kind, deadline) = match message.kind {
+                    MediaKind::Audio => (Lane::Audio, kind::AUDIO, Some(now + MEDIA_DEADLINE)),
+                    MediaKind::Video => (Lane::Video, kind::VIDEO, Some(now + MEDIA_DEADLINE)),
+                    MediaKind::Data => (Lane::Data, kind::DATA_AMF0, None),
+                };
+                (
+                    stream_id,
+                    lane,
+                    (kind, message.timestamp, message.payload),
+                    deadline,
+                )
+            }
+            Outgoing::PeerAddresses(addresses) => {
+                self.endpoint.set_reported_addresses(session, addresses);
+                return;
+            }
+            Outgoing::Close => {
+                if let Some(s) = self.endpoint.session_mut(session) {
+                    s.close(now);
+                }
+                return;
+            }
+        };
+        let Some(client) = self.rtmfp.get_mut(&session) else {
+            return;
+        };
+        let Some(s) = self.endpoint.session_mut(session) else {
+            return;
+        };
+        let flow = *client.outbound.entry((stream_id, lane)).or_insert_with(|| {
+            let return_flow = client.client_flow.get(&stream_id).copied();
+            let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
+            s.set_priority(f, lane.priority());
+            f
+        });
+        let (kind, timestamp, payload) = message;
+        let bytes = TcMessage {
+            kind,
+            timestamp,
+            payload: &payload,
+        }
+        .to_vec();
+        s.send(flow, &bytes, deadline);
+    }
+
+    fn deliver_rtmp(&mut self, conn: ConnId, out: Outgoing) {
+        let Some(client) = self.rtmp.get_mut(&conn) else {
+            return;
+        };
+        let message = match out {
+            Outgoing::Message {
+                stream_id,
+                kind,
+                timestamp,
+                payload,
+            } => {
+                // RTMP carries user control events on stream 0.
+                let stream_id = if kind == kind::USER_CONTROL {
+                    0
+                } else {
+                    stream_id
+                };
+                RtmpMessage::new(
+                    MessageType::from(kind),
+                    timestamp,
+                    stream_id,
+                    payload.to_vec(),
+                )
+            }
+            Outgoing::Media { stream_id, message } => {
+                if !admit_to_rtmp_player(client, &message) {
+                    return;
+                }
+                let kind = match message.kind {
+                    MediaKind::Audio => MessageType::Audio,
+                    MediaKind::Video => MessageType::Video,
+                    MediaKind::Data => MessageType::DataAmf0,
+                };
+                RtmpMessage::new(kind, message.timestamp, stream_id, message.payload.to_vec())
+            }
+            Outgoing::PeerAddresses(_) => return,
+            Outgoing::Close => {
+                client.close_after_flush = true;
+                return;
+            }
+        };
+        if let Err(e) = client.connection.send_message(&message) {
+            let error = Some(e.to_string());
+            self.rtmp_closed(conn, error);
+        }
+    }
+}
+
+/// A slow RTMP player (TCP backlog over the limit) skips ahead to the next keyframe
+/// instead of falling ever further behind.
+fn admit_to_rtmp_player(client: &mut RtmpClient, message: &MediaMessage) -> bool {
+    let backlog = client.output.len() - client.flushed;
+    if backlog > RTMP_BACKLOG_LIMIT {
+        client.skipping_to_keyframe = true;
+    }
+    if !client.skipping_to_keyframe
+        || message.is_sequence_header()
+        || message.kind == MediaKind::Data
+    {
+        return true;
+    }
+    if message.is_keyframe() && backlog <= RTMP_BACKLOG_LIMIT / 2 {
+        client.skipping_to_keyframe = false;
+        return true;
+    }
+    false
+}
