@@ -1,9 +1,13 @@
 //! The binary over real UDP on loopback: `probe` succeeds against `serve`, and the demo
 //! moves data both ways.
 
+#[path = "support/server.rs"]
+mod server;
+
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+use server::Server;
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -15,24 +19,12 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn probe_succeeds_against_serve_and_reports_what_was_negotiated() {
-    let port = free_udp_port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_rtmfp-edge"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let server = Server::start(&["--rtmp", "off"]);
     let out = Command::new(env!("CARGO_BIN_EXE_rtmfp-edge"))
-        .args([
-            "probe",
-            &format!("rtmfp://127.0.0.1:{port}/live"),
-            "--timeout",
-            "20",
-        ])
+        .args(["probe", &server.rtmfp_url("live"), "--timeout", "20"])
         .output()
         .unwrap();
-    server.kill().ok();
-    server.wait().ok();
+    drop(server);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -69,7 +61,7 @@ fn probe_names_the_failed_step_when_nobody_answers() {
 }
 
 #[test]
-fn loopback_demo_moves_data_both_ways() {
+fn demo_publishes_and_plays_the_whole_bundled_stream() {
     let out = Command::new(env!("CARGO_BIN_EXE_rtmfp-edge"))
         .arg("demo")
         .output()
@@ -80,5 +72,21 @@ fn loopback_demo_moves_data_both_ways() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("byte-exact"), "{text}");
+    let sent = number_before(&text, "publisher: sent ", " video");
+    let received = number_before(&text, "player: received ", " video");
+    assert!(sent > 100, "{text}");
+    assert_eq!(
+        sent, received,
+        "every video frame reached the player:\n{text}"
+    );
+    assert!(text.contains("stream ended by the publisher"), "{text}");
+}
+
+fn number_before(text: &str, prefix: &str, suffix: &str) -> u64 {
+    let start = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"))
+        + prefix.len();
+    let rest = &text[start..];
+    rest[..rest.find(suffix).unwrap()].parse().unwrap()
 }

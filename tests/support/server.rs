@@ -1,0 +1,113 @@
+//! Runs `rtmfp-edge serve` on free loopback ports and watches what it logs.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rtmfp-edge");
+
+pub struct Server {
+    child: Child,
+    lines: Receiver<String>,
+    pub log: Vec<String>,
+    pub rtmfp: SocketAddr,
+    pub rtmp: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Starts the server with extra arguments (e.g. `--config FILE`, `--rtmp off`).
+    pub fn start(extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        if !extra.contains(&"--rtmp") {
+            args.extend(["--rtmp", "127.0.0.1:0"]);
+        }
+        args.extend(extra);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting rtmfp-edge serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            log: Vec::new(),
+            rtmfp: "0.0.0.0:0".parse().unwrap(),
+            rtmp: None,
+        };
+        let line = server.wait_for(
+            |l| l.contains("serving RTMFP on udp://"),
+            Duration::from_secs(10),
+        );
+        server.rtmfp = line
+            .rsplit("udp://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if !extra.contains(&"off") {
+            let line = server.wait_for(|l| l.starts_with("RTMP on tcp://"), Duration::from_secs(5));
+            server.rtmp = Some(
+                line.rsplit("tcp://")
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap(),
+            );
+        }
+        server
+    }
+
+    /// Waits for a log line; panics with the log so far if it does not come.
+    pub fn wait_for(&mut self, mut pred: impl FnMut(&str) -> bool, timeout: Duration) -> String {
+        if let Some(l) = self.log.iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "server never logged the expected line; log:\n{}",
+            self.log.join("\n")
+        );
+    }
+
+    pub fn rtmfp_url(&self, path: &str) -> String {
+        format!("rtmfp://{}/{path}", self.rtmfp)
+    }
+
+    pub fn rtmp_url(&self, path: &str) -> String {
+        format!("rtmp://{}/{path}", self.rtmp.expect("RTMP enabled"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
