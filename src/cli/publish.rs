@@ -91,6 +91,7 @@ pub fn publish_tags(
     let stream = url.stream()?.to_owned();
     let mut driver = stream_client::connect(url, token, timeout)?;
     let stream_id = stream_client::create_stream(&mut driver, timeout)?;
+    driver.endpoint.keep_media_order(!pace);
     driver.endpoint.publish(stream_id, &stream);
     stream_client::await_status(
         &mut driver,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::amf::Value;
 use super::command::{status_code, Command};
+use super::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use super::tc::{kind, FlowMetadata, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
@@ -69,6 +70,11 @@ pub struct FlashClient {
     create_stream_calls: Vec<f64>,
     connect_sent: bool,
     events: VecDeque<ClientEvent>,
+    flow_sync: FlowSyncReceiver,
+    sync_ids: FlowSyncSender,
+    /// Send audio, video and data on one flow, keeping their order (see
+    /// [`FlashClient::keep_media_order`]).
+    one_media_flow: bool,
 }
 
 impl FlashClient {
@@ -98,6 +104,9 @@ impl FlashClient {
             create_stream_calls: Vec::new(),
             connect_sent: false,
             events: VecDeque::new(),
+            flow_sync: FlowSyncReceiver::default(),
+            sync_ids: FlowSyncSender::default(),
+            one_media_flow: false,
         }
     }
 
@@ -154,8 +163,30 @@ impl FlashClient {
         self.call(stream_id, &cmd);
     }
 
-    /// Ends a publication or playback on `stream_id` and deletes the stream.
+    /// Ends a publication or playback on `stream_id` and deletes the stream. The media
+    /// flows are synced with the command flow first (RFC 7425 §5.2), so `closeStream`
+    /// cannot overtake the last frames.
     pub fn delete_stream(&mut self, stream_id: u32) {
+        let media: Vec<(Lane, u64)> = self
+            .flows
+            .iter()
+            .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Commands)
+            .map(|((_, lane), f)| (*lane, *f))
+            .collect();
+        if !media.is_empty() {
+            // The barrier spans the media flows, the stream's command flow (closeStream)
+            // and the connection's (deleteStream).
+            let sync = self.sync_ids.next(media.len() as u32 + 2);
+            if let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) {
+                for &(lane, f) in &media {
+                    s.send(f, &sync, None);
+                    s.close_flow(f);
+                    self.flows.remove(&(stream_id, lane));
+                }
+            }
+            self.send_on(stream_id, Lane::Commands, &sync, None);
+            self.send_on(0, Lane::Commands, &sync, None);
+        }
         self.call(
             stream_id,
             &Command::new("closeStream", 0.0, Value::Null, vec![]),
@@ -169,6 +200,14 @@ impl FlashClient {
         self.call(0, &cmd);
     }
 
+    /// By default audio, video and data go on flows of their own, so a lost video
+    /// fragment never holds up audio. A publisher sending faster than real time (a file
+    /// upload) should keep them in one flow instead: separate flows at different
+    /// priorities would deliver all the audio before the video.
+    pub fn keep_media_order(&mut self, one_flow: bool) {
+        self.one_media_flow = one_flow;
+    }
+
     /// Sends one media message of a stream we publish. Returns false if the session is
     /// gone.
     pub fn send_media(&mut self, now: Instant, stream_id: u32, message: &MediaMessage) -> bool {
@@ -176,6 +215,11 @@ impl FlashClient {
             MediaKind::Audio => (Lane::Audio, kind::AUDIO, Some(now + PUBLISH_DEADLINE)),
             MediaKind::Video => (Lane::Video, kind::VIDEO, Some(now + PUBLISH_DEADLINE)),
             MediaKind::Data => (Lane::Data, kind::DATA_AMF0, None),
+        };
+        let lane = if self.one_media_flow {
+            Lane::Video
+        } else {
+            lane
         };
         let bytes = TcMessage {
             kind,
@@ -298,21 +342,34 @@ impl FlashClient {
                 }
             }
             SessionEvent::Message { flow_id, data } => {
-                let Some(&stream_id) = self.inbound.get(&flow_id) else {
-                    return;
-                };
-                let Ok(m) = TcMessage::parse(&data) else {
-                    return;
-                };
-                let (kind, timestamp) = (m.kind, m.timestamp);
-                let payload = Bytes::from(data).slice(5..);
-                self.on_message(stream_id, kind, timestamp, payload);
+                let mut ready = Vec::new();
+                self.flow_sync.receive(flow_id, data, &mut ready);
+                self.deliver(ready);
+            }
+            SessionEvent::FlowFinished { flow_id } => {
+                let mut ready = Vec::new();
+                self.flow_sync.flow_finished(flow_id, &mut ready);
+                self.deliver(ready);
             }
             SessionEvent::Closed(reason) => {
                 self.session = None;
                 self.events.push_back(ClientEvent::Closed(reason));
             }
             _ => {}
+        }
+    }
+
+    fn deliver(&mut self, ready: Vec<(u64, Vec<u8>)>) {
+        for (flow_id, data) in ready {
+            let Some(&stream_id) = self.inbound.get(&flow_id) else {
+                continue;
+            };
+            let Ok(m) = TcMessage::parse(&data) else {
+                continue;
+            };
+            let (kind, timestamp) = (m.kind, m.timestamp);
+            let payload = Bytes::from(data).slice(5..);
+            self.on_message(stream_id, kind, timestamp, payload);
         }
     }
 

@@ -3,4 +3,5 @@
 pub mod amf;
 pub mod client;
 pub mod command;
+pub mod flow_sync;
 pub mod tc;

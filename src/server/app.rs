@@ -278,9 +278,11 @@ impl App {
                     .push_back((conn, Outgoing::PeerAddresses(addresses)));
             }
             // ffmpeg and OBS announce a publish this way; they wait for a result.
-            "releaseStream" | "FCPublish" | "FCUnpublish" | "getStreamLength" => {
+            "releaseStream" | "FCPublish" | "FCUnpublish" => {
                 self.result(conn, stream_id, cmd.transaction_id, Value::Null);
             }
+            // A live stream has no length; players (ffmpeg) want a number.
+            "getStreamLength" => self.result(conn, stream_id, cmd.transaction_id, 0.0.into()),
             _ => {
                 if cmd.transaction_id > 0.0 {
                     let error = Command::new(

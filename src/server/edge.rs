@@ -12,7 +12,8 @@ use rand_chacha::ChaCha20Rng;
 
 use super::app::{App, AppEvent, ConnId, Outgoing};
 use super::config::ServerConfig;
-use crate::flash::tc::{self, kind, FlowMetadata, TcMessage};
+use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
+use crate::flash::tc::{self, kind, user_control, FlowMetadata, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use crate::proto::flow_send::Priority;
@@ -79,6 +80,9 @@ struct RtmfpClient {
     /// The client's latest flow per stream id: our flows answer to it.
     client_flow: HashMap<u32, u64>,
     outbound: HashMap<(u32, Lane), u64>,
+    /// RFC 7425 §5.2 barriers across the client's flows of a stream.
+    flow_sync: FlowSyncReceiver,
+    sync_ids: FlowSyncSender,
 }
 
 struct RtmpClient {
@@ -337,19 +341,17 @@ impl EdgeServer {
                 }
             },
             SessionEvent::Message { flow_id, data } => {
-                let Some(&stream_id) = client.inbound.get(&flow_id) else {
-                    return;
-                };
-                let conn = client.conn;
-                let Ok(header) = TcMessage::parse(&data).map(|m| (m.kind, m.timestamp)) else {
-                    return;
-                };
-                let payload = bytes::Bytes::from(data).slice(5..);
-                self.app
-                    .message(conn, stream_id, header.0, header.1, payload);
+                let mut ready = Vec::new();
+                client.flow_sync.receive(flow_id, data, &mut ready);
+                self.deliver_inbound(session, ready);
             }
             SessionEvent::FlowFinished { flow_id } => {
-                client.inbound.remove(&flow_id);
+                let mut ready = Vec::new();
+                client.flow_sync.flow_finished(flow_id, &mut ready);
+                self.deliver_inbound(session, ready);
+                if let Some(client) = self.rtmfp.get_mut(&session) {
+                    client.inbound.remove(&flow_id);
+                }
             }
             SessionEvent::Closed(reason) => {
                 if let Some(c) = self.rtmfp.remove(&session) {
@@ -360,6 +362,25 @@ impl EdgeServer {
                     .push_back(ServerEvent::RtmfpSessionClosed { session, reason });
             }
             _ => {}
+        }
+    }
+
+    /// Messages from a client's flows, past any flow-sync barrier, to the application.
+    fn deliver_inbound(&mut self, session: SessionId, ready: Vec<(u64, Vec<u8>)>) {
+        for (flow_id, data) in ready {
+            let Some(client) = self.rtmfp.get(&session) else {
+                return;
+            };
+            let Some(&stream_id) = client.inbound.get(&flow_id) else {
+                continue;
+            };
+            let conn = client.conn;
+            let Ok(header) = TcMessage::parse(&data).map(|m| (m.kind, m.timestamp)) else {
+                continue;
+            };
+            let payload = bytes::Bytes::from(data).slice(5..);
+            self.app
+                .message(conn, stream_id, header.0, header.1, payload);
         }
     }
 
@@ -409,6 +430,30 @@ impl EdgeServer {
         let Some(s) = self.endpoint.session_mut(session) else {
             return;
         };
+        let (kind, _, payload) = &message;
+        let stream_ends = *kind == kind::USER_CONTROL
+            && payload.starts_with(&user_control::STREAM_EOF.to_be_bytes());
+        if stream_ends {
+            // RFC 7425 §5.2: the end of the stream must not overtake its last frames,
+            // which may still be queued on the media flows. Sync every flow of the
+            // stream, then retire the media flows; the next publication opens new ones.
+            let lanes: Vec<(Lane, u64)> = client
+                .outbound
+                .iter()
+                .filter(|((sid, _), _)| *sid == stream_id)
+                .map(|((_, lane), f)| (*lane, *f))
+                .collect();
+            if lanes.len() > 1 {
+                let sync = client.sync_ids.next(lanes.len() as u32);
+                for (lane, f) in lanes {
+                    s.send(f, &sync, None);
+                    if lane != Lane::Control {
+                        s.close_flow(f);
+                        client.outbound.remove(&(stream_id, lane));
+                    }
+                }
+            }
+        }
         let flow = *client.outbound.entry((stream_id, lane)).or_insert_with(|| {
             let return_flow = client.client_flow.get(&stream_id).copied();
             let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
