@@ -347,9 +347,7 @@ impl FlashClient {
                 self.deliver(ready);
             }
             SessionEvent::FlowFinished { flow_id } => {
-                let mut ready = Vec::new();
-                self.flow_sync.flow_finished(flow_id, &mut ready);
-                self.deliver(ready);
+                self.inbound.remove(&flow_id);
             }
             SessionEvent::Closed(reason) => {
                 self.session = None;

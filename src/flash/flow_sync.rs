@@ -2,7 +2,9 @@
 //! video, data) are independent RTMFP flows, so a state change sent on one could
 //! overtake media still queued on another. The sender puts a FlowSync user control
 //! message `(sync id, count)` on each of the `count` flows; the receiver holds each flow
-//! at its FlowSync until all `count` have reached it, then lets them all go on.
+//! at its FlowSync until all `count` have reached it, then lets them all go on. A flow
+//! that reached a barrier and then closed (senders retire media flows right after their
+//! FlowSync) still counts there.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -73,16 +75,6 @@ impl FlowSyncReceiver {
         }
     }
 
-    /// A flow ended: it will never reach a barrier, so it stops counting toward one and
-    /// whatever it held goes on.
-    pub fn flow_finished(&mut self, flow: u64, ready: &mut Vec<(u64, Vec<u8>)>) {
-        for arrived in self.barriers.values_mut() {
-            arrived.retain(|f| *f != flow);
-        }
-        self.barriers.retain(|_, a| !a.is_empty());
-        self.release_flow(flow, ready);
-    }
-
     fn release_flow(&mut self, flow: u64, ready: &mut Vec<(u64, Vec<u8>)>) {
         let Some(queue) = self.held.remove(&flow) else {
             return;
@@ -135,13 +127,15 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_flow_releases_what_it_held() {
+    fn a_flow_closed_after_its_flow_sync_still_counts_at_the_barrier() {
         let mut r = FlowSyncReceiver::default();
         let mut ready = Vec::new();
-        r.receive(1, flow_sync_message(1, 3), &mut ready);
+        r.receive(2, msg(1), &mut ready);
+        r.receive(2, flow_sync_message(1, 2), &mut ready);
+        // Flow 2 is closed now; it still counts at the barrier it reached.
+        r.receive(1, flow_sync_message(1, 2), &mut ready);
         r.receive(1, msg(5), &mut ready);
-        r.flow_finished(1, &mut ready);
-        assert_eq!(ready, vec![(1, msg(5))]);
+        assert_eq!(ready, vec![(2, msg(1)), (1, msg(5))]);
         assert_eq!(parse_flow_sync(&flow_sync_message(9, 4)), Some((9, 4)));
         assert_eq!(parse_flow_sync(&msg(1)), None);
     }

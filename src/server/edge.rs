@@ -346,9 +346,6 @@ impl EdgeServer {
                 self.deliver_inbound(session, ready);
             }
             SessionEvent::FlowFinished { flow_id } => {
-                let mut ready = Vec::new();
-                client.flow_sync.flow_finished(flow_id, &mut ready);
-                self.deliver_inbound(session, ready);
                 if let Some(client) = self.rtmfp.get_mut(&session) {
                     client.inbound.remove(&flow_id);
                 }
