@@ -187,7 +187,11 @@ impl App {
                 };
                 let is_data = matches!(kind, kind::DATA_AMF0 | kind::DATA_AMF3);
                 match Command::parse(&body) {
-                    Ok(cmd) if is_data => self.data(conn, stream_id, timestamp, cmd, body),
+                    // Metadata is also kept for late joiners; everything else a publisher
+                    // sends (NetStream.send, onCuePoint...) is relayed as it comes.
+                    Ok(_) if is_data => {
+                        self.media(conn, stream_id, MediaKind::Data, timestamp, body)
+                    }
                     Ok(cmd) => self.command(conn, stream_id, cmd),
                     // A malformed command is dropped; the client times out its call.
                     Err(_) => {}
@@ -396,9 +400,17 @@ impl App {
                 "no stream name",
             );
         }
+        let key = stream_key(&app_name, &name);
+        let prefix = stream_key(&app_name, "");
+        let published_in_app = self
+            .live
+            .published()
+            .filter(|k| k.starts_with(&prefix) && *k != key)
+            .count();
         let verdict = match self.config.app(&app_name) {
             Some(app) => app
                 .authorize_publish(client, token.as_deref(), &name)
+                .and_then(|()| app.check_stream_limit(published_in_app))
                 .map_err(|r| r.to_string()),
             None => Err("application is gone".to_owned()),
         };
@@ -406,7 +418,6 @@ impl App {
             return self.status(conn, stream_id, Level::Error, code::PUBLISH_DENIED, &reason);
         }
         self.end_stream_role(conn, stream_id);
-        let key = stream_key(&app_name, &name);
         let me = StreamRef { conn, stream_id };
         match self.live.publish(&key, me) {
             Err(PublishError::AlreadyPublished) => self.status(
@@ -429,6 +440,16 @@ impl App {
                 );
                 let players = self.live.players(&key).to_vec();
                 for p in players {
+                    // Players told StreamEOF by an earlier publisher need a new begin.
+                    self.outgoing.push_back((
+                        p.conn,
+                        Outgoing::Message {
+                            stream_id: p.stream_id,
+                            kind: kind::USER_CONTROL,
+                            timestamp: 0,
+                            payload: tc::stream_begin(p.stream_id).into(),
+                        },
+                    ));
                     self.status(
                         p.conn,
                         p.stream_id,
@@ -462,10 +483,18 @@ impl App {
                 "no stream name",
             );
         }
-        if let Some(limit_error) = self.config.app(&app_name).and_then(|app| {
-            app.check_player_limit(self.live.players(&stream_key(&app_name, &name)).len())
-                .err()
-        }) {
+        let me = StreamRef { conn, stream_id };
+        let others = self
+            .live
+            .players(&stream_key(&app_name, &name))
+            .iter()
+            .filter(|p| **p != me)
+            .count();
+        if let Some(limit_error) = self
+            .config
+            .app(&app_name)
+            .and_then(|app| app.check_player_limit(others).err())
+        {
             return self.status(
                 conn,
                 stream_id,
@@ -516,12 +545,6 @@ impl App {
         }
         self.events
             .push_back(AppEvent::Playing { conn, stream: name });
-    }
-
-    fn data(&mut self, conn: ConnId, stream_id: u32, timestamp: u32, cmd: Command, body: Bytes) {
-        if cmd.name == "@setDataFrame" || cmd.name == "onMetaData" {
-            self.media(conn, stream_id, MediaKind::Data, timestamp, body);
-        }
     }
 
     fn media(
