@@ -30,6 +30,8 @@ pub const MEDIA_DEADLINE: Duration = Duration::from_secs(2);
 pub const RTMP_BACKLOG_LIMIT: usize = 8 << 20;
 /// RFC 7425 §5.3.4 keepalive periods we ask clients for (server, peers).
 const KEEPALIVE_MS: (u32, u32) = (15_000, 10_000);
+/// How long a refused client's last messages may take before its session closes.
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(3);
 /// Flow exception code for flows we do not serve (group flows until groups land).
 const FLOW_REJECTED: u64 = 0;
 
@@ -102,6 +104,9 @@ pub struct EdgeServer {
     rtmp: HashMap<ConnId, RtmpClient>,
     events: VecDeque<ServerEvent>,
     rng: ChaCha20Rng,
+    /// Sessions to close once what is queued for them is acknowledged (a refused
+    /// connect's `_error` must arrive), or at the deadline.
+    closing: HashMap<SessionId, Instant>,
 }
 
 impl EdgeServer {
@@ -117,6 +122,7 @@ impl EdgeServer {
             rtmp: HashMap::new(),
             events: VecDeque::new(),
             rng,
+            closing: HashMap::new(),
         }
     }
 
@@ -141,7 +147,11 @@ impl EdgeServer {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
+        let closing = self.closing.values().min().copied();
+        match (self.endpoint.poll_timeout(), closing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
@@ -293,6 +303,17 @@ impl EdgeServer {
                 break;
             }
         }
+        let endpoint = &mut self.endpoint;
+        self.closing.retain(|&id, deadline| {
+            let Some(s) = endpoint.session_mut(id) else {
+                return false;
+            };
+            if s.unacknowledged_bytes() == 0 || now >= *deadline {
+                s.close(now);
+                return false;
+            }
+            true
+        });
     }
 
     fn on_endpoint_event(&mut self, now: Instant, event: Event) {
@@ -415,9 +436,7 @@ impl EdgeServer {
                 return;
             }
             Outgoing::Close => {
-                if let Some(s) = self.endpoint.session_mut(session) {
-                    s.close(now);
-                }
+                self.closing.insert(session, now + CLOSE_FLUSH_LIMIT);
                 return;
             }
         };

@@ -96,6 +96,31 @@ impl Server {
         );
     }
 
+    /// Waits until `n` log lines (so far, in all) satisfy `pred`.
+    pub fn wait_count(&mut self, pred: impl Fn(&str) -> bool, n: usize, timeout: Duration) {
+        let mut seen = self.log.iter().filter(|l| pred(l)).count();
+        if seen >= n {
+            return;
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    seen += usize::from(pred(&line));
+                    self.log.push(line);
+                    if seen >= n {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "server logged {seen} of {n} expected lines; log:\n{}",
+            self.log.join("\n")
+        );
+    }
+
     pub fn rtmfp_url(&self, path: &str) -> String {
         format!("rtmfp://{}/{path}", self.rtmfp)
     }
