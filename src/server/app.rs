@@ -213,6 +213,18 @@ impl App {
         ));
     }
 
+    fn user_control(&mut self, conn: ConnId, stream_id: u32, event: Vec<u8>) {
+        self.outgoing.push_back((
+            conn,
+            Outgoing::Message {
+                stream_id,
+                kind: kind::USER_CONTROL,
+                timestamp: 0,
+                payload: event.into(),
+            },
+        ));
+    }
+
     fn status(
         &mut self,
         conn: ConnId,
@@ -441,15 +453,7 @@ impl App {
                 let players = self.live.players(&key).to_vec();
                 for p in players {
                     // Players told StreamEOF by an earlier publisher need a new begin.
-                    self.outgoing.push_back((
-                        p.conn,
-                        Outgoing::Message {
-                            stream_id: p.stream_id,
-                            kind: kind::USER_CONTROL,
-                            timestamp: 0,
-                            payload: tc::stream_begin(p.stream_id).into(),
-                        },
-                    ));
+                    self.user_control(p.conn, p.stream_id, tc::stream_begin(p.stream_id));
                     self.status(
                         p.conn,
                         p.stream_id,
@@ -516,15 +520,7 @@ impl App {
                 },
             );
         }
-        self.outgoing.push_back((
-            conn,
-            Outgoing::Message {
-                stream_id,
-                kind: kind::USER_CONTROL,
-                timestamp: 0,
-                payload: tc::stream_begin(stream_id).into(),
-            },
-        ));
+        self.user_control(conn, stream_id, tc::stream_begin(stream_id));
         self.status(
             conn,
             stream_id,
@@ -636,15 +632,7 @@ impl App {
             Role::Publishing(name) => {
                 let players = self.live.unpublish(&stream_key(app, &name), who);
                 for p in players {
-                    self.outgoing.push_back((
-                        p.conn,
-                        Outgoing::Message {
-                            stream_id: p.stream_id,
-                            kind: kind::USER_CONTROL,
-                            timestamp: 0,
-                            payload: tc::stream_eof(p.stream_id).into(),
-                        },
-                    ));
+                    self.user_control(p.conn, p.stream_id, tc::stream_eof(p.stream_id));
                     self.status(
                         p.conn,
                         p.stream_id,
