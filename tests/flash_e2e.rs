@@ -341,3 +341,61 @@ fn refusals_carry_the_status_codes_clients_expect() {
     assert!(err.contains("NetStream.Publish.BadName"), "{err}");
     finish(first, "first publisher");
 }
+
+#[test]
+fn player_plays_a_peer_published_stream_directly_after_the_servers_introduction() {
+    let dir = scratch("direct");
+    let src = source(&dir, 4);
+    let mut server = Server::start(&["--rtmp", "off"]);
+    let url = server.rtmfp_url("live/p2p");
+    let mut publisher = Command::new(BIN)
+        .args(["publish", &url, "--direct", "--input"])
+        .arg(&src)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The publisher prints its peer ID once its session with the server is up.
+    let mut stderr = std::io::BufReader::new(publisher.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let peer = line.rsplit("peer id: ").next().unwrap().trim().to_owned();
+    assert_eq!(peer.len(), 64, "{line}");
+    let out = dir.join("direct.flv");
+    let player = Command::new(BIN)
+        .args(["play", &url, "--peer", &peer, "--output"])
+        .arg(&out)
+        .args(["--timeout", "10"])
+        .output()
+        .unwrap();
+    assert!(
+        player.status.success(),
+        "{}",
+        String::from_utf8_lossy(&player.stderr)
+    );
+    assert!(publisher.wait().unwrap().success());
+    server.wait_for(
+        |l| l.starts_with("introduced ") && l.ends_with(&peer),
+        Duration::from_secs(5),
+    );
+    assert!(
+        !server
+            .log
+            .iter()
+            .any(|l| l.starts_with("Publishing {") || l.starts_with("Playing {")),
+        "the media went peer to peer, not through the server:\n{}",
+        server.log.join("\n")
+    );
+    let got = packets(&out);
+    let video = of_kind(&got, "video");
+    assert!(video.first().is_some_and(|p| p.key), "starts at a keyframe");
+    assert!(video.len() >= 50, "got {} video frames", video.len());
+    let src_video = of_kind(&packets(&src), "video");
+    let start = src_video
+        .iter()
+        .position(|p| *p == video[0])
+        .expect("frame from the source");
+    assert!(
+        src_video[start..].starts_with(&video),
+        "frames are the source's, in order"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant as StdInstant};
 use anyhow::{bail, Context, Result};
 
 use super::play::play_stream;
-use super::publish::{publish_tags, read_tags};
+use super::publish::{publish_tags, read_tags, Audience};
 use super::serve::{bind, log_event};
 use super::url::RtmfpUrl;
 use crate::media::MediaKind;
@@ -44,11 +44,19 @@ pub fn demo() -> Result<()> {
         let (url, sent_at) = (url.clone(), sent_at.clone());
         std::thread::spawn(move || -> Result<_> {
             let tags = read_tags(None)?;
-            publish_tags(&url, None, tags, true, Duration::from_secs(10), |m| {
-                if let Ok(mut map) = sent_at.lock() {
-                    map.insert((m.kind, m.timestamp), StdInstant::now());
-                }
-            })
+            publish_tags(
+                &url,
+                None,
+                tags,
+                true,
+                Audience::Server,
+                Duration::from_secs(10),
+                |m| {
+                    if let Ok(mut map) = sent_at.lock() {
+                        map.insert((m.kind, m.timestamp), StdInstant::now());
+                    }
+                },
+            )
         })
     };
     // The player joins once the publisher is live, as a viewer would.
@@ -59,7 +67,7 @@ pub fn demo() -> Result<()> {
     );
     let started = StdInstant::now();
     let mut latencies = Vec::new();
-    let stats = play_stream(&url, None, None, Duration::from_secs(10), |m, _| {
+    let stats = play_stream(&url, None, None, None, Duration::from_secs(10), |m, _| {
         if let Ok(map) = sent_at.lock() {
             // Catch-up frames (sent before the player joined) say nothing of latency.
             if let Some(t) = map.get(&(m.kind, m.timestamp)).filter(|t| **t > started) {

@@ -55,6 +55,10 @@ enum Command {
         /// Send as fast as the session allows instead of in real time.
         #[arg(long)]
         no_pace: bool,
+        /// Publish straight to peers instead of through the server: players ask the
+        /// server to introduce them by our peer ID (printed) and play from us.
+        #[arg(long)]
+        direct: bool,
         /// A token for servers that ask for one (sent as the connect argument).
         #[arg(long)]
         token: Option<String>,
@@ -75,6 +79,10 @@ enum Command {
         /// A token for servers that ask for one (sent as the connect argument).
         #[arg(long)]
         token: Option<String>,
+        /// Play straight from the peer with this peer ID (a `publish --direct`), which
+        /// the server introduces us to.
+        #[arg(long)]
+        peer: Option<String>,
         /// Give up if playing has not started, or no media came, for this many seconds.
         #[arg(long, default_value_t = 15)]
         timeout: u64,
@@ -97,12 +105,18 @@ pub fn main() -> ExitCode {
             url,
             input,
             no_pace,
+            direct,
             token,
             timeout,
         } => publish::publish(
             &url,
             input.as_deref(),
             !no_pace,
+            if direct {
+                publish::Audience::Direct
+            } else {
+                publish::Audience::Server
+            },
             token,
             Duration::from_secs(timeout),
         ),
@@ -111,12 +125,14 @@ pub fn main() -> ExitCode {
             output,
             duration,
             token,
+            peer,
             timeout,
         } => play::play(
             &url,
             &output,
             duration.map(Duration::from_secs_f64),
             token,
+            peer.as_deref(),
             Duration::from_secs(timeout),
         ),
         Command::Demo => demo::demo(),

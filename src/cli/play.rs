@@ -11,6 +11,7 @@ use crate::flash::client::ClientEvent;
 use crate::flash::command::code;
 use crate::flv::{FlvHeader, FlvTag, FlvWriter, TagType};
 use crate::media::{MediaKind, MediaMessage};
+use crate::proto::epd::PeerId;
 
 /// What a playback received.
 #[derive(Debug, Default, Clone, Copy)]
@@ -46,14 +47,24 @@ impl Rebase {
 pub fn play_stream(
     url: &RtmfpUrl,
     token: Option<String>,
+    from_peer: Option<PeerId>,
     duration: Option<Duration>,
     timeout: Duration,
     mut on_media: impl FnMut(&MediaMessage, u32) -> Result<()>,
 ) -> Result<PlayStats> {
     let stream = url.stream()?.to_owned();
     let mut driver = stream_client::connect(url, token, timeout)?;
-    let stream_id = stream_client::create_stream(&mut driver, timeout)?;
-    driver.endpoint.play(stream_id, &stream);
+    let stream_id = match from_peer {
+        None => {
+            let id = stream_client::create_stream(&mut driver, timeout)?;
+            driver.endpoint.play(id, &stream);
+            id
+        }
+        Some(peer) => {
+            let now = driver.now();
+            driver.endpoint.play_direct(now, url.server, peer, &stream)
+        }
+    };
     let mut early = Vec::new();
     stream_client::await_status(&mut driver, stream_id, &[code::PLAY_START], timeout, |e| {
         early.push(e)
@@ -113,7 +124,9 @@ pub fn play_stream(
             return Err(e);
         }
     }
-    driver.endpoint.delete_stream(stream_id);
+    if from_peer.is_none() {
+        driver.endpoint.delete_stream(stream_id);
+    }
     stream_client::close(&mut driver)?;
     Ok(stats)
 }
@@ -123,9 +136,17 @@ pub fn play(
     output: &str,
     duration: Option<Duration>,
     token: Option<String>,
+    from_peer: Option<&str>,
     timeout: Duration,
 ) -> Result<()> {
     let url = RtmfpUrl::parse(url)?;
+    let from_peer = match from_peer {
+        Some(hex) => Some(
+            PeerId::from_hex(hex)
+                .with_context(|| format!("--peer {hex:?}: expected 64 hex digits"))?,
+        ),
+        None => None,
+    };
     let mut sink: Box<dyn Write> = if output == "-" {
         Box::new(std::io::stdout().lock())
     } else {
@@ -135,7 +156,7 @@ pub fn play(
     };
     let mut writer = FlvWriter::new(FlvHeader::new(true, true));
     let mut buf = Vec::new();
-    let stats = play_stream(&url, token, duration, timeout, |m, ts| {
+    let stats = play_stream(&url, token, from_peer, duration, timeout, |m, ts| {
         let tag_type = match m.kind {
             MediaKind::Audio => TagType::Audio,
             MediaKind::Video => TagType::Video,

@@ -78,6 +78,15 @@ pub struct PublishStats {
     pub media_duration_ms: u32,
 }
 
+/// Where a publication goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Through the server, to its players.
+    Server,
+    /// Straight to peers the server introduces to us (Flash's DIRECT_CONNECTIONS).
+    Direct,
+}
+
 /// Connects, publishes `stream`, sends every tag, unpublishes and closes. `on_sent` sees
 /// each message as it goes out (the demo measures latency with it).
 pub fn publish_tags(
@@ -85,22 +94,32 @@ pub fn publish_tags(
     token: Option<String>,
     tags: Receiver<Result<FlvTag, String>>,
     pace: bool,
+    audience: Audience,
     timeout: Duration,
     mut on_sent: impl FnMut(&MediaMessage),
 ) -> Result<PublishStats> {
     let stream = url.stream()?.to_owned();
     let mut driver = stream_client::connect(url, token, timeout)?;
-    let stream_id = stream_client::create_stream(&mut driver, timeout)?;
     driver.endpoint.keep_media_order(!pace);
-    driver.endpoint.publish(stream_id, &stream);
-    stream_client::await_status(
-        &mut driver,
-        stream_id,
-        &[code::PUBLISH_START],
-        timeout,
-        |_| {},
-    )
-    .with_context(|| format!("publishing {stream}"))?;
+    let stream_id = match audience {
+        Audience::Server => {
+            let id = stream_client::create_stream(&mut driver, timeout)?;
+            driver.endpoint.publish(id, &stream);
+            stream_client::await_status(&mut driver, id, &[code::PUBLISH_START], timeout, |_| {})
+                .with_context(|| format!("publishing {stream}"))?;
+            id
+        }
+        Audience::Direct => {
+            let id = 1;
+            driver.endpoint.publish_direct(id, &stream);
+            let peer = driver
+                .endpoint
+                .peer_id()
+                .context("no session with the server")?;
+            eprintln!("publishing {stream} directly to peers; our peer id: {peer}");
+            id
+        }
+    };
     let stats = send_all(&mut driver, stream_id, tags, pace, &mut on_sent)?;
     driver.endpoint.delete_stream(stream_id);
     // Let the last frames and the unpublish reach the server before closing.
@@ -176,13 +195,14 @@ pub fn publish(
     url: &str,
     input: Option<&str>,
     pace: bool,
+    audience: Audience,
     token: Option<String>,
     timeout: Duration,
 ) -> Result<()> {
     let url = RtmfpUrl::parse(url)?;
     let tags = read_tags(input)?;
     let started = StdInstant::now();
-    let stats = publish_tags(&url, token, tags, pace, timeout, |_| {})?;
+    let stats = publish_tags(&url, token, tags, pace, audience, timeout, |_| {})?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "published {}: {} video and {} audio frames, {} bytes, {:.1} s of media in {:.1} s ({:.0} kbit/s)",

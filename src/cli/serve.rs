@@ -131,6 +131,9 @@ pub fn log_event(server: &EdgeServer, event: &ServerEvent) {
             None => println!("rtmp conn {conn} closed"),
         },
         ServerEvent::App(e) => println!("{e:?}"),
+        ServerEvent::Introduced { from, target } => {
+            println!("introduced {from} to peer {target}")
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! A NetConnection/NetStream client over RTMFP, sans-IO: connect to an app, create
-//! streams, publish or play them. The `publish`, `play` and `demo` subcommands and the
-//! tests drive it; it is also what a Flash-compatible client looks like on the wire.
+//! streams, publish or play them through the server, or directly between peers (the
+//! server introduces the player to the publisher by peer ID, RFC 7016 §3.5.1.5, and the
+//! media never touches it). The `publish`, `play` and `demo` subcommands and the tests
+//! drive it; it is also what a Flash-compatible client looks like on the wire.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -9,19 +11,23 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::amf::Value;
-use super::command::{status_code, Command};
+use super::command::{code, on_status, status_code, Command, Level};
 use super::flow_sync::{FlowSyncReceiver, FlowSyncSender};
-use super::tc::{kind, FlowMetadata, TcMessage};
+use super::tc::{self, kind, FlowMetadata, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
-use crate::proto::epd::EndpointDiscriminator;
+use crate::proto::epd::{EndpointDiscriminator, PeerId};
 use crate::proto::flow_send::Priority;
 use crate::proto::handshake::HandshakeFailure;
-use crate::proto::session::{CloseReason, SessionEvent};
+use crate::proto::keying::HandshakeLayout;
+use crate::proto::session::{CloseReason, Session, SessionEvent};
 use crate::proto::{Endpoint, Instant};
+use crate::server::live::LiveStreams;
 
 /// Media a publisher sends is abandoned after this long unacknowledged.
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(2);
+/// The stream id a direct player uses on its session with the publisher.
+const DIRECT_STREAM: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
@@ -35,7 +41,8 @@ pub enum ClientEvent {
     StreamCreated {
         stream_id: u32,
     },
-    /// An `onStatus` for a stream (or the connection, stream 0).
+    /// An `onStatus` for a stream (or the connection, stream 0). For a direct play the
+    /// stream id is the one `play_direct` returned.
     Status {
         stream_id: u32,
         code: String,
@@ -45,6 +52,7 @@ pub enum ClientEvent {
         stream_id: u32,
         message: MediaMessage,
     },
+    /// The session with the server ended.
     Closed(CloseReason),
 }
 
@@ -56,25 +64,122 @@ enum Lane {
     Data,
 }
 
+impl Lane {
+    fn priority(self) -> Priority {
+        match self {
+            Lane::Commands => Priority::HIGHEST,
+            Lane::Audio => Priority::IMMEDIATE,
+            Lane::Video => Priority::TIME_CRITICAL,
+            Lane::Data => Priority::ROUTINE,
+        }
+    }
+
+    fn of(kind: MediaKind) -> (Lane, u8) {
+        match kind {
+            MediaKind::Audio => (Lane::Audio, kind::AUDIO),
+            MediaKind::Video => (Lane::Video, kind::VIDEO),
+            MediaKind::Data => (Lane::Data, kind::DATA_AMF0),
+        }
+    }
+}
+
+/// One session's flows: ours by (stream id, lane), the far end's by flow id, and the
+/// flow-sync barriers across the far end's.
+#[derive(Debug, Default)]
+struct Flows {
+    ours: HashMap<(u32, Lane), u64>,
+    theirs: HashMap<u64, u32>,
+    sync: FlowSyncReceiver,
+}
+
+impl Flows {
+    fn send(
+        &mut self,
+        session: &mut Session,
+        stream_id: u32,
+        lane: Lane,
+        bytes: &[u8],
+        deadline: Option<Instant>,
+    ) -> bool {
+        let flow = *self.ours.entry((stream_id, lane)).or_insert_with(|| {
+            let f = session.open_flow(FlowMetadata::net_stream(stream_id).encode(), None);
+            session.set_priority(f, lane.priority());
+            f
+        });
+        session.send(flow, bytes, deadline)
+    }
+
+    /// RFC 7425 §5.2: puts one FlowSync on every media flow of `stream_id` and on
+    /// `also` (command flows that carry what must come after), then retires the media
+    /// flows.
+    fn sync_and_retire_media(
+        &mut self,
+        session: &mut Session,
+        ids: &mut FlowSyncSender,
+        stream_id: u32,
+        also: &[u32],
+    ) {
+        let media: Vec<(Lane, u64)> = self
+            .ours
+            .iter()
+            .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Commands)
+            .map(|((_, lane), f)| (*lane, *f))
+            .collect();
+        if media.is_empty() {
+            return;
+        }
+        let sync = ids.next((media.len() + also.len()) as u32);
+        for (lane, f) in media {
+            session.send(f, &sync, None);
+            session.close_flow(f);
+            self.ours.remove(&(stream_id, lane));
+        }
+        for &sid in also {
+            self.send(session, sid, Lane::Commands, &sync, None);
+        }
+    }
+}
+
+fn command_bytes(cmd: &Command) -> Vec<u8> {
+    TcMessage {
+        kind: kind::COMMAND_AMF0,
+        timestamp: 0,
+        payload: &cmd.encode(),
+    }
+    .to_vec()
+}
+
+/// A peer we have a direct session with.
+#[derive(Debug, Default)]
+struct DirectPeer {
+    flows: Flows,
+    /// As the player: the stream name we asked for, until the session opens.
+    wants: Option<String>,
+}
+
+/// A direct subscriber: a peer session and its stream id.
+type DirectSubscriber = (SessionId, u32);
+
 pub struct FlashClient {
     pub endpoint: Endpoint,
     session: Option<SessionId>,
     tc_url: String,
     app: String,
     connect_args: Vec<Value>,
-    /// Our flows, by stream id and lane.
-    flows: HashMap<(u32, Lane), u64>,
-    /// The server's flows to us: flow id -> stream id.
-    inbound: HashMap<u64, u32>,
+    /// Flows of the session with the server.
+    flows: Flows,
     next_transaction: f64,
     create_stream_calls: Vec<f64>,
     connect_sent: bool,
     events: VecDeque<ClientEvent>,
-    flow_sync: FlowSyncReceiver,
     sync_ids: FlowSyncSender,
     /// Send audio, video and data on one flow, keeping their order (see
     /// [`FlashClient::keep_media_order`]).
     one_media_flow: bool,
+    /// Streams we publish straight to peers, by our stream id, and who plays them.
+    direct: LiveStreams<DirectSubscriber>,
+    direct_names: HashMap<u32, String>,
+    peers: HashMap<SessionId, DirectPeer>,
 }
 
 impl FlashClient {
@@ -98,20 +203,37 @@ impl FlashClient {
             tc_url: tc_url.to_owned(),
             app: app.to_owned(),
             connect_args,
-            flows: HashMap::new(),
-            inbound: HashMap::new(),
+            flows: Flows::default(),
             next_transaction: 2.0,
             create_stream_calls: Vec::new(),
             connect_sent: false,
             events: VecDeque::new(),
-            flow_sync: FlowSyncReceiver::default(),
             sync_ids: FlowSyncSender::default(),
             one_media_flow: false,
+            direct: LiveStreams::default(),
+            direct_names: HashMap::new(),
+            peers: HashMap::new(),
         }
     }
 
     pub fn session(&self) -> Option<SessionId> {
         self.session
+    }
+
+    /// Our peer ID as the server knows it (the fingerprint of the certificate we
+    /// presented), once the session is open: what a peer asks the server for to play
+    /// from us directly.
+    pub fn peer_id(&mut self) -> Option<PeerId> {
+        let layout = self
+            .session
+            .and_then(|s| self.endpoint.session(s))?
+            .info
+            .layout;
+        let (flash, rfc) = self.endpoint.client_peer_ids();
+        Some(match layout {
+            HandshakeLayout::FlashEra => flash,
+            HandshakeLayout::Rfc7425 => rfc,
+        })
     }
 
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
@@ -154,38 +276,54 @@ impl FlashClient {
     }
 
     pub fn play(&mut self, stream_id: u32, name: &str) {
-        let cmd = Command::new(
-            "play",
-            0.0,
-            Value::Null,
-            vec![name.into(), (-1000.0).into()],
+        self.call(stream_id, &play_command(name));
+    }
+
+    /// Publishes `name` straight to peers (Flash's DIRECT_CONNECTIONS): peers the server
+    /// introduces to us may play it. `stream_id` is any id of ours that
+    /// [`FlashClient::send_media`] will use; it needs no `createStream`.
+    pub fn publish_direct(&mut self, stream_id: u32, name: &str) {
+        let _ = self.direct.publish(name, (0, stream_id));
+        self.direct_names.insert(stream_id, name.to_owned());
+    }
+
+    /// Plays `name` straight from the peer `publisher`: asks the server at `server` to
+    /// introduce us, then plays over the direct session. Status and media events carry
+    /// the returned stream id.
+    pub fn play_direct(
+        &mut self,
+        now: Instant,
+        server: SocketAddr,
+        publisher: PeerId,
+        name: &str,
+    ) -> u32 {
+        let session =
+            self.endpoint
+                .connect(now, server, EndpointDiscriminator::for_peer(publisher));
+        self.peers.insert(
+            session,
+            DirectPeer {
+                wants: Some(name.to_owned()),
+                ..Default::default()
+            },
         );
-        self.call(stream_id, &cmd);
+        DIRECT_STREAM
     }
 
     /// Ends a publication or playback on `stream_id` and deletes the stream. The media
-    /// flows are synced with the command flow first (RFC 7425 §5.2), so `closeStream`
-    /// cannot overtake the last frames.
+    /// flows are synced with the command flows first (RFC 7425 §5.2), so `closeStream`
+    /// and `deleteStream` cannot overtake the last frames. Direct players of the stream
+    /// are told it ended.
     pub fn delete_stream(&mut self, stream_id: u32) {
-        let media: Vec<(Lane, u64)> = self
-            .flows
-            .iter()
-            .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Commands)
-            .map(|((_, lane), f)| (*lane, *f))
-            .collect();
-        if !media.is_empty() {
-            // The barrier spans the media flows, the stream's command flow (closeStream)
-            // and the connection's (deleteStream).
-            let sync = self.sync_ids.next(media.len() as u32 + 2);
-            if let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) {
-                for &(lane, f) in &media {
-                    s.send(f, &sync, None);
-                    s.close_flow(f);
-                    self.flows.remove(&(stream_id, lane));
-                }
+        if let Some(name) = self.direct_names.remove(&stream_id) {
+            for (peer, peer_stream) in self.direct.unpublish(&name, (0, stream_id)) {
+                self.end_direct_playback(peer, peer_stream, &name);
             }
-            self.send_on(stream_id, Lane::Commands, &sync, None);
-            self.send_on(0, Lane::Commands, &sync, None);
+            return;
+        }
+        if let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) {
+            self.flows
+                .sync_and_retire_media(s, &mut self.sync_ids, stream_id, &[stream_id, 0]);
         }
         self.call(
             stream_id,
@@ -208,14 +346,11 @@ impl FlashClient {
         self.one_media_flow = one_flow;
     }
 
-    /// Sends one media message of a stream we publish. Returns false if the session is
-    /// gone.
+    /// Sends one media message of a stream we publish (to the server, or to our direct
+    /// players). Returns false if the session with the server is gone.
     pub fn send_media(&mut self, now: Instant, stream_id: u32, message: &MediaMessage) -> bool {
-        let (lane, kind, deadline) = match message.kind {
-            MediaKind::Audio => (Lane::Audio, kind::AUDIO, Some(now + PUBLISH_DEADLINE)),
-            MediaKind::Video => (Lane::Video, kind::VIDEO, Some(now + PUBLISH_DEADLINE)),
-            MediaKind::Data => (Lane::Data, kind::DATA_AMF0, None),
-        };
+        let (lane, kind) = Lane::of(message.kind);
+        let deadline = (message.kind != MediaKind::Data).then_some(now + PUBLISH_DEADLINE);
         let lane = if self.one_media_flow {
             Lane::Video
         } else {
@@ -227,6 +362,17 @@ impl FlashClient {
             payload: &message.payload,
         }
         .to_vec();
+        if let Some(name) = self.direct_names.get(&stream_id) {
+            let subscribers = self
+                .direct
+                .forward(name, (0, stream_id), message)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
+            for (peer, peer_stream) in subscribers {
+                self.send_to_peer(peer, peer_stream, lane, &bytes, deadline);
+            }
+            return self.session.is_some();
+        }
         self.send_on(stream_id, lane, &bytes, deadline)
     }
 
@@ -238,9 +384,13 @@ impl FlashClient {
             .map_or(0, |s| s.unacknowledged_bytes())
     }
 
+    /// Closes the session with the server and every direct session.
     pub fn close(&mut self, now: Instant) {
-        if let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) {
-            s.close(now);
+        let peers: Vec<SessionId> = self.peers.keys().copied().collect();
+        for id in self.session.into_iter().chain(peers) {
+            if let Some(s) = self.endpoint.session_mut(id) {
+                s.close(now);
+            }
         }
     }
 
@@ -251,14 +401,7 @@ impl FlashClient {
     }
 
     fn call(&mut self, stream_id: u32, cmd: &Command) {
-        let payload = cmd.encode();
-        let bytes = TcMessage {
-            kind: kind::COMMAND_AMF0,
-            timestamp: 0,
-            payload: &payload,
-        }
-        .to_vec();
-        self.send_on(stream_id, Lane::Commands, &bytes, None);
+        self.send_on(stream_id, Lane::Commands, &command_bytes(cmd), None);
     }
 
     fn send_on(
@@ -271,20 +414,57 @@ impl FlashClient {
         let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) else {
             return false;
         };
-        let flow = *self.flows.entry((stream_id, lane)).or_insert_with(|| {
-            let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), None);
-            s.set_priority(
-                f,
-                match lane {
-                    Lane::Commands => Priority::HIGHEST,
-                    Lane::Audio => Priority::IMMEDIATE,
-                    Lane::Video => Priority::TIME_CRITICAL,
-                    Lane::Data => Priority::ROUTINE,
-                },
-            );
-            f
-        });
-        s.send(flow, bytes, deadline)
+        self.flows.send(s, stream_id, lane, bytes, deadline)
+    }
+
+    fn send_to_peer(
+        &mut self,
+        peer: SessionId,
+        stream_id: u32,
+        lane: Lane,
+        bytes: &[u8],
+        deadline: Option<Instant>,
+    ) {
+        if let (Some(p), Some(s)) = (self.peers.get_mut(&peer), self.endpoint.session_mut(peer)) {
+            p.flows.send(s, stream_id, lane, bytes, deadline);
+        }
+    }
+
+    fn status_to_peer(
+        &mut self,
+        peer: SessionId,
+        stream_id: u32,
+        level: Level,
+        code: &str,
+        text: &str,
+    ) {
+        let bytes = command_bytes(&on_status(level, code, text, vec![]));
+        self.send_to_peer(peer, stream_id, Lane::Commands, &bytes, None);
+    }
+
+    fn user_control_to_peer(&mut self, peer: SessionId, stream_id: u32, event: Vec<u8>) {
+        let bytes = TcMessage {
+            kind: kind::USER_CONTROL,
+            timestamp: 0,
+            payload: &event,
+        }
+        .to_vec();
+        self.send_to_peer(peer, stream_id, Lane::Commands, &bytes, None);
+    }
+
+    fn end_direct_playback(&mut self, peer: SessionId, peer_stream: u32, name: &str) {
+        if let (Some(p), Some(s)) = (self.peers.get_mut(&peer), self.endpoint.session_mut(peer)) {
+            p.flows
+                .sync_and_retire_media(s, &mut self.sync_ids, peer_stream, &[peer_stream]);
+        }
+        self.user_control_to_peer(peer, peer_stream, tc::stream_eof(peer_stream));
+        self.status_to_peer(
+            peer,
+            peer_stream,
+            Level::Status,
+            code::PLAY_UNPUBLISH_NOTIFY,
+            &format!("{name} is now unpublished."),
+        );
     }
 
     fn pump(&mut self, now: Instant) {
@@ -296,6 +476,11 @@ impl FlashClient {
                     self.connect_sent = true;
                     self.send_connect();
                 }
+                Event::SessionOpened {
+                    session,
+                    as_initiator,
+                    ..
+                } if Some(session) != self.session => self.on_peer_opened(session, as_initiator),
                 Event::HandshakeFailed { session, failure } if Some(session) == self.session => {
                     self.session = None;
                     self.events.push_back(ClientEvent::Failed {
@@ -303,9 +488,19 @@ impl FlashClient {
                         description: failure.to_string(),
                     });
                 }
+                Event::HandshakeFailed { session, failure } => {
+                    if self.peers.remove(&session).is_some() {
+                        self.events.push_back(ClientEvent::Status {
+                            stream_id: DIRECT_STREAM,
+                            code: code::PLAY_FAILED.into(),
+                            description: format!("no direct session with the publisher: {failure}"),
+                        });
+                    }
+                }
                 Event::Session { session, event } if Some(session) == self.session => {
                     self.on_session_event(now, event)
                 }
+                Event::Session { session, event } => self.on_peer_event(session, event),
                 _ => {}
             }
         }
@@ -338,36 +533,24 @@ impl FlashClient {
                 flow_id, metadata, ..
             } => {
                 if let Ok(m) = FlowMetadata::parse(&metadata) {
-                    self.inbound.insert(flow_id, m.stream_id);
+                    self.flows.theirs.insert(flow_id, m.stream_id);
                 }
             }
             SessionEvent::Message { flow_id, data } => {
                 let mut ready = Vec::new();
-                self.flow_sync.receive(flow_id, data, &mut ready);
-                self.deliver(ready);
+                self.flows.sync.receive(flow_id, data, &mut ready);
+                for (stream_id, kind, timestamp, payload) in parse_ready(&self.flows, ready) {
+                    self.on_message(stream_id, kind, timestamp, payload);
+                }
             }
             SessionEvent::FlowFinished { flow_id } => {
-                self.inbound.remove(&flow_id);
+                self.flows.theirs.remove(&flow_id);
             }
             SessionEvent::Closed(reason) => {
                 self.session = None;
                 self.events.push_back(ClientEvent::Closed(reason));
             }
             _ => {}
-        }
-    }
-
-    fn deliver(&mut self, ready: Vec<(u64, Vec<u8>)>) {
-        for (flow_id, data) in ready {
-            let Some(&stream_id) = self.inbound.get(&flow_id) else {
-                continue;
-            };
-            let Ok(m) = TcMessage::parse(&data) else {
-                continue;
-            };
-            let (kind, timestamp) = (m.kind, m.timestamp);
-            let payload = Bytes::from(data).slice(5..);
-            self.on_message(stream_id, kind, timestamp, payload);
         }
     }
 
@@ -381,12 +564,7 @@ impl FlashClient {
             kind::VIDEO => self.events.push_back(media(MediaKind::Video)),
             kind::DATA_AMF0 => self.events.push_back(media(MediaKind::Data)),
             kind::COMMAND_AMF0 | kind::COMMAND_AMF3 => {
-                let body = if kind == kind::COMMAND_AMF3 {
-                    payload.slice(1.min(payload.len())..)
-                } else {
-                    payload.clone()
-                };
-                if let Ok(cmd) = Command::parse(&body) {
+                if let Some(cmd) = parse_command(kind, &payload) {
                     self.on_command(stream_id, cmd);
                 }
             }
@@ -396,12 +574,7 @@ impl FlashClient {
 
     fn on_command(&mut self, stream_id: u32, cmd: Command) {
         let code = status_code(&cmd).unwrap_or_default().to_owned();
-        let description = cmd
-            .arguments
-            .iter()
-            .find_map(|v| v.get("description").and_then(Value::as_str))
-            .unwrap_or_default()
-            .to_owned();
+        let description = description_of(&cmd);
         match cmd.name.as_str() {
             "_result" if cmd.transaction_id == 1.0 => self.events.push_back(ClientEvent::Connected),
             "_error" if cmd.transaction_id == 1.0 => self
@@ -424,6 +597,165 @@ impl FlashClient {
             _ => {}
         }
     }
+
+    // ---------------- direct sessions ----------------
+
+    fn on_peer_opened(&mut self, session: SessionId, as_initiator: bool) {
+        if as_initiator {
+            // We asked for this publisher: play what we came for.
+            let Some(name) = self.peers.get_mut(&session).and_then(|p| p.wants.take()) else {
+                return;
+            };
+            let bytes = command_bytes(&play_command(&name));
+            self.send_to_peer(session, DIRECT_STREAM, Lane::Commands, &bytes, None);
+        } else if !self.direct_names.is_empty() {
+            // A peer the server introduced to us, to play what we publish directly.
+            self.peers.insert(session, DirectPeer::default());
+        } else if let Some(s) = self.endpoint.session_mut(session) {
+            // We publish nothing directly: nobody has business here.
+            s.abort();
+        }
+    }
+
+    fn on_peer_event(&mut self, session: SessionId, event: SessionEvent) {
+        let Some(peer) = self.peers.get_mut(&session) else {
+            return;
+        };
+        match event {
+            SessionEvent::FlowOpened {
+                flow_id, metadata, ..
+            } => {
+                if let Ok(m) = FlowMetadata::parse(&metadata) {
+                    peer.flows.theirs.insert(flow_id, m.stream_id);
+                }
+            }
+            SessionEvent::Message { flow_id, data } => {
+                let mut ready = Vec::new();
+                peer.flows.sync.receive(flow_id, data, &mut ready);
+                for (stream_id, kind, timestamp, payload) in parse_ready(&peer.flows, ready) {
+                    self.on_peer_message(session, stream_id, kind, timestamp, payload);
+                }
+            }
+            SessionEvent::FlowFinished { flow_id } => {
+                peer.flows.theirs.remove(&flow_id);
+            }
+            SessionEvent::Closed(_) => {
+                self.peers.remove(&session);
+                let names: Vec<String> = self.direct_names.values().cloned().collect();
+                for name in names {
+                    let subscribers: Vec<DirectSubscriber> = self.direct.players(&name).to_vec();
+                    for sub in subscribers.into_iter().filter(|(s, _)| *s == session) {
+                        self.direct.stop_playing(&name, sub);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_peer_message(
+        &mut self,
+        peer: SessionId,
+        stream_id: u32,
+        kind: u8,
+        timestamp: u32,
+        payload: Bytes,
+    ) {
+        let Some(cmd) = parse_command(kind, &payload) else {
+            // Media and data from a publisher we play directly.
+            return self.on_message(stream_id, kind, timestamp, payload);
+        };
+        match cmd.name.as_str() {
+            "play" => {
+                let name = cmd
+                    .argument(0)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                if !self.direct_names.values().any(|n| *n == name) {
+                    return self.status_to_peer(
+                        peer,
+                        stream_id,
+                        Level::Error,
+                        code::PLAY_STREAM_NOT_FOUND,
+                        &format!("{name} is not published here"),
+                    );
+                }
+                let join = self.direct.play(&name, (peer, stream_id));
+                self.user_control_to_peer(peer, stream_id, tc::stream_begin(stream_id));
+                self.status_to_peer(
+                    peer,
+                    stream_id,
+                    Level::Status,
+                    code::PLAY_RESET,
+                    &format!("Playing and resetting {name}."),
+                );
+                self.status_to_peer(
+                    peer,
+                    stream_id,
+                    Level::Status,
+                    code::PLAY_START,
+                    &format!("Started playing {name}."),
+                );
+                for m in join.catch_up {
+                    let (lane, kind) = Lane::of(m.kind);
+                    let bytes = TcMessage {
+                        kind,
+                        timestamp: m.timestamp,
+                        payload: &m.payload,
+                    }
+                    .to_vec();
+                    self.send_to_peer(peer, stream_id, lane, &bytes, None);
+                }
+            }
+            "closeStream" | "deleteStream" => {
+                let names: Vec<String> = self.direct_names.values().cloned().collect();
+                for name in names {
+                    self.direct.stop_playing(&name, (peer, stream_id));
+                }
+            }
+            _ => self.on_command(stream_id, cmd),
+        }
+    }
+}
+
+fn play_command(name: &str) -> Command {
+    Command::new(
+        "play",
+        0.0,
+        Value::Null,
+        vec![name.into(), (-1000.0).into()],
+    )
+}
+
+fn parse_command(kind: u8, payload: &Bytes) -> Option<Command> {
+    let body = match kind {
+        kind::COMMAND_AMF0 => payload.clone(),
+        kind::COMMAND_AMF3 => payload.slice(1.min(payload.len())..),
+        _ => return None,
+    };
+    Command::parse(&body).ok()
+}
+
+fn description_of(cmd: &Command) -> String {
+    cmd.arguments
+        .iter()
+        .find_map(|v| v.get("description").and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Messages past the flow-sync barriers, with the stream id of their flow.
+fn parse_ready(flows: &Flows, ready: Vec<(u64, Vec<u8>)>) -> Vec<(u32, u8, u32, Bytes)> {
+    ready
+        .into_iter()
+        .filter_map(|(flow_id, data)| {
+            let stream_id = *flows.theirs.get(&flow_id)?;
+            let m = TcMessage::parse(&data).ok()?;
+            let (kind, timestamp) = (m.kind, m.timestamp);
+            Some((stream_id, kind, timestamp, Bytes::from(data).slice(5..)))
+        })
+        .collect()
 }
 
 fn handshake_code(failure: &HandshakeFailure) -> &'static str {

@@ -16,6 +16,7 @@ use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, user_control, FlowMetadata, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
+use crate::proto::epd::PeerId;
 use crate::proto::flow_send::Priority;
 use crate::proto::session::{CloseReason, SessionEvent};
 use crate::proto::{Endpoint, Instant};
@@ -51,6 +52,11 @@ pub enum ServerEvent {
     RtmpClosed {
         conn: ConnId,
         error: Option<String>,
+    },
+    /// A client asked for a peer by peer ID; we forwarded its hello and redirected it.
+    Introduced {
+        from: SocketAddr,
+        target: PeerId,
     },
 }
 
@@ -339,6 +345,9 @@ impl EdgeServer {
                 });
             }
             Event::Session { session, event } => self.on_session_event(now, session, event),
+            Event::Introduced { from, target } => self
+                .events
+                .push_back(ServerEvent::Introduced { from, target }),
             _ => {}
         }
     }
