@@ -488,14 +488,14 @@ impl FlashClient {
                         description: failure.to_string(),
                     });
                 }
-                Event::HandshakeFailed { session, failure } => {
-                    if self.peers.remove(&session).is_some() {
-                        self.events.push_back(ClientEvent::Status {
-                            stream_id: DIRECT_STREAM,
-                            code: code::PLAY_FAILED.into(),
-                            description: format!("no direct session with the publisher: {failure}"),
-                        });
-                    }
+                Event::HandshakeFailed { session, failure }
+                    if self.peers.remove(&session).is_some() =>
+                {
+                    self.events.push_back(ClientEvent::Status {
+                        stream_id: DIRECT_STREAM,
+                        code: code::PLAY_FAILED.into(),
+                        description: format!("no direct session with the publisher: {failure}"),
+                    });
                 }
                 Event::Session { session, event } if Some(session) == self.session => {
                     self.on_session_event(now, event)
