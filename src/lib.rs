@@ -7,6 +7,7 @@
 //! subcommands of the `rtmfp-edge` binary.
 
 pub mod cli;
+pub mod engine;
 pub mod flash;
 pub mod flv;
 pub mod media;

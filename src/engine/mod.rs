@@ -1,0 +1,3 @@
+//! The thread-per-core packet engine: io_uring UDP, shards, fan-out.
+
+pub mod multi_cbc;
