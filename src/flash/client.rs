@@ -66,6 +66,10 @@ pub struct FlashClient {
     flows: HashMap<(u32, Lane), u64>,
     /// The server's flows to us: flow id -> stream id.
     inbound: HashMap<u64, u32>,
+    /// The server's NetConnection flow (its first flow for stream 0): our NetStream
+    /// flows are in return association with it (RFC 7425; rtmfp-cpp's tcserver takes
+    /// flows without it for new clients).
+    server_control_flow: Option<u64>,
     next_transaction: f64,
     create_stream_calls: Vec<f64>,
     connect_sent: bool,
@@ -100,6 +104,7 @@ impl FlashClient {
             connect_args,
             flows: HashMap::new(),
             inbound: HashMap::new(),
+            server_control_flow: None,
             next_transaction: 2.0,
             create_stream_calls: Vec::new(),
             connect_sent: false,
@@ -271,8 +276,12 @@ impl FlashClient {
         let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) else {
             return false;
         };
+        let return_flow = match stream_id {
+            0 => None,
+            _ => self.server_control_flow,
+        };
         let flow = *self.flows.entry((stream_id, lane)).or_insert_with(|| {
-            let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), None);
+            let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
             s.set_priority(
                 f,
                 match lane {
@@ -339,6 +348,9 @@ impl FlashClient {
             } => {
                 if let Ok(m) = FlowMetadata::parse(&metadata) {
                     self.inbound.insert(flow_id, m.stream_id);
+                    if m.stream_id == 0 && self.server_control_flow.is_none() {
+                        self.server_control_flow = Some(flow_id);
+                    }
                 }
             }
             SessionEvent::Message { flow_id, data } => {
