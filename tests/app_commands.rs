@@ -749,6 +749,19 @@ fn create_stream_returns_increasing_ids_with_the_callers_transaction_id() {
 }
 
 #[test]
+fn create_stream_with_transaction_id_zero_still_gets_its_result() {
+    // librtmfp calls createStream with transaction id 0 (and no command object) and waits
+    // for the `_result` with the id before it publishes or plays.
+    let mut app = default_server();
+    let conn = connected(&mut app, "live");
+    let mut bytes = Vec::new();
+    encode_amf0_sequence(&[Value::from("createStream"), 0.0.into()], &mut bytes).unwrap();
+    app.message(conn, 0, kind::COMMAND_AMF0, 0, bytes.into());
+    let out = drain(&mut app);
+    assert_eq!(lines_of(&out, conn), ["s0 _result 1"]);
+}
+
+#[test]
 fn unknown_method_with_a_transaction_id_gets_call_failed() {
     let mut app = default_server();
     let conn = connected(&mut app, "live");

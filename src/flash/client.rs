@@ -90,6 +90,10 @@ struct Flows {
     ours: HashMap<(u32, Lane), u64>,
     theirs: HashMap<u64, u32>,
     sync: FlowSyncReceiver,
+    /// The far end's NetConnection flow (its first flow for stream 0): our NetStream
+    /// flows are in return association with it (RFC 7425; rtmfp-cpp's tcserver takes a
+    /// flow without one for a new client).
+    their_control: Option<u64>,
 }
 
 impl Flows {
@@ -101,8 +105,12 @@ impl Flows {
         bytes: &[u8],
         deadline: Option<Instant>,
     ) -> bool {
+        let return_flow = match stream_id {
+            0 => None,
+            _ => self.their_control,
+        };
         let flow = *self.ours.entry((stream_id, lane)).or_insert_with(|| {
-            let f = session.open_flow(FlowMetadata::net_stream(stream_id).encode(), None);
+            let f = session.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
             session.set_priority(f, lane.priority());
             f
         });
@@ -112,6 +120,16 @@ impl Flows {
     /// RFC 7425 §5.2: puts one FlowSync on every media flow of `stream_id` and on
     /// `also` (command flows that carry what must come after), then retires the media
     /// flows.
+    /// Records a flow the far end opened.
+    fn opened(&mut self, flow_id: u64, metadata: &[u8]) {
+        if let Ok(m) = FlowMetadata::parse(metadata) {
+            self.theirs.insert(flow_id, m.stream_id);
+            if m.stream_id == 0 && self.their_control.is_none() {
+                self.their_control = Some(flow_id);
+            }
+        }
+    }
+
     fn sync_and_retire_media(
         &mut self,
         session: &mut Session,
@@ -531,11 +549,7 @@ impl FlashClient {
         match event {
             SessionEvent::FlowOpened {
                 flow_id, metadata, ..
-            } => {
-                if let Ok(m) = FlowMetadata::parse(&metadata) {
-                    self.flows.theirs.insert(flow_id, m.stream_id);
-                }
-            }
+            } => self.flows.opened(flow_id, &metadata),
             SessionEvent::Message { flow_id, data } => {
                 let mut ready = Vec::new();
                 self.flows.sync.receive(flow_id, data, &mut ready);
@@ -624,11 +638,7 @@ impl FlashClient {
         match event {
             SessionEvent::FlowOpened {
                 flow_id, metadata, ..
-            } => {
-                if let Ok(m) = FlowMetadata::parse(&metadata) {
-                    peer.flows.theirs.insert(flow_id, m.stream_id);
-                }
-            }
+            } => peer.flows.opened(flow_id, &metadata),
             SessionEvent::Message { flow_id, data } => {
                 let mut ready = Vec::new();
                 peer.flows.sync.receive(flow_id, data, &mut ready);

@@ -258,7 +258,15 @@ impl App {
                 let id = c.next_stream_id;
                 c.next_stream_id += 1;
                 c.streams.insert(id, Role::Idle);
-                self.result(conn, 0, cmd.transaction_id, Value::Number(f64::from(id)));
+                // Answered even with transaction id 0: librtmfp sends createStream that
+                // way and still waits for the `_result` carrying the id.
+                let result = Command::new(
+                    "_result",
+                    cmd.transaction_id,
+                    Value::Null,
+                    vec![Value::Number(f64::from(id))],
+                );
+                self.send_command(conn, 0, &result);
             }
             "deleteStream" => {
                 let id = cmd.argument(0).and_then(Value::as_f64).unwrap_or(0.0) as u32;

@@ -85,7 +85,9 @@ struct RtmfpClient {
     conn: ConnId,
     /// The client's flows: flow id -> stream id.
     inbound: HashMap<u64, u32>,
-    /// The client's latest flow per stream id: our flows answer to it.
+    /// The client's latest flow per stream id. All our flows are in return association
+    /// with its NetConnection flow (stream 0), as RFC 7425 clients (rtmfp-cpp) accept
+    /// server flows only there.
     client_flow: HashMap<u32, u64>,
     outbound: HashMap<(u32, Lane), u64>,
     /// RFC 7425 §5.2 barriers across the client's flows of a stream.
@@ -480,7 +482,11 @@ impl EdgeServer {
             }
         }
         let flow = *client.outbound.entry((stream_id, lane)).or_insert_with(|| {
-            let return_flow = client.client_flow.get(&stream_id).copied();
+            let return_flow = client
+                .client_flow
+                .get(&0)
+                .or_else(|| client.client_flow.get(&stream_id))
+                .copied();
             let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
             s.set_priority(f, lane.priority());
             f
