@@ -326,7 +326,11 @@ impl FlvReader {
                 }
                 ReadState::TagData { remaining } => {
                     let take = remaining.min(input.len());
-                    let tag = self.partial.as_mut().expect("data follows a tag header");
+                    // Tag data is only read after a tag header set up `partial`.
+                    let Some(tag) = self.partial.as_mut() else {
+                        self.state = ReadState::TagHeader;
+                        continue;
+                    };
                     tag.data.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     self.state = if take == remaining {

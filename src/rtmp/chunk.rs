@@ -168,14 +168,13 @@ impl ChunkDecoder {
                             max: self.limits.max_buffered,
                         });
                     }
-                    let stream = self
-                        .streams
-                        .get_mut(&csid)
-                        .expect("payload follows a header");
-                    let partial = stream
-                        .partial
-                        .as_mut()
-                        .expect("payload belongs to a message");
+                    // A payload state is only entered for a stream with a message under way.
+                    let Some(stream) = self.streams.get_mut(&csid) else {
+                        return Err(RtmpError::NoPreviousHeader { csid, fmt: 3 });
+                    };
+                    let Some(partial) = stream.partial.as_mut() else {
+                        return Err(RtmpError::NoPreviousHeader { csid, fmt: 3 });
+                    };
                     partial.data.extend_from_slice(&input[..take]);
                     input = &input[take..];
                     if take < remaining {
@@ -185,8 +184,7 @@ impl ChunkDecoder {
                         };
                     } else {
                         self.state = DecodeState::Header;
-                        if partial.data.len() == partial.len {
-                            let done = stream.partial.take().expect("checked above");
+                        if let Some(done) = stream.partial.take_if(|p| p.data.len() == p.len) {
                             self.buffered -= done.len;
                             self.complete(RtmpMessage::new(
                                 done.type_id,
@@ -216,20 +214,16 @@ impl ChunkDecoder {
                     max: self.limits.max_chunk_streams,
                 });
             }
-            self.streams.insert(
-                h.csid,
-                InboundStream {
-                    timestamp: 0,
-                    ts_field: 0,
-                    extended: false,
-                    len: 0,
-                    type_id: MessageType::Other(0),
-                    stream_id: 0,
-                    partial: None,
-                },
-            );
         }
-        let stream = self.streams.get_mut(&h.csid).expect("inserted above");
+        let stream = self.streams.entry(h.csid).or_insert(InboundStream {
+            timestamp: 0,
+            ts_field: 0,
+            extended: false,
+            len: 0,
+            type_id: MessageType::Other(0),
+            stream_id: 0,
+            partial: None,
+        });
         if let (3, Some(p)) = (h.fmt, stream.partial.as_ref()) {
             // Continuation: nothing in the header changes (the extended timestamp, if any,
             // repeats the one already applied).
@@ -246,14 +240,13 @@ impl ChunkDecoder {
                 fmt: h.fmt,
             });
         }
-        match h.fmt {
-            0 => {
-                let ts = h.ts_field.expect("format 0 has a timestamp");
+        // The header parser reads a timestamp field exactly for formats 0 to 2.
+        match (h.fmt, h.ts_field) {
+            (0, Some(ts)) => {
                 stream.timestamp = ts;
                 stream.ts_field = ts;
             }
-            1 | 2 => {
-                let delta = h.ts_field.expect("formats 1 and 2 have a delta");
+            (1 | 2, Some(delta)) => {
                 stream.timestamp = stream.timestamp.wrapping_add(delta);
                 stream.ts_field = delta;
             }
