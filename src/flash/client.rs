@@ -13,11 +13,10 @@ use bytes::Bytes;
 use super::amf::Value;
 use super::command::{code, on_status, status_code, Command, Level};
 use super::flow_sync::{FlowSyncReceiver, FlowSyncSender};
-use super::tc::{self, kind, FlowMetadata, TcMessage};
+use super::tc::{self, kind, message_header, FlowMetadata, Lane, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use crate::proto::epd::{EndpointDiscriminator, PeerId};
-use crate::proto::flow_send::Priority;
 use crate::proto::handshake::HandshakeFailure;
 use crate::proto::keying::HandshakeLayout;
 use crate::proto::session::{CloseReason, Session, SessionEvent};
@@ -56,33 +55,6 @@ pub enum ClientEvent {
     Closed(CloseReason),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Lane {
-    Commands,
-    Audio,
-    Video,
-    Data,
-}
-
-impl Lane {
-    fn priority(self) -> Priority {
-        match self {
-            Lane::Commands => Priority::HIGHEST,
-            Lane::Audio => Priority::IMMEDIATE,
-            Lane::Video => Priority::TIME_CRITICAL,
-            Lane::Data => Priority::ROUTINE,
-        }
-    }
-
-    fn of(kind: MediaKind) -> (Lane, u8) {
-        match kind {
-            MediaKind::Audio => (Lane::Audio, kind::AUDIO),
-            MediaKind::Video => (Lane::Video, kind::VIDEO),
-            MediaKind::Data => (Lane::Data, kind::DATA_AMF0),
-        }
-    }
-}
-
 /// One session's flows: ours by (stream id, lane), the far end's by flow id, and the
 /// flow-sync barriers across the far end's.
 #[derive(Debug, Default)]
@@ -102,7 +74,7 @@ impl Flows {
         session: &mut Session,
         stream_id: u32,
         lane: Lane,
-        bytes: &[u8],
+        parts: &[&[u8]],
         deadline: Option<Instant>,
     ) -> bool {
         let return_flow = match stream_id {
@@ -114,7 +86,7 @@ impl Flows {
             session.set_priority(f, lane.priority());
             f
         });
-        session.send(flow, bytes, deadline)
+        session.send_parts(flow, parts, deadline)
     }
 
     /// RFC 7425 §5.2: puts one FlowSync on every media flow of `stream_id` and on
@@ -140,7 +112,7 @@ impl Flows {
         let media: Vec<(Lane, u64)> = self
             .ours
             .iter()
-            .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Commands)
+            .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Control)
             .map(|((_, lane), f)| (*lane, *f))
             .collect();
         if media.is_empty() {
@@ -153,7 +125,7 @@ impl Flows {
             self.ours.remove(&(stream_id, lane));
         }
         for &sid in also {
-            self.send(session, sid, Lane::Commands, &sync, None);
+            self.send(session, sid, Lane::Control, &[&sync], None);
         }
     }
 }
@@ -367,19 +339,15 @@ impl FlashClient {
     /// Sends one media message of a stream we publish (to the server, or to our direct
     /// players). Returns false if the session with the server is gone.
     pub fn send_media(&mut self, now: Instant, stream_id: u32, message: &MediaMessage) -> bool {
-        let (lane, kind) = Lane::of(message.kind);
+        let (lane, kind) = Lane::for_media(message.kind);
         let deadline = (message.kind != MediaKind::Data).then_some(now + PUBLISH_DEADLINE);
         let lane = if self.one_media_flow {
             Lane::Video
         } else {
             lane
         };
-        let bytes = TcMessage {
-            kind,
-            timestamp: message.timestamp,
-            payload: &message.payload,
-        }
-        .to_vec();
+        let header = message_header(kind, message.timestamp);
+        let parts: [&[u8]; 2] = [&header, &message.payload];
         if let Some(name) = self.direct_names.get(&stream_id) {
             let subscribers = self
                 .direct
@@ -387,11 +355,11 @@ impl FlashClient {
                 .map(<[_]>::to_vec)
                 .unwrap_or_default();
             for (peer, peer_stream) in subscribers {
-                self.send_to_peer(peer, peer_stream, lane, &bytes, deadline);
+                self.send_to_peer(peer, peer_stream, lane, &parts, deadline);
             }
             return self.session.is_some();
         }
-        self.send_on(stream_id, lane, &bytes, deadline)
+        self.send_on(stream_id, lane, &parts, deadline)
     }
 
     /// Bytes queued but not yet acknowledged by the server: a publisher reading a file
@@ -419,20 +387,20 @@ impl FlashClient {
     }
 
     fn call(&mut self, stream_id: u32, cmd: &Command) {
-        self.send_on(stream_id, Lane::Commands, &command_bytes(cmd), None);
+        self.send_on(stream_id, Lane::Control, &[&command_bytes(cmd)], None);
     }
 
     fn send_on(
         &mut self,
         stream_id: u32,
         lane: Lane,
-        bytes: &[u8],
+        parts: &[&[u8]],
         deadline: Option<Instant>,
     ) -> bool {
         let Some(s) = self.session.and_then(|s| self.endpoint.session_mut(s)) else {
             return false;
         };
-        self.flows.send(s, stream_id, lane, bytes, deadline)
+        self.flows.send(s, stream_id, lane, parts, deadline)
     }
 
     fn send_to_peer(
@@ -440,11 +408,11 @@ impl FlashClient {
         peer: SessionId,
         stream_id: u32,
         lane: Lane,
-        bytes: &[u8],
+        parts: &[&[u8]],
         deadline: Option<Instant>,
     ) {
         if let (Some(p), Some(s)) = (self.peers.get_mut(&peer), self.endpoint.session_mut(peer)) {
-            p.flows.send(s, stream_id, lane, bytes, deadline);
+            p.flows.send(s, stream_id, lane, parts, deadline);
         }
     }
 
@@ -457,17 +425,12 @@ impl FlashClient {
         text: &str,
     ) {
         let bytes = command_bytes(&on_status(level, code, text, vec![]));
-        self.send_to_peer(peer, stream_id, Lane::Commands, &bytes, None);
+        self.send_to_peer(peer, stream_id, Lane::Control, &[&bytes], None);
     }
 
     fn user_control_to_peer(&mut self, peer: SessionId, stream_id: u32, event: Vec<u8>) {
-        let bytes = TcMessage {
-            kind: kind::USER_CONTROL,
-            timestamp: 0,
-            payload: &event,
-        }
-        .to_vec();
-        self.send_to_peer(peer, stream_id, Lane::Commands, &bytes, None);
+        let header = message_header(kind::USER_CONTROL, 0);
+        self.send_to_peer(peer, stream_id, Lane::Control, &[&header, &event], None);
     }
 
     fn end_direct_playback(&mut self, peer: SessionId, peer_stream: u32, name: &str) {
@@ -621,7 +584,7 @@ impl FlashClient {
                 return;
             };
             let bytes = command_bytes(&play_command(&name));
-            self.send_to_peer(session, DIRECT_STREAM, Lane::Commands, &bytes, None);
+            self.send_to_peer(session, DIRECT_STREAM, Lane::Control, &[&bytes], None);
         } else if !self.direct_names.is_empty() {
             // A peer the server introduced to us, to play what we publish directly.
             self.peers.insert(session, DirectPeer::default());
@@ -708,14 +671,9 @@ impl FlashClient {
                     &format!("Started playing {name}."),
                 );
                 for m in join.catch_up {
-                    let (lane, kind) = Lane::of(m.kind);
-                    let bytes = TcMessage {
-                        kind,
-                        timestamp: m.timestamp,
-                        payload: &m.payload,
-                    }
-                    .to_vec();
-                    self.send_to_peer(peer, stream_id, lane, &bytes, None);
+                    let (lane, kind) = Lane::for_media(m.kind);
+                    let header = message_header(kind, m.timestamp);
+                    self.send_to_peer(peer, stream_id, lane, &[&header, &m.payload], None);
                 }
             }
             "closeStream" | "deleteStream" => {

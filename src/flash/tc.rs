@@ -1,6 +1,8 @@
 //! RTMP-style messages on RTMFP flows (RFC 7425 §5): the flow metadata that names the
 //! NetStream a flow belongs to, and the message framing inside a flow.
 
+use crate::media::MediaKind;
+use crate::proto::flow_send::Priority;
 use crate::proto::vlu::{put_vlu, Reader};
 
 /// Message type ids, shared with RTMP (RFC 7425 §5.1.2).
@@ -110,6 +112,44 @@ impl FlowMetadata {
     }
 }
 
+/// Which of a NetStream's flows carries a message. Media kinds get flows of their own,
+/// so a lost video fragment never holds up audio, each at its priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Commands, statuses and user control events.
+    Control,
+    Audio,
+    Video,
+    Data,
+}
+
+impl Lane {
+    pub fn priority(self) -> Priority {
+        match self {
+            Lane::Control => Priority::HIGHEST,
+            Lane::Audio => Priority::IMMEDIATE,
+            Lane::Video => Priority::TIME_CRITICAL,
+            Lane::Data => Priority::ROUTINE,
+        }
+    }
+
+    /// The lane and message type of a media message.
+    pub fn for_media(media: MediaKind) -> (Lane, u8) {
+        match media {
+            MediaKind::Audio => (Lane::Audio, kind::AUDIO),
+            MediaKind::Video => (Lane::Video, kind::VIDEO),
+            MediaKind::Data => (Lane::Data, kind::DATA_AMF0),
+        }
+    }
+}
+
+/// The 5-byte header of a flow message (type, big-endian timestamp), to send in front of
+/// a payload without joining the two.
+pub fn message_header(kind: u8, timestamp: u32) -> [u8; 5] {
+    let t = timestamp.to_be_bytes();
+    [kind, t[0], t[1], t[2], t[3]]
+}
+
 /// One message on a flow: type, 32-bit timestamp in milliseconds, payload
 /// (RFC 7425 §5.1.2). The stream id is the flow's, not the message's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +173,7 @@ impl<'a> TcMessage<'a> {
 
     pub fn emit(&self, out: &mut Vec<u8>) {
         out.reserve(5 + self.payload.len());
-        out.push(self.kind);
-        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&message_header(self.kind, self.timestamp));
         out.extend_from_slice(self.payload);
     }
 

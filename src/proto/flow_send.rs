@@ -126,24 +126,47 @@ impl SendFlow {
         max_fragment: usize,
         deadline: Option<Instant>,
     ) {
+        self.queue_message_parts(&[message], max_fragment, deadline);
+    }
+
+    /// Queues the concatenation of `parts` as one message, cut into fragments of at most
+    /// `max_fragment` bytes. Parts let a caller put a per-flow header in front of a
+    /// shared payload without first copying both into one buffer.
+    pub fn queue_message_parts(
+        &mut self,
+        parts: &[&[u8]],
+        max_fragment: usize,
+        deadline: Option<Instant>,
+    ) {
         if self.state != SendFlowState::Open {
             return;
         }
-        let pieces: Vec<&[u8]> = if message.is_empty() {
-            vec![&[][..]]
-        } else {
-            message.chunks(max_fragment.max(1)).collect()
-        };
-        let n = pieces.len();
+        let max_fragment = max_fragment.max(1);
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let n = total.div_ceil(max_fragment).max(1);
         let first = self.next_sequence;
-        for (i, piece) in pieces.into_iter().enumerate() {
+        // (part index, offset in it) of the next byte to copy.
+        let (mut part, mut offset) = (0, 0);
+        for i in 0..n {
             let fragmentation = match (n, i) {
                 (1, _) => Fragmentation::Whole,
                 (_, 0) => Fragmentation::Begin,
                 (_, i) if i == n - 1 => Fragmentation::End,
                 _ => Fragmentation::Middle,
             };
-            self.push_fragment(piece.to_vec(), fragmentation, false);
+            let len = max_fragment.min(total - i * max_fragment);
+            let mut data = Vec::with_capacity(len);
+            while data.len() < len {
+                let Some(p) = parts.get(part) else { break };
+                let take = (len - data.len()).min(p.len() - offset);
+                data.extend_from_slice(&p[offset..offset + take]);
+                offset += take;
+                if offset == p.len() {
+                    part += 1;
+                    offset = 0;
+                }
+            }
+            self.push_fragment(data, fragmentation, false);
         }
         if let Some(d) = deadline {
             self.deadlines.insert((d, first, self.next_sequence - 1));
@@ -351,6 +374,30 @@ impl SendFlow {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_message_in_parts_fragments_like_the_joined_message() {
+        let header = [9u8, 0, 0, 0, 7];
+        let payload: Vec<u8> = (0..2600u32).map(|i| i as u8).collect();
+        let joined = [&header[..], &payload].concat();
+        let (mut parts, mut whole) = (
+            SendFlow::new(1, vec![], None),
+            SendFlow::new(2, vec![], None),
+        );
+        parts.queue_message_parts(&[&header, &[], &payload], 1000, None);
+        whole.queue_message(&joined, 1000, None);
+        let frags = |f: &SendFlow| -> Vec<(Vec<u8>, Fragmentation)> {
+            f.outstanding
+                .values()
+                .map(|x| (x.data.clone(), x.fragmentation))
+                .collect()
+        };
+        assert_eq!(frags(&parts), frags(&whole));
+        assert_eq!(parts.outstanding.len(), 3);
+        let mut empty = SendFlow::new(3, vec![], None);
+        empty.queue_message_parts(&[], 1000, None);
+        assert_eq!(frags(&empty), vec![(vec![], Fragmentation::Whole)]);
+    }
 
     #[test]
     fn messages_fragment_and_forward_sequence_tracks_abandonment() {

@@ -178,6 +178,8 @@ pub struct Session {
     report_time_critical_reverse: bool,
     /// Where the round robin among equal-priority flows starts next time.
     round_robin_after: u64,
+    /// Scratch for the order flows are served in, kept to spare an allocation a packet.
+    flow_order: Vec<(Priority, bool, u64)>,
 }
 
 /// How long a TC or TCR flag counts (RFC 7016 §3.5.2.3).
@@ -248,6 +250,7 @@ impl Session {
             tcr_received_at: None,
             report_time_critical_reverse: false,
             round_robin_after: 0,
+            flow_order: Vec::new(),
         }
     }
 
@@ -319,9 +322,15 @@ impl Session {
     /// Queues a message. With a `deadline`, fragments still unacknowledged then are
     /// abandoned instead of retransmitted (partial reliability for stale media).
     pub fn send(&mut self, flow_id: u64, message: &[u8], deadline: Option<Instant>) -> bool {
+        self.send_parts(flow_id, &[message], deadline)
+    }
+
+    /// Sends the concatenation of `parts` as one message (a message header in front of
+    /// a payload shared with other sessions, say) without joining them first.
+    pub fn send_parts(&mut self, flow_id: u64, parts: &[&[u8]], deadline: Option<Instant>) -> bool {
         match self.send_flows.get_mut(&flow_id) {
             Some(f) if f.exception.is_none() => {
-                f.queue_message(message, MAX_FRAGMENT, deadline);
+                f.queue_message_parts(parts, MAX_FRAGMENT, deadline);
                 true
             }
             _ => false,
@@ -1036,15 +1045,18 @@ impl Session {
         let mut wrote_any = false;
         let mut wrote_time_critical = false;
         let after = self.round_robin_after;
-        let mut flow_ids: Vec<(Priority, bool, u64)> = self
-            .send_flows
-            .iter()
-            .filter(|(_, f)| !f.queue.is_empty())
-            .map(|(&id, f)| (f.priority, id > after, id))
-            .collect();
+        // Reused across packets: this runs for every packet sent.
+        let mut flow_ids = std::mem::take(&mut self.flow_order);
+        flow_ids.clear();
+        flow_ids.extend(
+            self.send_flows
+                .iter()
+                .filter(|(_, f)| !f.queue.is_empty())
+                .map(|(&id, f)| (f.priority, id > after, id)),
+        );
         // Highest priority first; within a priority, flows after the cursor first.
         flow_ids.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
-        for (priority, _, flow_id) in flow_ids {
+        for &(priority, _, flow_id) in &flow_ids {
             let Some(flow) = self.send_flows.get_mut(&flow_id) else {
                 continue;
             };
@@ -1119,6 +1131,7 @@ impl Session {
         self.send_flows.retain(|_, f| {
             !(f.is_complete() || (f.exception.is_some() && f.outstanding.is_empty()))
         });
+        self.flow_order = flow_ids;
         wrote_time_critical
     }
 }

@@ -13,11 +13,10 @@ use rand_chacha::ChaCha20Rng;
 use super::app::{App, AppEvent, ConnId, Outgoing};
 use super::config::ServerConfig;
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
-use crate::flash::tc::{self, kind, user_control, FlowMetadata, TcMessage};
+use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use crate::proto::epd::PeerId;
-use crate::proto::flow_send::Priority;
 use crate::proto::session::{CloseReason, SessionEvent};
 use crate::proto::{Endpoint, Instant};
 use crate::rtmp::{
@@ -58,26 +57,6 @@ pub enum ServerEvent {
         from: SocketAddr,
         target: PeerId,
     },
-}
-
-/// Which of our flows toward a client carries a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Lane {
-    Control,
-    Audio,
-    Video,
-    Data,
-}
-
-impl Lane {
-    fn priority(self) -> Priority {
-        match self {
-            Lane::Control => Priority::HIGHEST,
-            Lane::Audio => Priority::IMMEDIATE,
-            Lane::Video => Priority::TIME_CRITICAL,
-            Lane::Data => Priority::ROUTINE,
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -430,11 +409,8 @@ impl EdgeServer {
                 payload,
             } => (stream_id, Lane::Control, (kind, timestamp, payload), None),
             Outgoing::Media { stream_id, message } => {
-                let (lane, kind, deadline) = match message.kind {
-                    MediaKind::Audio => (Lane::Audio, kind::AUDIO, Some(now + MEDIA_DEADLINE)),
-                    MediaKind::Video => (Lane::Video, kind::VIDEO, Some(now + MEDIA_DEADLINE)),
-                    MediaKind::Data => (Lane::Data, kind::DATA_AMF0, None),
-                };
+                let (lane, kind) = Lane::for_media(message.kind);
+                let deadline = (lane != Lane::Data).then_some(now + MEDIA_DEADLINE);
                 (
                     stream_id,
                     lane,
@@ -492,13 +468,13 @@ impl EdgeServer {
             f
         });
         let (kind, timestamp, payload) = message;
-        let bytes = TcMessage {
-            kind,
-            timestamp,
-            payload: &payload,
-        }
-        .to_vec();
-        s.send(flow, &bytes, deadline);
+        // The payload is shared by every player: it is copied once, into this session's
+        // fragments, behind its 5-byte header.
+        s.send_parts(
+            flow,
+            &[&message_header(kind, timestamp), &payload],
+            deadline,
+        );
     }
 
     fn deliver_rtmp(&mut self, conn: ConnId, out: Outgoing) {
