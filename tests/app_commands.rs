@@ -1768,3 +1768,41 @@ max_players_per_stream = 1
         [code::PLAY_RESET, code::PLAY_START]
     );
 }
+
+#[test]
+fn publisher_above_max_publish_kbps_is_denied_and_its_players_told() {
+    let mut app = server(
+        r#"
+[[app]]
+name = "live"
+[app.limits]
+max_publish_kbps = 100
+"#,
+    );
+    let (publisher, s) = publishing(&mut app, "live", "fat");
+    let (player, p) = playing(&mut app, "live", "fat");
+    // 25 frames a second of 1000 bytes: 200 kbit/s of media time, twice the limit.
+    for frame in 0..=50u32 {
+        send_media(
+            &mut app,
+            publisher,
+            s,
+            kind::VIDEO,
+            frame * 40,
+            &[0x27; 1000],
+        );
+    }
+    let out = drain(&mut app);
+    let denied = statuses(&out, publisher);
+    assert!(
+        denied.contains(&code::PUBLISH_DENIED.to_string()),
+        "{denied:?}"
+    );
+    assert!(statuses(&out, player).contains(&code::PLAY_UNPUBLISH_NOTIFY.to_string()));
+    // Below the limit (50 kbit/s) the same publisher would have stayed.
+    let (slim, t) = publishing(&mut app, "live", "slim");
+    for frame in 0..=50u32 {
+        send_media(&mut app, slim, t, kind::VIDEO, frame * 40, &[0x27; 250]);
+    }
+    assert!(!statuses(&drain(&mut app), slim).contains(&code::PUBLISH_DENIED.to_string()));
+}

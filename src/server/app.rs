@@ -106,7 +106,19 @@ pub struct App {
     next_conn: ConnId,
     outgoing: VecDeque<(ConnId, Outgoing)>,
     events: VecDeque<AppEvent>,
+    /// Bytes each publisher sent in its current measuring window, for `max_publish_kbps`.
+    publish_rates: HashMap<StreamRef, RateWindow>,
 }
+
+/// How much a publisher sent since `start` (media time, milliseconds).
+#[derive(Debug, Clone, Copy)]
+struct RateWindow {
+    start: u32,
+    bytes: u64,
+}
+
+/// A publisher's rate is judged over this much media time.
+const RATE_WINDOW_MS: u32 = 2000;
 
 impl App {
     pub fn new(config: Arc<ServerConfig>) -> Self {
@@ -117,6 +129,7 @@ impl App {
             next_conn: 1,
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
+            publish_rates: HashMap::new(),
         }
     }
 
@@ -565,7 +578,19 @@ impl App {
         let Some(Role::Publishing(name)) = c.streams.get(&stream_id) else {
             return;
         };
-        let key = stream_key(c.app.as_deref().unwrap_or_default(), name);
+        let app = c.app.clone().unwrap_or_default();
+        let key = stream_key(&app, name);
+        let me = StreamRef { conn, stream_id };
+        if let Some(refusal) = self.publish_rate_exceeded(&app, me, timestamp, payload.len()) {
+            self.end_stream_role(conn, stream_id);
+            return self.status(
+                conn,
+                stream_id,
+                Level::Error,
+                code::PUBLISH_DENIED,
+                &refusal,
+            );
+        }
         let message = MediaMessage::new(kind, timestamp, payload);
         let message = if message.is_metadata() {
             message.without_set_data_frame()
@@ -603,6 +628,36 @@ impl App {
         }
     }
 
+    /// Measures a publisher over windows of media time; `Some(reason)` once a window
+    /// shows it above the app's `max_publish_kbps`.
+    fn publish_rate_exceeded(
+        &mut self,
+        app: &str,
+        who: StreamRef,
+        timestamp: u32,
+        bytes: usize,
+    ) -> Option<String> {
+        let limits = self.config.app(app)?;
+        let window = self.publish_rates.entry(who).or_insert(RateWindow {
+            start: timestamp,
+            bytes: 0,
+        });
+        window.bytes += bytes as u64;
+        let elapsed = timestamp.wrapping_sub(window.start);
+        if elapsed < RATE_WINDOW_MS || elapsed > u32::MAX / 2 {
+            return None;
+        }
+        let kbps = window.bytes * 8 / u64::from(elapsed);
+        *window = RateWindow {
+            start: timestamp,
+            bytes: 0,
+        };
+        limits
+            .check_publish_rate(u32::try_from(kbps).unwrap_or(u32::MAX))
+            .err()
+            .map(|r| r.to_string())
+    }
+
     fn delete_stream(&mut self, conn: ConnId, stream_id: u32) {
         self.end_stream_role(conn, stream_id);
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -635,6 +690,7 @@ impl App {
     }
 
     fn end_role(&mut self, app: &str, who: StreamRef, role: Role) {
+        self.publish_rates.remove(&who);
         match role {
             Role::Idle => {}
             Role::Publishing(name) => {
