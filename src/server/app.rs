@@ -644,7 +644,8 @@ impl App {
         });
         window.bytes += bytes as u64;
         let elapsed = timestamp.wrapping_sub(window.start);
-        if elapsed < RATE_WINDOW_MS || elapsed > u32::MAX / 2 {
+        // A timestamp that went backwards shows as a huge elapsed time: not a window.
+        if !(RATE_WINDOW_MS..=u32::MAX / 2).contains(&elapsed) {
             return None;
         }
         let kbps = window.bytes * 8 / u64::from(elapsed);
