@@ -1780,7 +1780,7 @@ max_publish_kbps = 100
 "#,
     );
     let (publisher, s) = publishing(&mut app, "live", "fat");
-    let (player, p) = playing(&mut app, "live", "fat");
+    let (player, _) = playing(&mut app, "live", "fat");
     // 25 frames a second of 1000 bytes: 200 kbit/s of media time, twice the limit.
     for frame in 0..=50u32 {
         send_media(
