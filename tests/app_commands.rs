@@ -13,6 +13,7 @@ use rtmfp_edge::flash::tc::kind;
 use rtmfp_edge::media::MediaKind;
 use rtmfp_edge::server::app::{App, AppEvent, ConnId, Outgoing};
 use rtmfp_edge::server::config::ServerConfig;
+use rtmfp_edge::server::directory::Directory;
 
 // ---------------------------------------------------------------------------------------
 // Helpers: building the server and the client's commands.
@@ -1805,4 +1806,150 @@ max_publish_kbps = 100
         send_media(&mut app, slim, t, kind::VIDEO, frame * 40, &[0x27; 250]);
     }
     assert!(!statuses(&drain(&mut app), slim).contains(&code::PUBLISH_DENIED.to_string()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Several shards: one application per shard, sharing a directory, publications relayed.
+
+/// Two shards' applications; relays are carried by `carry` as the engine's rings would.
+fn two_shards(toml: &str) -> (App, App) {
+    let config = Arc::new(ServerConfig::parse(toml, "test.toml").expect("test config parses"));
+    let directory = Arc::new(Directory::new());
+    (
+        App::sharded(config.clone(), directory.clone(), 0, true),
+        App::sharded(config, directory, 1, true),
+    )
+}
+
+/// Moves what `from` (shard `from_shard`) relays into `to`; returns how many.
+fn carry(from: &mut App, from_shard: u8, to: &mut App) -> usize {
+    let mut n = 0;
+    while let Some(r) = from.poll_relay() {
+        to.relayed(from_shard, r);
+        n += 1;
+    }
+    n
+}
+
+const OPEN_APP: &str = "[[app]]\nname = \"live\"\n";
+
+#[test]
+fn a_publisher_on_one_shard_reaches_players_on_another_by_reference() {
+    let (mut a, mut b) = two_shards(OPEN_APP);
+    let (player, pstream) = playing(&mut b, "live", "cam");
+    let (publisher, stream) = publishing(&mut a, "live", "cam");
+    assert_eq!(carry(&mut a, 0, &mut b), 1, "the publication is announced");
+    assert_eq!(
+        statuses(&drain(&mut b), player),
+        [code::PLAY_PUBLISH_NOTIFY],
+        "the player on the other shard learns of the publisher"
+    );
+    let frame = Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0xAA, 0xBB]);
+    a.message(publisher, stream, kind::VIDEO, 40, frame.clone());
+    carry(&mut a, 0, &mut b);
+    let out = drain(&mut b);
+    let media: Vec<_> = out
+        .iter()
+        .filter_map(|(c, o)| match o {
+            Outgoing::Media { stream_id, message } if *c == player => Some((*stream_id, message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(media.len(), 1, "{out:?}");
+    assert_eq!(media[0].0, pstream);
+    assert_eq!(media[0].1.payload, frame);
+    assert_eq!(
+        media[0].1.payload.as_ptr(),
+        frame.as_ptr(),
+        "the payload crossed shards as a reference, not a copy"
+    );
+
+    // A late joiner on the other shard starts from the mirrored keyframe.
+    let (late, _) = {
+        let conn = connected(&mut b, "live");
+        let s = new_stream(&mut b, conn);
+        call(&mut b, conn, s, play_cmd("cam"));
+        (conn, s)
+    };
+    let out = drain(&mut b);
+    assert!(
+        out.iter().any(|(c, o)| *c == late
+            && matches!(o, Outgoing::Media { message, .. } if message.payload == frame)),
+        "late joiner gets the cached keyframe: {out:?}"
+    );
+
+    // The end of the publication reaches the other shard's players.
+    call(&mut a, publisher, 0, delete_stream(stream));
+    drain(&mut a);
+    carry(&mut a, 0, &mut b);
+    let out = drain(&mut b);
+    assert!(statuses(&out, player).iter().any(|s| s == code::PLAY_UNPUBLISH_NOTIFY), "{out:?}");
+}
+
+#[test]
+fn a_stream_name_has_one_publisher_across_shards() {
+    let (mut a, mut b) = two_shards(OPEN_APP);
+    let (publisher, stream) = publishing(&mut a, "live", "cam");
+    carry(&mut a, 0, &mut b);
+    let conn = connected(&mut b, "live");
+    let s = new_stream(&mut b, conn);
+    call(&mut b, conn, s, publish_cmd("cam"));
+    assert_eq!(
+        statuses(&drain(&mut b), conn),
+        [code::PUBLISH_BAD_NAME],
+        "the name is taken on the other shard"
+    );
+    // Once the first publisher leaves, the second shard may publish, even before the
+    // end of the first publication has been relayed to it.
+    a.close(publisher);
+    let _ = stream;
+    call(&mut b, conn, s, publish_cmd("cam"));
+    assert_eq!(statuses(&drain(&mut b), conn), [code::PUBLISH_START]);
+    carry(&mut a, 0, &mut b);
+    let frame = Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 1]);
+    let (player, _) = playing(&mut b, "live", "cam");
+    b.message(conn, s, kind::VIDEO, 0, frame.clone());
+    assert!(
+        drain(&mut b)
+            .iter()
+            .any(|(c, o)| *c == player && matches!(o, Outgoing::Media { .. })),
+        "the late end of the old publication did not end the new one"
+    );
+}
+
+#[test]
+fn limits_hold_for_the_whole_server_not_per_shard() {
+    let (mut a, mut b) = two_shards(
+        "[[app]]\nname = \"live\"\n[app.limits]\nmax_sessions = 2\nmax_players_per_stream = 1\n",
+    );
+    let first = connected(&mut a, "live");
+    let second = connected(&mut b, "live");
+    let third = b.open(ip(CLIENT));
+    call(&mut b, third, 0, connect_to("live"));
+    let out = drain(&mut b);
+    assert_eq!(
+        lines_of(&out, third)[0],
+        "s0 _error#1 NetConnection.Connect.Rejected",
+        "two sessions on two shards fill the app"
+    );
+    let s = new_stream(&mut a, first);
+    call(&mut a, first, s, play_cmd("cam"));
+    drain(&mut a);
+    b.close(third);
+    a.close(first);
+    let s2 = new_stream(&mut b, second);
+    call(&mut b, second, s2, play_cmd("cam"));
+    assert_eq!(
+        statuses(&drain(&mut b), second),
+        [code::PLAY_RESET, code::PLAY_START],
+        "a closed connection's player left the count"
+    );
+    let late = connected(&mut a, "live");
+    let s = new_stream(&mut a, late);
+    call(&mut a, late, s, play_cmd("cam"));
+    assert_eq!(
+        statuses(&drain(&mut a), late),
+        [code::PLAY_FAILED],
+        "the stream's one player is on the other shard"
+    );
 }

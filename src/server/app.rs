@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::config::{ConnectRequest, RequestedStream, ServerConfig};
+use super::directory::Directory;
 use super::live::{LiveStreams, PublishError};
 use crate::flash::amf::Value;
 use crate::flash::command::{code, info, on_status, Command, Level};
@@ -46,6 +47,16 @@ pub enum Outgoing {
     PeerAddresses(Vec<SocketAddr>),
     /// Send what is queued, then close (a refused connect).
     Close,
+}
+
+/// What the application on one shard tells the applications on the other shards: the
+/// engine carries these over its rings. Media travels as a [`MediaMessage`], whose
+/// payload is a refcounted buffer: crossing shards costs a pointer, never a copy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Relay {
+    Published { stream: Arc<str> },
+    Media { stream: Arc<str>, message: MediaMessage },
+    Unpublished { stream: Arc<str> },
 }
 
 /// What happened, for logs and tests.
@@ -99,8 +110,30 @@ fn stream_key(app: &str, stream: &str) -> String {
     format!("{app}/{stream}")
 }
 
+/// The stream name in a key.
+fn stream_name(key: &str) -> &str {
+    key.split_once('/').map_or(key, |(_, name)| name)
+}
+
+/// Connection ids start at 1: 0 marks a publisher on another shard, mirrored here, and
+/// its `stream_id` is that shard.
+const REMOTE_CONN: ConnId = 0;
+
+fn remote_publisher(shard: u8) -> StreamRef {
+    StreamRef {
+        conn: REMOTE_CONN,
+        stream_id: u32::from(shard),
+    }
+}
+
 pub struct App {
     config: Arc<ServerConfig>,
+    /// Shared by the applications of all shards.
+    directory: Arc<Directory>,
+    /// This application's shard, and whether other shards need our publications.
+    shard: u8,
+    relaying: bool,
+    relays: VecDeque<Relay>,
     live: LiveStreams<StreamRef>,
     conns: HashMap<ConnId, Connection>,
     next_conn: ConnId,
@@ -121,9 +154,25 @@ struct RateWindow {
 const RATE_WINDOW_MS: u32 = 2000;
 
 impl App {
+    /// The application of a server with one shard.
     pub fn new(config: Arc<ServerConfig>) -> Self {
+        Self::sharded(config, Arc::new(Directory::new()), 0, false)
+    }
+
+    /// The application of `shard`, one of several sharing `directory`; with `relaying`,
+    /// its publications are queued for the other shards ([`App::poll_relay`]).
+    pub fn sharded(
+        config: Arc<ServerConfig>,
+        directory: Arc<Directory>,
+        shard: u8,
+        relaying: bool,
+    ) -> Self {
         App {
             config,
+            directory,
+            shard,
+            relaying,
+            relays: VecDeque::new(),
             live: LiveStreams::default(),
             conns: HashMap::new(),
             next_conn: 1,
@@ -158,6 +207,9 @@ impl App {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(app) = &c.app {
+            self.directory.leave_session(app);
+        }
         let app = c.app.unwrap_or_default();
         for (stream_id, role) in c.streams {
             self.end_role(&app, StreamRef { conn, stream_id }, role);
@@ -170,6 +222,33 @@ impl App {
 
     pub fn poll_event(&mut self) -> Option<AppEvent> {
         self.events.pop_front()
+    }
+
+    /// The next message for the other shards' applications.
+    pub fn poll_relay(&mut self) -> Option<Relay> {
+        self.relays.pop_front()
+    }
+
+    /// A message from another shard's application: a publication there, mirrored here
+    /// for this shard's players.
+    pub fn relayed(&mut self, from_shard: u8, relay: Relay) {
+        let remote = remote_publisher(from_shard);
+        match relay {
+            Relay::Published { stream } => {
+                // A mirror of an earlier publisher whose end has not reached us yet
+                // gives way: the directory already let the new one in.
+                if let Some(old) = self.live.publisher(&stream) {
+                    if old != remote && old.conn == REMOTE_CONN {
+                        self.live.unpublish(&stream, old);
+                    }
+                }
+                if self.live.publish(&stream, remote).is_ok() {
+                    self.announce_publish(&stream);
+                }
+            }
+            Relay::Media { stream, message } => self.fan_out(&stream, remote, &message),
+            Relay::Unpublished { stream } => self.announce_unpublish(&stream, remote),
+        }
     }
 
     /// Connected clients (after a successful `connect`) of `app`.
@@ -351,7 +430,7 @@ impl App {
         let Some(client) = self.conns.get(&conn).map(|c| c.client) else {
             return;
         };
-        let current = self.sessions_in(&app_name);
+        let directory = &self.directory;
         let verdict = match self.config.app(&app_name) {
             None => Err((
                 code::CONNECT_INVALID_APP,
@@ -359,7 +438,9 @@ impl App {
             )),
             Some(app) => app
                 .authorize_connect(client, token.as_deref())
-                .and_then(|()| app.check_session_limit(current))
+                .and_then(|()| {
+                    directory.admit_session(&app_name, |current| app.check_session_limit(current))
+                })
                 .map_err(|r| (code::CONNECT_REJECTED, r.to_string())),
         };
         let encoding = cmd
@@ -435,11 +516,7 @@ impl App {
         }
         let key = stream_key(&app_name, &name);
         let prefix = stream_key(&app_name, "");
-        let published_in_app = self
-            .live
-            .published()
-            .filter(|k| k.starts_with(&prefix) && *k != key)
-            .count();
+        let published_in_app = self.directory.published_under(&prefix, &key);
         let verdict = match self.config.app(&app_name) {
             Some(app) => app
                 .authorize_publish(client, token.as_deref(), &name)
@@ -452,7 +529,22 @@ impl App {
         }
         self.end_stream_role(conn, stream_id);
         let me = StreamRef { conn, stream_id };
-        match self.live.publish(&key, me) {
+        let claimed = self.directory.claim_publish(&key, self.shard);
+        if claimed {
+            // A mirror of another shard's earlier publisher, whose end is still on its
+            // way here, gives way to the publisher the directory let in.
+            if let Some(old) = self.live.publisher(&key) {
+                if old.conn == REMOTE_CONN {
+                    self.live.unpublish(&key, old);
+                }
+            }
+        }
+        let published = if claimed {
+            self.live.publish(&key, me)
+        } else {
+            Err(PublishError::AlreadyPublished)
+        };
+        match published {
             Err(PublishError::AlreadyPublished) => self.status(
                 conn,
                 stream_id,
@@ -471,17 +563,11 @@ impl App {
                     code::PUBLISH_START,
                     &format!("{name} is now published."),
                 );
-                let players = self.live.players(&key).to_vec();
-                for p in players {
-                    // Players told StreamEOF by an earlier publisher need a new begin.
-                    self.user_control(p.conn, p.stream_id, tc::stream_begin(p.stream_id));
-                    self.status(
-                        p.conn,
-                        p.stream_id,
-                        Level::Status,
-                        code::PLAY_PUBLISH_NOTIFY,
-                        &format!("{name} is now published."),
-                    );
+                self.announce_publish(&key);
+                if self.relaying {
+                    self.relays.push_back(Relay::Published {
+                        stream: key.as_str().into(),
+                    });
                 }
                 self.events
                     .push_back(AppEvent::Publishing { conn, stream: name });
@@ -508,18 +594,19 @@ impl App {
                 "no stream name",
             );
         }
-        let me = StreamRef { conn, stream_id };
-        let others = self
-            .live
-            .players(&stream_key(&app_name, &name))
-            .iter()
-            .filter(|p| **p != me)
-            .count();
-        if let Some(limit_error) = self
-            .config
-            .app(&app_name)
-            .and_then(|app| app.check_player_limit(others).err())
-        {
+        let key = stream_key(&app_name, &name);
+        // Playing the same stream again on this NetStream is a restart, not one more.
+        let replaying = self.live.players(&key).contains(&StreamRef { conn, stream_id });
+        if replaying {
+            self.end_stream_role(conn, stream_id);
+        }
+        let admitted = match self.config.app(&app_name) {
+            Some(app) => self
+                .directory
+                .admit_player(&key, |others| app.check_player_limit(others)),
+            None => Ok(()),
+        };
+        if let Err(limit_error) = admitted {
             return self.status(
                 conn,
                 stream_id,
@@ -529,7 +616,6 @@ impl App {
             );
         }
         self.end_stream_role(conn, stream_id);
-        let key = stream_key(&app_name, &name);
         let join = self.live.play(&key, StreamRef { conn, stream_id });
         if let Some(c) = self.conns.get_mut(&conn) {
             c.streams.insert(
@@ -597,10 +683,52 @@ impl App {
         } else {
             message
         };
-        let Some(players) = self
-            .live
-            .forward(&key, StreamRef { conn, stream_id }, &message)
-        else {
+        if self.relaying && self.live.publisher(&key) == Some(me) {
+            self.relays.push_back(Relay::Media {
+                stream: key.as_str().into(),
+                message: message.clone(),
+            });
+        }
+        self.fan_out(&key, me, &message);
+    }
+
+    /// Tells the players of `key` that it is published (again).
+    fn announce_publish(&mut self, key: &str) {
+        let name = stream_name(key).to_owned();
+        let players = self.live.players(key).to_vec();
+        for p in players {
+            // Players told StreamEOF by an earlier publisher need a new begin.
+            self.user_control(p.conn, p.stream_id, tc::stream_begin(p.stream_id));
+            self.status(
+                p.conn,
+                p.stream_id,
+                Level::Status,
+                code::PLAY_PUBLISH_NOTIFY,
+                &format!("{name} is now published."),
+            );
+        }
+    }
+
+    /// Ends `publisher`'s publication of `key` and tells its players.
+    fn announce_unpublish(&mut self, key: &str, publisher: StreamRef) {
+        let name = stream_name(key).to_owned();
+        let players = self.live.unpublish(key, publisher);
+        for p in players {
+            self.user_control(p.conn, p.stream_id, tc::stream_eof(p.stream_id));
+            self.status(
+                p.conn,
+                p.stream_id,
+                Level::Status,
+                code::PLAY_UNPUBLISH_NOTIFY,
+                &format!("{name} is now unpublished."),
+            );
+        }
+    }
+
+    /// Queues a publisher's message for the players of `key` that want it.
+    fn fan_out(&mut self, key: &str, from: StreamRef, message: &MediaMessage) {
+        let kind = message.kind;
+        let Some(players) = self.live.forward(key, from, message) else {
             return;
         };
         for p in players {
@@ -695,23 +823,26 @@ impl App {
         match role {
             Role::Idle => {}
             Role::Publishing(name) => {
-                let players = self.live.unpublish(&stream_key(app, &name), who);
-                for p in players {
-                    self.user_control(p.conn, p.stream_id, tc::stream_eof(p.stream_id));
-                    self.status(
-                        p.conn,
-                        p.stream_id,
-                        Level::Status,
-                        code::PLAY_UNPUBLISH_NOTIFY,
-                        &format!("{name} is now unpublished."),
-                    );
+                let key = stream_key(app, &name);
+                if self.live.publisher(&key) == Some(who) {
+                    self.directory.release_publish(&key, self.shard);
+                    if self.relaying {
+                        self.relays.push_back(Relay::Unpublished {
+                            stream: key.as_str().into(),
+                        });
+                    }
                 }
+                self.announce_unpublish(&key, who);
                 self.events.push_back(AppEvent::Unpublished {
                     conn: who.conn,
                     stream: name,
                 });
             }
-            Role::Playing { name, .. } => self.live.stop_playing(&stream_key(app, &name), who),
+            Role::Playing { name, .. } => {
+                let key = stream_key(app, &name);
+                self.directory.leave_player(&key);
+                self.live.stop_playing(&key, who);
+            }
         }
     }
 }

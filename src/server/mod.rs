@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod config;
+pub mod directory;
 pub mod edge;
 pub mod live;

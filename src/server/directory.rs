@@ -1,0 +1,141 @@
+//! What the applications of all shards must agree on: which shard publishes each stream,
+//! how many clients each app has and how many players each stream has, so that a limit
+//! in the config holds for the whole server and a stream name has one publisher.
+//!
+//! The directory is touched on connect, publish, play and close (the control plane),
+//! never per media message: media crosses shards over the engine's lock-free rings. A
+//! mutex is the simplest correct choice for a handful of operations per client.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Stream key (`app/name`) -> the shard its publisher is on.
+    publishers: HashMap<String, u8>,
+    /// App name -> connected clients.
+    sessions: HashMap<String, usize>,
+    /// Stream key -> players.
+    players: HashMap<String, usize>,
+}
+
+impl Directory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A shard that panicked while holding the lock left counts, not broken invariants.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `shard` as the publisher of `key`; false if another shard publishes it.
+    pub fn claim_publish(&self, key: &str, shard: u8) -> bool {
+        let mut s = self.state();
+        match s.publishers.get(key) {
+            Some(&owner) => owner == shard,
+            None => {
+                s.publishers.insert(key.to_owned(), shard);
+                true
+            }
+        }
+    }
+
+    pub fn release_publish(&self, key: &str, shard: u8) {
+        let mut s = self.state();
+        if s.publishers.get(key) == Some(&shard) {
+            s.publishers.remove(key);
+        }
+    }
+
+    /// Streams published under `prefix`, not counting `except`.
+    pub fn published_under(&self, prefix: &str, except: &str) -> usize {
+        self.state()
+            .publishers
+            .keys()
+            .filter(|k| k.starts_with(prefix) && k.as_str() != except)
+            .count()
+    }
+
+    /// Counts one more client in `app` if `check(current count)` allows it.
+    pub fn admit_session<E>(
+        &self,
+        app: &str,
+        check: impl FnOnce(usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut s = self.state();
+        let current = s.sessions.get(app).copied().unwrap_or(0);
+        check(current)?;
+        *s.sessions.entry(app.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    pub fn leave_session(&self, app: &str) {
+        decrement(&mut self.state().sessions, app);
+    }
+
+    /// Counts one more player of `key` if `check(current count)` allows it.
+    pub fn admit_player<E>(
+        &self,
+        key: &str,
+        check: impl FnOnce(usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut s = self.state();
+        let current = s.players.get(key).copied().unwrap_or(0);
+        check(current)?;
+        *s.players.entry(key.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    pub fn leave_player(&self, key: &str) {
+        decrement(&mut self.state().players, key);
+    }
+}
+
+fn decrement(counts: &mut HashMap<String, usize>, key: &str) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_publisher_per_stream_across_shards() {
+        let d = Directory::new();
+        assert!(d.claim_publish("live/a", 0));
+        assert!(d.claim_publish("live/a", 0), "the owner may claim again");
+        assert!(!d.claim_publish("live/a", 1));
+        d.release_publish("live/a", 1);
+        assert!(!d.claim_publish("live/a", 1), "only the owner releases");
+        d.release_publish("live/a", 0);
+        assert!(d.claim_publish("live/a", 1));
+        assert_eq!(d.published_under("live/", "live/b"), 1);
+        assert_eq!(d.published_under("live/", "live/a"), 0);
+    }
+
+    #[test]
+    fn limits_are_checked_against_the_global_count() {
+        let d = Directory::new();
+        let at_most_two = |n: usize| if n < 2 { Ok(()) } else { Err(n) };
+        assert_eq!(d.admit_session("live", at_most_two), Ok(()));
+        assert_eq!(d.admit_session("live", at_most_two), Ok(()));
+        assert_eq!(d.admit_session("live", at_most_two), Err(2));
+        d.leave_session("live");
+        assert_eq!(d.admit_session("live", at_most_two), Ok(()));
+        assert_eq!(d.admit_player("live/a", at_most_two), Ok(()));
+        d.leave_player("live/a");
+        d.leave_player("live/a");
+        assert_eq!(d.admit_player("live/a", |n| if n == 0 { Ok(()) } else { Err(n) }), Ok(()));
+    }
+}
