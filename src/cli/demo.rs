@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use super::play::play_stream;
 use super::publish::{publish_tags, read_tags, Audience};
-use super::serve::{bind, log_event};
+use super::serve::{logging_hook, start, EngineFlags};
 use super::url::RtmfpUrl;
 use crate::media::MediaKind;
 use crate::server::config::ServerConfig;
@@ -22,22 +22,13 @@ pub fn demo() -> Result<()> {
     let mut cfg = ServerConfig::embedded_default();
     cfg.rtmfp_listen = "127.0.0.1:0".parse()?;
     cfg.rtmp_listen = Some("127.0.0.1:0".parse()?);
-    let mut edge = bind(cfg)?;
-    let rtmfp = edge.rtmfp_addr()?;
-    let rtmp = edge.rtmp_addr().context("RTMP listener")?;
-    println!("server: RTMFP on udp://{rtmfp}, RTMP on tcp://{rtmp}, app live");
     let stop = Arc::new(AtomicBool::new(false));
-    let server = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            edge.run(|server, _| {
-                while let Some(e) = server.poll_event() {
-                    log_event(server, &e);
-                }
-                !stop.load(Ordering::Relaxed)
-            })
-        })
-    };
+    let engine = start(cfg, &EngineFlags::default(), logging_hook(Some(stop.clone())))?;
+    let (rtmfp, rtmp) = (engine.rtmfp_addr, engine.rtmp_addr.context("RTMP listener")?);
+    println!(
+        "server: RTMFP on udp://{rtmfp}, RTMP on tcp://{rtmp}, app live, {} shard(s)",
+        engine.shards()
+    );
     let url = RtmfpUrl::parse(&format!("rtmfp://{rtmfp}/live/{STREAM}"))?;
     let sent_at: Arc<Mutex<HashMap<(MediaKind, u32), StdInstant>>> = Arc::default();
     let publisher = {
@@ -81,7 +72,8 @@ pub fn demo() -> Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("publisher panicked"))?;
     stop.store(true, Ordering::Relaxed);
-    let _ = server.join();
+    engine.stop();
+    let _ = engine.join();
     let published = published.context("publisher")?;
     let stats = stats.context("player")?;
     println!(

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::engine::IoChoice;
+
 #[derive(Parser)]
 #[command(name = "rtmfp-edge", version, about = "RTMFP multicast edge server")]
 struct Cli {
@@ -36,6 +38,14 @@ enum Command {
         /// TOML config file (see docs/config.md).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Shards: threads, each pinned to a core with its own sockets and sessions
+        /// [default: one per core].
+        #[arg(long)]
+        shards: Option<usize>,
+        /// UDP I/O: io_uring, the plain non-blocking socket loop, or io_uring when the
+        /// kernel allows it.
+        #[arg(long, value_enum, default_value_t = IoArg::Auto)]
+        io: IoArg,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -92,6 +102,13 @@ enum Command {
     Demo,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum IoArg {
+    Auto,
+    Uring,
+    Poll,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -99,7 +116,21 @@ pub fn main() -> ExitCode {
             listen,
             rtmp,
             config,
-        } => serve::serve(listen, rtmp.as_deref(), config.as_deref()),
+            shards,
+            io,
+        } => serve::serve(
+            listen,
+            rtmp.as_deref(),
+            config.as_deref(),
+            &serve::EngineFlags {
+                shards: shards.unwrap_or(0),
+                io: Some(match io {
+                    IoArg::Auto => IoChoice::Auto,
+                    IoArg::Uring => IoChoice::Uring,
+                    IoArg::Poll => IoChoice::Poll,
+                }),
+            },
+        ),
         Command::Probe { url, timeout } => probe::probe(&url, Duration::from_secs(timeout)),
         Command::Publish {
             url,

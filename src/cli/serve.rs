@@ -8,8 +8,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::probe::yes_no;
-use crate::net::edge_loop::EdgeLoop;
-use crate::net::os_seed;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::engine::shard::{Io, StepHook};
+use crate::engine::{Engine, EngineOptions, IoChoice};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
@@ -57,46 +59,87 @@ pub fn endpoint_config(cfg: &ServerConfig) -> EndpointConfig {
     }
 }
 
-/// Binds the server's sockets.
-pub fn bind(cfg: ServerConfig) -> Result<EdgeLoop> {
-    let endpoint = endpoint_config(&cfg);
-    let (udp, tcp) = (cfg.rtmfp_listen, cfg.rtmp_listen);
-    let server = EdgeServer::new(Arc::new(cfg), endpoint, os_seed());
-    EdgeLoop::bind(server, udp, tcp).with_context(|| match tcp {
-        Some(tcp) => format!("binding RTMFP on udp://{udp} and RTMP on tcp://{tcp}"),
-        None => format!("binding RTMFP on udp://{udp}"),
-    })
+/// How `serve` runs the engine: shards and I/O.
+#[derive(Debug, Clone, Default)]
+pub struct EngineFlags {
+    /// 0 = one per core.
+    pub shards: usize,
+    pub io: Option<IoChoice>,
 }
 
-pub fn serve(listen: Option<SocketAddr>, rtmp: Option<&str>, config: Option<&Path>) -> Result<()> {
+/// Binds and starts the engine; `hook(i)` runs on shard i after every loop turn.
+pub fn start(
+    cfg: ServerConfig,
+    flags: &EngineFlags,
+    hook: impl FnMut(u8) -> StepHook,
+) -> Result<Engine> {
+    let endpoint = endpoint_config(&cfg);
+    let options = EngineOptions {
+        shards: flags.shards,
+        io: flags.io.unwrap_or(IoChoice::Auto),
+        ..EngineOptions::default()
+    };
+    Engine::start(Arc::new(cfg), endpoint, options, hook)
+}
+
+/// A hook that logs what a shard's server does and, now and then, its drop counters.
+pub fn logging_hook(stop: Option<Arc<AtomicBool>>) -> impl FnMut(u8) -> StepHook {
+    move |shard| {
+        let stop = stop.clone();
+        let mut last_report = Instant::ZERO;
+        let mut reported = std::collections::BTreeMap::new();
+        let mut first = true;
+        Box::new(move |server: &mut EdgeServer, now: Instant| {
+            if first && shard == 0 {
+                println!("server peer id {}", server.endpoint.server_peer_id());
+            }
+            first = false;
+            while let Some(event) = server.poll_event() {
+                log_event(server, &event);
+            }
+            if now.saturating_since(last_report) >= DROP_REPORT {
+                last_report = now;
+                if server.endpoint.drops() != &reported {
+                    reported = server.endpoint.drops().clone();
+                    print_drops(shard, &reported);
+                }
+            }
+            !stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+        })
+    }
+}
+
+pub fn serve(
+    listen: Option<SocketAddr>,
+    rtmp: Option<&str>,
+    config: Option<&Path>,
+    flags: &EngineFlags,
+) -> Result<()> {
     let cfg = effective_config(listen, rtmp, config)?;
     if cfg.apps().is_empty() {
         bail!("the config has no [[app]]");
     }
     let apps: Vec<String> = cfg.apps().iter().map(|a| a.name.clone()).collect();
-    let mut edge = bind(cfg)?;
-    println!("rtmfp-edge serving RTMFP on udp://{}", edge.rtmfp_addr()?);
-    if let Some(tcp) = edge.rtmp_addr() {
+    let engine = start(cfg, flags, logging_hook(None))?;
+    println!(
+        "engine: {} shard(s) on {}{}",
+        engine.shards(),
+        match engine.io {
+            Io::Uring => "io_uring",
+            Io::Poll => "the plain socket loop",
+        },
+        engine
+            .io_fallback_reason
+            .as_ref()
+            .map(|r| format!(" (io_uring unavailable: {r})"))
+            .unwrap_or_default()
+    );
+    println!("rtmfp-edge serving RTMFP on udp://{}", engine.rtmfp_addr);
+    if let Some(tcp) = engine.rtmp_addr {
         println!("RTMP on tcp://{tcp}");
     }
     println!("apps: {}", apps.join(", "));
-    println!("server peer id {}", edge.server.endpoint.server_peer_id());
-    let mut last_report = Instant::ZERO;
-    let mut reported = std::collections::BTreeMap::new();
-    edge.run(|server, now| {
-        while let Some(event) = server.poll_event() {
-            log_event(server, &event);
-        }
-        if now.saturating_since(last_report) >= DROP_REPORT {
-            last_report = now;
-            if server.endpoint.drops() != &reported {
-                reported = server.endpoint.drops().clone();
-                print_drops(&reported);
-            }
-        }
-        true
-    })?;
-    Ok(())
+    engine.join()
 }
 
 pub fn log_event(server: &EdgeServer, event: &ServerEvent) {
@@ -137,12 +180,12 @@ pub fn log_event(server: &EdgeServer, event: &ServerEvent) {
     }
 }
 
-fn print_drops(drops: &std::collections::BTreeMap<DropReason, u64>) {
+fn print_drops(shard: u8, drops: &std::collections::BTreeMap<DropReason, u64>) {
     if !drops.is_empty() {
         let list: Vec<String> = drops
             .iter()
             .map(|(r, n)| format!("{}={n}", r.name()))
             .collect();
-        println!("dropped datagrams: {}", list.join(" "));
+        println!("shard {shard} dropped datagrams: {}", list.join(" "));
     }
 }

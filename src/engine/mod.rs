@@ -1,4 +1,13 @@
-//! The thread-per-core packet engine: io_uring UDP, shards, fan-out.
+//! The thread-per-core packet engine: one shard per core, each with its own io_uring,
+//! UDP socket, sessions and timers; lock-free rings between shards; multi-buffer
+//! encryption for fan-out. See docs/engine.md.
 
+pub mod launch;
 pub mod multi_cbc;
 pub mod ring;
+pub mod rtmp_sockets;
+pub mod shard;
+pub mod uring_udp;
+pub mod waker;
+
+pub use launch::{Engine, EngineOptions, IoChoice};

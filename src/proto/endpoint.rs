@@ -223,6 +223,14 @@ impl Endpoint {
 
     /// Records the addresses a client says it can be reached at (its LAN addresses,
     /// say), so peers introduced to it try them too (RFC 7016 §3.5.1.5).
+    /// Whether a live session here belongs to `peer` (so an IHello for it can be
+    /// answered with an introduction).
+    pub fn has_peer(&self, peer: &PeerId) -> bool {
+        self.sessions
+            .values()
+            .any(|s| s.info.far_peer_id == *peer && !s.is_closed())
+    }
+
     pub fn set_reported_addresses(&mut self, session: SessionId, addresses: Vec<SocketAddr>) {
         if self.sessions.contains_key(&session) {
             self.reported_addresses.insert(session, addresses);

@@ -18,6 +18,7 @@ pub mod flow_send;
 pub mod handshake;
 pub mod keying;
 pub mod packet;
+pub mod peek;
 pub mod session;
 pub mod time;
 pub mod vlu;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::app::{App, AppEvent, ConnId, Outgoing};
+use super::app::{App, AppEvent, ConnId, Outgoing, Relay};
+use super::directory::Directory;
 use super::config::ServerConfig;
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
@@ -98,12 +99,31 @@ pub struct EdgeServer {
 
 impl EdgeServer {
     pub fn new(config: Arc<ServerConfig>, endpoint_config: EndpointConfig, seed: [u8; 32]) -> Self {
+        Self::with_app(App::new(config), endpoint_config, seed)
+    }
+
+    /// The server of one shard among `shards` sharing `directory`; the sessions it
+    /// accepts carry `shard` in their ids.
+    pub fn sharded(
+        config: Arc<ServerConfig>,
+        mut endpoint_config: EndpointConfig,
+        seed: [u8; 32],
+        directory: Arc<Directory>,
+        shard: u8,
+        shards: usize,
+    ) -> Self {
+        endpoint_config.shard = shard;
+        let app = App::sharded(config, directory, shard, shards > 1);
+        Self::with_app(app, endpoint_config, seed)
+    }
+
+    fn with_app(app: App, endpoint_config: EndpointConfig, seed: [u8; 32]) -> Self {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut endpoint_seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rng, &mut endpoint_seed);
         EdgeServer {
             endpoint: Endpoint::new(endpoint_config, endpoint_seed),
-            app: App::new(config),
+            app,
             rtmfp: HashMap::new(),
             session_of: HashMap::new(),
             rtmp: HashMap::new(),
@@ -119,6 +139,17 @@ impl EdgeServer {
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
+    }
+
+    /// The next publication message for the other shards.
+    pub fn poll_relay(&mut self) -> Option<Relay> {
+        self.app.poll_relay()
+    }
+
+    /// A publication message from another shard.
+    pub fn relayed(&mut self, now: Instant, from_shard: u8, relay: Relay) {
+        self.app.relayed(from_shard, relay);
+        self.pump(now);
     }
 
     // ---------------- RTMFP ----------------

@@ -1,0 +1,263 @@
+//! Starting the engine: bind every shard's sockets on the same ports (SO_REUSEPORT),
+//! choose io_uring or the plain loop, wire the rings between shards, and start one
+//! pinned thread per shard.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant as StdInstant;
+
+use anyhow::{bail, Context, Result};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::ring::{ring, Consumer, Producer};
+use super::rtmp_sockets::RtmpSockets;
+use super::shard::{Io, Shard, ShardMessage, ShardStats, StepHook};
+use super::uring_udp::UringUdp;
+use super::waker::Waker;
+use crate::proto::endpoint::EndpointConfig;
+use crate::server::config::ServerConfig;
+use crate::server::directory::Directory;
+use crate::server::edge::EdgeServer;
+
+/// Slots in each ring between two shards.
+const RING_CAPACITY: usize = 8192;
+/// Socket buffers we ask for: a burst of fan-out must not overflow the send queue.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Which I/O to run the shards' UDP sockets on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring when the kernel allows it, else the plain loop.
+    Auto,
+    Uring,
+    Poll,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Shards (threads); 0 = one per core.
+    pub shards: usize,
+    pub io: IoChoice,
+    /// Pin shard i to core i.
+    pub pin: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            shards: 0,
+            io: IoChoice::Auto,
+            pin: true,
+        }
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    pub rtmfp_addr: SocketAddr,
+    pub rtmp_addr: Option<SocketAddr>,
+    pub io: Io,
+    /// Why io_uring is not used, when it was wanted but is unavailable.
+    pub io_fallback_reason: Option<String>,
+    pub stats: Vec<Arc<ShardStats>>,
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The number of shards `options` asks for on this machine.
+pub fn shard_count(options: &EngineOptions) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = if options.shards == 0 {
+        cores
+    } else {
+        options.shards
+    };
+    n.clamp(1, 255)
+}
+
+impl Engine {
+    /// Binds and starts the shards. `hook(i)` makes shard i's step hook (logging,
+    /// periodic reports); it runs on that shard's thread.
+    pub fn start(
+        config: Arc<ServerConfig>,
+        endpoint: EndpointConfig,
+        options: EngineOptions,
+        mut hook: impl FnMut(u8) -> StepHook,
+    ) -> Result<Engine> {
+        let shards = shard_count(&options);
+        let (udp, tcp) = bind_all(config.rtmfp_listen, config.rtmp_listen, shards)?;
+        let rtmfp_addr = udp[0].local_addr()?;
+        let rtmp_addr = match tcp.first() {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let wakers: Vec<Arc<Waker>> = (0..shards)
+            .map(|_| Waker::new().map(Arc::new))
+            .collect::<std::io::Result<_>>()
+            .context("creating shard wakers (eventfd)")?;
+        let (io, io_fallback_reason) = match options.io {
+            IoChoice::Poll => (Io::Poll, None),
+            IoChoice::Uring | IoChoice::Auto => {
+                use std::os::fd::AsRawFd;
+                match UringUdp::new(udp[0].as_raw_fd(), wakers[0].fd(), None) {
+                    Ok(_) => (Io::Uring, None),
+                    Err(e) if options.io == IoChoice::Auto => (Io::Poll, Some(e.to_string())),
+                    Err(e) => bail!("io_uring is unavailable: {e}"),
+                }
+            }
+        };
+
+        // rings[i][j]: from shard i to shard j.
+        let mut producers: Vec<Vec<Option<Producer<ShardMessage>>>> =
+            (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
+        let mut consumers: Vec<Vec<(u8, Consumer<ShardMessage>)>> =
+            (0..shards).map(|_| Vec::new()).collect();
+        for (i, row) in producers.iter_mut().enumerate() {
+            for (j, slot) in row.iter_mut().enumerate() {
+                if i != j {
+                    let (p, c) = ring(RING_CAPACITY);
+                    *slot = Some(p);
+                    consumers[j].push((i as u8, c));
+                }
+            }
+        }
+
+        let directory = Arc::new(Directory::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = StdInstant::now();
+        let cores = if options.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut stats = Vec::new();
+        let mut threads = Vec::new();
+        let mut tcp = tcp.into_iter();
+        for (index, (udp, (outbound, inbound))) in udp
+            .into_iter()
+            .zip(producers.into_iter().zip(consumers))
+            .enumerate()
+        {
+            let shard_stats = Arc::new(ShardStats::default());
+            stats.push(shard_stats.clone());
+            let server = EdgeServer::sharded(
+                config.clone(),
+                endpoint.clone(),
+                crate::net::os_seed(),
+                directory.clone(),
+                index as u8,
+                shards,
+            );
+            let rtmp = RtmpSockets::new(tcp.next()).context("setting up the RTMP listener")?;
+            let shard = Shard {
+                index: index as u8,
+                server,
+                udp,
+                rtmp,
+                inbound,
+                outbound,
+                wakers: wakers.clone(),
+                stats: shard_stats,
+                stop: stop.clone(),
+                epoch,
+                backlog: (0..shards).map(|_| Default::default()).collect(),
+            };
+            let step = hook(index as u8);
+            let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    shard.run(io, step)
+                })
+                .context("starting a shard thread")?;
+            threads.push(thread);
+        }
+        Ok(Engine {
+            rtmfp_addr,
+            rtmp_addr,
+            io,
+            io_fallback_reason,
+            stats,
+            stop,
+            wakers,
+            threads,
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// Asks every shard to stop after its current turn.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            w.signal();
+        }
+    }
+
+    /// Waits for every shard to end; the first error, if any.
+    pub fn join(self) -> Result<()> {
+        let mut first = Ok(());
+        for (i, t) in self.threads.into_iter().enumerate() {
+            let result = match t.join() {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("shard {i} failed"))),
+                Err(_) => Err(anyhow::anyhow!("shard {i} panicked")),
+            };
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+}
+
+/// Binds `shards` UDP sockets (and TCP listeners) on the same address with SO_REUSEPORT;
+/// port 0 picks a free port for the first and reuses it for the rest.
+fn bind_all(
+    udp: SocketAddr,
+    tcp: Option<SocketAddr>,
+    shards: usize,
+) -> Result<(Vec<UdpSocket>, Vec<TcpListener>)> {
+    let mut udp_sockets = Vec::new();
+    let mut addr = udp;
+    for _ in 0..shards {
+        let socket = reuseport_socket(addr, Type::DGRAM, Protocol::UDP)
+            .with_context(|| format!("binding RTMFP on udp://{addr}"))?;
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let socket: UdpSocket = socket.into();
+        addr = socket.local_addr()?;
+        udp_sockets.push(socket);
+    }
+    let mut listeners = Vec::new();
+    if let Some(mut addr) = tcp {
+        for _ in 0..shards {
+            let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)
+                .with_context(|| format!("binding RTMP on tcp://{addr}"))?;
+            socket.listen(1024)?;
+            let listener: TcpListener = socket.into();
+            addr = listener.local_addr()?;
+            listeners.push(listener);
+        }
+    }
+    Ok((udp_sockets, listeners))
+}
+
+fn reuseport_socket(addr: SocketAddr, ty: Type, protocol: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol))?;
+    socket.set_reuse_port(true)?;
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}

@@ -1,0 +1,216 @@
+//! A shard's RTMP side: its TCP listener (one per shard on the same port, SO_REUSEPORT,
+//! so the kernel spreads connections over shards) and the connections it accepted, all
+//! non-blocking under one `mio` poll. The io_uring loop watches that poll's descriptor;
+//! the plain loop also registers its UDP socket and waker in it (tokens below).
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token};
+
+use crate::proto::Instant;
+use crate::server::app::ConnId;
+use crate::server::edge::EdgeServer;
+
+/// Tokens the plain loop registers beside ours.
+pub const UDP: Token = Token(0);
+pub const WAKE: Token = Token(1);
+const LISTENER: Token = Token(2);
+const FIRST_CONN: usize = 3;
+
+struct RtmpSocket {
+    stream: TcpStream,
+    conn: ConnId,
+}
+
+pub struct RtmpSockets {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    conns: HashMap<Token, RtmpSocket>,
+    next_token: usize,
+    buf: Vec<u8>,
+}
+
+impl RtmpSockets {
+    pub fn new(listener: Option<std::net::TcpListener>) -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        let listener = match listener {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry()
+                    .register(&mut l, LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        Ok(RtmpSockets {
+            poll,
+            events: Events::with_capacity(256),
+            listener,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            buf: vec![0u8; 65536],
+        })
+    }
+
+    /// The poll's descriptor, readable when any of its sources is ready.
+    pub fn poll_fd(&self) -> RawFd {
+        self.poll.as_raw_fd()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// Waits up to `timeout` for readiness, handles RTMP sockets, and reports the other
+    /// tokens (the plain loop's UDP socket and waker) to `other`.
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        server: &mut EdgeServer,
+        now: impl Fn() -> Instant,
+        mut other: impl FnMut(Token, &mut EdgeServer),
+    ) -> std::io::Result<()> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<(Token, bool)> = self
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e.token(),
+                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                )
+            })
+            .collect();
+        for (token, readable) in ready {
+            match token {
+                UDP | WAKE => other(token, server),
+                LISTENER => self.accept(server)?,
+                token if readable => self.read(token, server, &now),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn accept(&mut self, server: &mut EdgeServer) -> std::io::Result<()> {
+        let Some(listener) = &self.listener else {
+            return Ok(());
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    let conn = server.rtmp_accept(peer);
+                    self.conns.insert(token, RtmpSocket { stream, conn });
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                // One failed accept (the client already gave up) must not stop the server.
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+
+    fn read(&mut self, token: Token, server: &mut EdgeServer, now: &impl Fn() -> Instant) {
+        let Some(socket) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let conn = socket.conn;
+        loop {
+            match socket.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    self.close(token, server, None);
+                    return;
+                }
+                Ok(n) => {
+                    if server.rtmp_input(now(), conn, &self.buf[..n]).is_err() {
+                        // The server recorded why; the socket just goes.
+                        self.forget(token);
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(token, server, Some(e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, token: Token, server: &mut EdgeServer, error: Option<String>) {
+        if let Some(socket) = self.conns.get(&token) {
+            server.rtmp_closed(socket.conn, error);
+        }
+        self.forget(token);
+    }
+
+    fn forget(&mut self, token: Token) {
+        if let Some(mut socket) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut socket.stream);
+        }
+    }
+
+    /// Writes what the server has for each connection; drops connections it forgot.
+    pub fn flush(&mut self, server: &mut EdgeServer) {
+        if self.conns.is_empty() {
+            return;
+        }
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            self.write(token, server);
+        }
+        // Connections the server forgot (an RTMP protocol error) lose their socket too.
+        let gone: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| !server.rtmp_connections().any(|c| c == s.conn))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in gone {
+            self.forget(token);
+        }
+    }
+
+    fn write(&mut self, token: Token, server: &mut EdgeServer) {
+        let Some(socket) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let conn = socket.conn;
+        loop {
+            let out = server.rtmp_output(conn);
+            if out.is_empty() {
+                break;
+            }
+            match socket.stream.write(out) {
+                Ok(n) => server.rtmp_written(conn, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.close(token, server, Some(e.to_string()));
+                    return;
+                }
+            }
+        }
+        if server.rtmp_should_close(conn) {
+            self.close(token, server, None);
+        }
+    }
+}

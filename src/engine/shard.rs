@@ -1,0 +1,469 @@
+//! One shard: a thread pinned to a core that owns a UDP socket (all shards share the
+//! port), an RTMP listener, an [`EdgeServer`] with its sessions and timers, and rings to
+//! and from every other shard. Nothing on its data path takes a lock.
+//!
+//! A datagram for a session another shard owns (the owner is the top byte of the session
+//! id) is handed to that shard over its ring; with the reuseport steering program loaded
+//! this only happens when the program could not steer. A publication on this shard
+//! reaches the others as [`Relay`] messages carrying refcounted media buffers.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::Bytes;
+use mio::unix::SourceFd;
+use mio::Interest;
+
+use super::ring::{Consumer, Producer};
+use super::rtmp_sockets::{self, RtmpSockets};
+use super::uring_udp::UringUdp;
+use super::waker::Waker;
+use crate::proto::packet::unscramble_session_id;
+use crate::proto::peek::ihello_target;
+use crate::proto::Instant;
+use crate::server::app::Relay;
+use crate::server::edge::EdgeServer;
+
+/// Longest sleep without a timer, so the step hook runs now and then.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Datagrams read per readiness event in the plain loop before looking at other work.
+const RECV_BATCH: usize = 256;
+
+/// What one shard sends another.
+#[derive(Debug)]
+pub enum ShardMessage {
+    /// A datagram for a session the receiving shard owns.
+    Datagram { from: SocketAddr, data: Bytes },
+    /// A publication on the sending shard.
+    Relay(Relay),
+}
+
+/// The shard that owns the session a datagram is for: the top byte of its session id
+/// (RFC 7016 §2.2.2 scrambling undone); `None` for handshakes (session 0) and runts.
+pub fn owner_shard(datagram: &[u8]) -> Option<u8> {
+    let id = unscramble_session_id(datagram)?;
+    (id != 0).then_some((id >> 24) as u8)
+}
+
+/// Where a datagram this shard read should be handled.
+enum Route {
+    Here,
+    Shard(u8),
+    /// An IHello for a peer with no session here: the shard that has it will introduce.
+    OtherShards,
+}
+
+fn route(index: u8, shards: usize, server: &EdgeServer, datagram: &[u8]) -> Route {
+    match owner_shard(datagram) {
+        Some(owner) if owner != index && usize::from(owner) < shards => Route::Shard(owner),
+        None if shards > 1 => match ihello_target(datagram) {
+            Some(peer) if !server.endpoint.has_peer(&peer) => Route::OtherShards,
+            _ => Route::Here,
+        },
+        _ => Route::Here,
+    }
+}
+
+/// A shard's counters, written by the shard alone, read by anyone.
+#[derive(Debug, Default)]
+pub struct ShardStats {
+    /// Datagrams this shard read from its socket.
+    pub received: AtomicU64,
+    /// Of those, handed to their owner shard.
+    pub handed_off: AtomicU64,
+    /// Datagrams other shards handed to this one.
+    pub taken_over: AtomicU64,
+    /// Datagrams given to this shard's endpoint (own reads plus taken over).
+    pub handled: AtomicU64,
+    pub sent: AtomicU64,
+    /// Relay messages sent to other shards.
+    pub relayed_out: AtomicU64,
+    pub relayed_in: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    // One writer: a plain load and store, no locked instruction on the data path.
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+impl ShardStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Which I/O the shard's UDP socket runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Io {
+    Uring,
+    Poll,
+}
+
+/// Called after every loop turn with the shard's server and the time; returns false to
+/// stop the shard.
+pub type StepHook = Box<dyn FnMut(&mut EdgeServer, Instant) -> bool + Send>;
+
+pub struct Shard {
+    pub index: u8,
+    pub server: EdgeServer,
+    pub udp: UdpSocket,
+    pub rtmp: RtmpSockets,
+    /// Rings from the other shards: (their index, consumer).
+    pub inbound: Vec<(u8, Consumer<ShardMessage>)>,
+    /// Rings to the other shards, by index (None for this one).
+    pub outbound: Vec<Option<Producer<ShardMessage>>>,
+    /// Every shard's waker, by index.
+    pub wakers: Vec<Arc<Waker>>,
+    pub stats: Arc<ShardStats>,
+    pub stop: Arc<AtomicBool>,
+    pub epoch: StdInstant,
+    /// Messages waiting for room in a full ring, by destination.
+    pub backlog: Vec<VecDeque<ShardMessage>>,
+}
+
+impl Shard {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// Runs until the stop flag is set or the hook says stop.
+    pub fn run(mut self, io: Io, mut step: StepHook) -> std::io::Result<()> {
+        match io {
+            Io::Uring => {
+                let mut uring = UringUdp::new(
+                    self.udp.as_raw_fd(),
+                    self.wakers[usize::from(self.index)].fd(),
+                    Some(self.rtmp.poll_fd()),
+                )?;
+                self.run_uring(&mut uring, &mut step)
+            }
+            Io::Poll => self.run_poll(&mut step),
+        }
+    }
+
+    fn run_uring(&mut self, uring: &mut UringUdp, step: &mut StepHook) -> std::io::Result<()> {
+        loop {
+            let now = self.now();
+            if !self.turn(now, step) {
+                return Ok(());
+            }
+            self.flush_uring(uring, now);
+            let timeout = self.sleep_for(now);
+            let waker = self.wakers[usize::from(self.index)].clone();
+            waker.prepare_sleep();
+            let timeout = if self.inbound_pending() {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
+            let epoch = self.epoch;
+            let index = self.index;
+            let count = self.wakers.len();
+            let (server, stats, outbound, backlog, wakers) = (
+                &mut self.server,
+                &self.stats,
+                &mut self.outbound,
+                &mut self.backlog,
+                &self.wakers,
+            );
+            let readiness = uring.wait(timeout, |from, data| {
+                let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
+                bump(&stats.received, 1);
+                dispatch(index, count, server, stats, outbound, backlog, wakers, now, from, data);
+            })?;
+            waker.awake();
+            if readiness.watched {
+                let epoch = self.epoch;
+                self.rtmp.poll(
+                    Some(Duration::ZERO),
+                    &mut self.server,
+                    || Instant::from_micros(epoch.elapsed().as_micros() as u64),
+                    |_, _| {},
+                )?;
+            }
+        }
+    }
+
+    fn run_poll(&mut self, step: &mut StepHook) -> std::io::Result<()> {
+        self.udp.set_nonblocking(true)?;
+        let udp_fd = self.udp.as_raw_fd();
+        let wake_fd = self.wakers[usize::from(self.index)].fd();
+        self.rtmp
+            .registry()
+            .register(&mut SourceFd(&udp_fd), rtmp_sockets::UDP, Interest::READABLE)?;
+        self.rtmp
+            .registry()
+            .register(&mut SourceFd(&wake_fd), rtmp_sockets::WAKE, Interest::READABLE)?;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let now = self.now();
+            if !self.turn(now, step) {
+                return Ok(());
+            }
+            self.flush_poll(now);
+            let waker = self.wakers[usize::from(self.index)].clone();
+            waker.prepare_sleep();
+            let timeout = if self.inbound_pending() {
+                Duration::ZERO
+            } else {
+                self.sleep_for(now).unwrap_or(MAX_SLEEP)
+            };
+            let mut udp_ready = false;
+            let epoch = self.epoch;
+            self.rtmp.poll(
+                Some(timeout),
+                &mut self.server,
+                || Instant::from_micros(epoch.elapsed().as_micros() as u64),
+                |token, _| {
+                    if token == rtmp_sockets::UDP {
+                        udp_ready = true;
+                    }
+                },
+            )?;
+            waker.awake();
+            waker.drain();
+            if udp_ready {
+                self.receive_plain(&mut buf)?;
+            }
+        }
+    }
+
+    /// Reads the plain socket until it would block (edge-triggered readiness).
+    fn receive_plain(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        loop {
+            for _ in 0..RECV_BATCH {
+                match self.udp.recv_from(buf) {
+                    Ok((n, from)) => {
+                        let now = self.now();
+                        bump(&self.stats.received, 1);
+                        self.on_datagram(now, from, &buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    // ICMP port unreachable from some earlier send: not our socket's fault.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // A long burst: let timers and output run, then keep reading.
+            let now = self.now();
+            self.flush_poll(now);
+        }
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        dispatch(
+            self.index,
+            self.wakers.len(),
+            &mut self.server,
+            &self.stats,
+            &mut self.outbound,
+            &mut self.backlog,
+            &self.wakers,
+            now,
+            from,
+            data,
+        );
+    }
+
+    /// The work of one loop turn besides I/O: messages from other shards, timers, the
+    /// hook, relays out, RTMP output. False when the shard should stop.
+    fn turn(&mut self, now: Instant, step: &mut StepHook) -> bool {
+        self.drain_inbound(now);
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
+        if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
+            return false;
+        }
+        self.relay_out();
+        self.retry_backlog();
+        self.rtmp.flush(&mut self.server);
+        true
+    }
+
+    fn sleep_for(&self, now: Instant) -> Option<Duration> {
+        let wait = self
+            .server
+            .poll_timeout()
+            .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        Some(wait)
+    }
+
+    fn inbound_pending(&self) -> bool {
+        self.inbound.iter().any(|(_, c)| !c.is_empty())
+            || self.backlog.iter().any(|b| !b.is_empty())
+    }
+
+    fn drain_inbound(&mut self, now: Instant) {
+        for i in 0..self.inbound.len() {
+            let from_shard = self.inbound[i].0;
+            while let Some(message) = self.inbound[i].1.pop() {
+                match message {
+                    ShardMessage::Datagram { from, data } => {
+                        bump(&self.stats.taken_over, 1);
+                        bump(&self.stats.handled, 1);
+                        self.server.handle_datagram(now, from, &data);
+                    }
+                    ShardMessage::Relay(relay) => {
+                        bump(&self.stats.relayed_in, 1);
+                        self.server.relayed(now, from_shard, relay);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends this shard's publication messages to every other shard: a clone of a
+    /// [`Relay`] is a refcount bump on its media buffer.
+    fn relay_out(&mut self) {
+        while let Some(relay) = self.server.poll_relay() {
+            for shard in 0..self.outbound.len() {
+                if self.outbound[shard].is_some() {
+                    bump(&self.stats.relayed_out, 1);
+                    send_to_shard(
+                        &mut self.outbound,
+                        &mut self.backlog,
+                        &self.wakers,
+                        shard as u8,
+                        ShardMessage::Relay(relay.clone()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn retry_backlog(&mut self) {
+        for shard in 0..self.backlog.len() {
+            while let Some(message) = self.backlog[shard].pop_front() {
+                let Some(producer) = self.outbound[shard].as_mut() else {
+                    break;
+                };
+                match producer.push(message) {
+                    Ok(()) => self.wakers[shard].wake(),
+                    Err(message) => {
+                        self.backlog[shard].push_front(message);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_uring(&mut self, uring: &mut UringUdp, now: Instant) {
+        let mut sent = 0;
+        while uring.free_slots() > 0 {
+            let Some(t) = self.server.poll_transmit(now) else {
+                break;
+            };
+            if uring.send(t.destination, &t.payload) {
+                sent += 1;
+            }
+        }
+        bump(&self.stats.sent, sent);
+    }
+
+    fn flush_poll(&mut self, now: Instant) {
+        let mut sent = 0;
+        while let Some(t) = self.server.poll_transmit(now) {
+            match self.udp.send_to(&t.payload, t.destination) {
+                Ok(_) => sent += 1,
+                // A full socket buffer drops the datagram: RTMFP retransmits.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) => eprintln!("send to {} failed: {e}", t.destination),
+            }
+        }
+        bump(&self.stats.sent, sent);
+    }
+}
+
+/// Handles a datagram this shard read, or hands it to the shard(s) it belongs to.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    index: u8,
+    shards: usize,
+    server: &mut EdgeServer,
+    stats: &ShardStats,
+    outbound: &mut [Option<Producer<ShardMessage>>],
+    backlog: &mut [VecDeque<ShardMessage>],
+    wakers: &[Arc<Waker>],
+    now: Instant,
+    from: SocketAddr,
+    data: &[u8],
+) {
+    match route(index, shards, server, data) {
+        Route::Here => {
+            bump(&stats.handled, 1);
+            server.handle_datagram(now, from, data);
+        }
+        Route::Shard(owner) => {
+            bump(&stats.handed_off, 1);
+            let data = Bytes::copy_from_slice(data);
+            send_to_shard(outbound, backlog, wakers, owner, ShardMessage::Datagram { from, data });
+        }
+        Route::OtherShards => {
+            bump(&stats.handed_off, 1);
+            let data = Bytes::copy_from_slice(data);
+            for shard in 0..shards as u8 {
+                if shard != index {
+                    let message = ShardMessage::Datagram {
+                        from,
+                        data: data.clone(),
+                    };
+                    send_to_shard(outbound, backlog, wakers, shard, message);
+                }
+            }
+        }
+    }
+}
+
+/// Pushes `message` into `shard`'s ring (or its backlog while the ring is full) and
+/// wakes it if it sleeps.
+fn send_to_shard(
+    outbound: &mut [Option<Producer<ShardMessage>>],
+    backlog: &mut [VecDeque<ShardMessage>],
+    wakers: &[Arc<Waker>],
+    shard: u8,
+    message: ShardMessage,
+) {
+    let shard = usize::from(shard);
+    let Some(producer) = outbound[shard].as_mut() else {
+        return;
+    };
+    if !backlog[shard].is_empty() {
+        backlog[shard].push_back(message);
+        return;
+    }
+    match producer.push(message) {
+        Ok(()) => wakers[shard].wake(),
+        Err(message) => backlog[shard].push_back(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_the_top_byte_of_the_unscrambled_session_id() {
+        let scramble = |id: u32, w1: u32, w2: u32| {
+            let mut d = Vec::new();
+            d.extend((id ^ w1 ^ w2).to_be_bytes());
+            d.extend(w1.to_be_bytes());
+            d.extend(w2.to_be_bytes());
+            d.extend([0u8; 20]);
+            d
+        };
+        assert_eq!(owner_shard(&scramble(0x0312_3456, 0xdead_beef, 0x0bad_f00d)), Some(3));
+        assert_eq!(owner_shard(&scramble(0x0000_0001, 7, 9)), Some(0));
+        assert_eq!(owner_shard(&scramble(0, 0x1234, 0x5678)), None, "handshake");
+        assert_eq!(owner_shard(&[1, 2, 3]), None, "runt");
+    }
+}
