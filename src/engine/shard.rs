@@ -24,7 +24,7 @@ use super::uring_udp::UringUdp;
 use super::waker::Waker;
 use crate::proto::packet::unscramble_session_id;
 use crate::proto::peek::ihello_target;
-use crate::proto::Instant;
+use crate::proto::{DropReason, Instant};
 use crate::server::app::Relay;
 use crate::server::edge::EdgeServer;
 
@@ -83,6 +83,11 @@ pub struct ShardStats {
     /// Relay messages sent to other shards.
     pub relayed_out: AtomicU64,
     pub relayed_in: AtomicU64,
+    /// Datagrams the endpoint dropped, all reasons.
+    pub dropped: AtomicU64,
+    /// Of those, for a session this shard does not have: with working steering or
+    /// hand-off, only datagrams for sessions that really ended.
+    pub unknown_session: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -277,6 +282,12 @@ impl Shard {
         if self.server.poll_timeout().is_some_and(|t| t <= now) {
             self.server.handle_timeout(now);
         }
+        let drops = self.server.endpoint.drops();
+        let unknown = drops.get(&DropReason::UnknownSession).copied().unwrap_or(0);
+        self.stats.unknown_session.store(unknown, Ordering::Relaxed);
+        self.stats
+            .dropped
+            .store(drops.values().sum(), Ordering::Relaxed);
         if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
             return false;
         }
