@@ -12,6 +12,7 @@ use rtmfp_edge::engine::{Engine, EngineOptions, IoChoice};
 use rtmfp_edge::proto::endpoint::{EndpointConfig, Event};
 use rtmfp_edge::proto::epd::EndpointDiscriminator;
 use rtmfp_edge::proto::keying::HandshakeLayout;
+use rtmfp_edge::proto::session::SessionState;
 use rtmfp_edge::proto::{Endpoint, Instant};
 use rtmfp_edge::server::config::ServerConfig;
 use rtmfp_edge::server::edge::ServerEvent;
@@ -202,4 +203,72 @@ fn every_datagram_reaches_its_owner_on_io_uring() {
 #[test]
 fn every_datagram_reaches_its_owner_on_the_plain_loop() {
     every_datagram_reaches_its_owner(IoChoice::Poll);
+}
+
+/// Opens one session from a fresh client to the server; returns the client and the shard
+/// that owns its session.
+fn client_on_some_shard(server: SocketAddr, seed: u8, now: &impl Fn() -> Instant) -> (Client, u8) {
+    let mut c = Client::new(seed);
+    let id = c.endpoint.connect(
+        now(),
+        server,
+        EndpointDiscriminator::for_uri("rtmfp://localhost/live"),
+    );
+    let deadline = StdInstant::now() + Duration::from_secs(20);
+    loop {
+        c.pump(now());
+        let open = c
+            .endpoint
+            .session(id)
+            .filter(|s| s.state == SessionState::Open)
+            .map(|s| (s.far_id >> 24) as u8);
+        if let Some(shard) = open {
+            return (c, shard);
+        }
+        assert!(StdInstant::now() < deadline, "session to the server did not open");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_peer_is_introduced_to_a_peer_whose_session_is_on_the_other_shard() {
+    let engine = start(IoChoice::Auto, Arc::new(AtomicUsize::new(0)));
+    let server = engine.rtmfp_addr;
+    let epoch = StdInstant::now();
+    let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
+    let mut by_shard: [Option<Client>; 2] = [None, None];
+    for seed in 1..=40 {
+        let (c, shard) = client_on_some_shard(server, seed, &now);
+        by_shard[usize::from(shard)].get_or_insert(c);
+        if by_shard.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some(mut a), Some(mut b)] = by_shard else {
+        panic!("40 clients all landed on one shard");
+    };
+    // a's handshakes land on a's shard (same address and port); b's session is on the
+    // other one, which must be found to forward the IHello and redirect a.
+    let target = b.endpoint.client_peer_ids().0;
+    let id = a
+        .endpoint
+        .connect(now(), server, EndpointDiscriminator::for_peer(target));
+    let deadline = StdInstant::now() + Duration::from_secs(20);
+    loop {
+        a.pump(now());
+        b.pump(now());
+        if a.endpoint.session(id).is_some_and(|s| s.state == SessionState::Open) {
+            break;
+        }
+        assert!(StdInstant::now() < deadline, "no session between the peers");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let peer = a.endpoint.session(id).unwrap().peer;
+    assert_eq!(peer, b.socket.local_addr().unwrap(), "a reached b directly");
+    assert!(
+        sum(&engine.stats, |s| ShardStats::get(&s.handed_off)) > 0,
+        "the IHello crossed shards"
+    );
+    engine.stop();
+    engine.join().unwrap();
 }

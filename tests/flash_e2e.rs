@@ -180,6 +180,51 @@ fn ffmpeg_publishes_over_rtmp_and_two_rtmfp_players_get_every_frame() {
     assert_same_media(&src, &out2);
 }
 
+/// The shard that owns each RTMFP session the server logged (the top byte of its id).
+fn session_shards(server: &Server) -> Vec<u8> {
+    server
+        .log
+        .iter()
+        .filter_map(|l| l.strip_prefix("rtmfp session "))
+        .filter(|l| l.contains(" from "))
+        .filter_map(|l| u8::from_str_radix(l.get(..2)?, 16).ok())
+        .collect()
+}
+
+#[test]
+fn a_publisher_on_one_shard_reaches_players_on_every_shard_with_every_frame() {
+    let dir = scratch("shards");
+    let src = source(&dir, 4);
+    let mut server = Server::start(&["--shards", "2"]);
+    let url = server.rtmfp_url("live/spread");
+    // Players until both shards have some (the kernel spreads them by address and port).
+    let mut players = Vec::new();
+    while players.len() < 16 {
+        let out = dir.join(format!("p{}.flv", players.len()));
+        players.push((spawn_player(&url, &out), out));
+        wait_players(&mut server, "spread", players.len());
+        let shards = session_shards(&server);
+        if shards.contains(&0) && shards.contains(&1) {
+            break;
+        }
+    }
+    let shards = session_shards(&server);
+    assert!(
+        shards.contains(&0) && shards.contains(&1),
+        "16 players all on one shard: {shards:?}"
+    );
+    let published = ffmpeg_publish(&src, &server.rtmp_url("live/spread"));
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    for (i, (p, out)) in players.into_iter().enumerate() {
+        finish(p, &format!("player {i}"));
+        assert_same_media(&src, &out);
+    }
+}
+
 #[test]
 fn rtmfp_publisher_reaches_an_ffmpeg_rtmp_player_with_every_frame() {
     let dir = scratch("rtmfp-in");

@@ -175,7 +175,8 @@ impl App {
             relays: VecDeque::new(),
             live: LiveStreams::default(),
             conns: HashMap::new(),
-            next_conn: 1,
+            // Connection ids are unique across shards: the shard is in the top bits.
+            next_conn: (u64::from(shard) << 48) + 1,
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
             publish_rates: HashMap::new(),
