@@ -1,9 +1,5 @@
-//! Simple drivers for the sans-IO cores: one blocking UDP socket for clients
-//! ([`UdpDriver`]), and a readiness loop with UDP and RTMP over TCP for the server
-//! ([`edge_loop`]). The thread-per-core io_uring engine replaces the latter for `serve` in
-//! a later step; the client tools keep using the former.
-
-pub mod edge_loop;
+//! A simple driver for the sans-IO cores: one blocking UDP socket ([`UdpDriver`]), for
+//! the client tools. The server runs on the engine (src/engine).
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
