@@ -48,11 +48,8 @@ impl Client {
     }
 
     fn pump(&mut self, now: Instant) -> Vec<Event> {
-        loop {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => self.endpoint.handle(now, from, &self.buf[..n]),
-                Err(_) => break,
-            }
+        while let Ok((n, from)) = self.socket.recv_from(&mut self.buf) {
+            self.endpoint.handle(now, from, &self.buf[..n]);
         }
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
@@ -181,7 +178,7 @@ fn every_datagram_reaches_its_owner(io: IoChoice) {
     assert_eq!(handled, received, "every datagram was handled exactly once");
     assert_eq!(opened.load(Ordering::Relaxed), SESSIONS);
     assert!(
-        owners.iter().any(|&o| o == 0) && owners.iter().any(|&o| o == 1),
+        owners.contains(&0) && owners.contains(&1),
         "both shards own sessions"
     );
     engine.stop();
