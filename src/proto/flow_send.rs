@@ -3,13 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use bytes::Bytes;
+
 use super::chunk::Fragmentation;
 use super::time::Instant;
 
-/// One fragment the sender still owns.
+/// One fragment the sender still owns. Its bytes are a slice of the message's buffer,
+/// which may be shared with every other session sending the same message (fan-out):
+/// queuing a shared message copies nothing.
 #[derive(Debug, Clone)]
 pub struct SendFragment {
-    pub data: Vec<u8>,
+    pub data: Bytes,
     pub fragmentation: Fragmentation,
     pub final_fragment: bool,
     /// Abandoned: sent as an empty fragment with the abandon flag from now on.
@@ -64,6 +68,16 @@ pub struct SendFlow {
     highest_sent: u64,
     /// Message deadlines as `(deadline, first, last)` sequence ranges, earliest first.
     deadlines: BTreeSet<(Instant, u64, u64)>,
+}
+
+/// Fragment `i` of a message cut into `n`.
+fn fragmentation(n: usize, i: usize) -> Fragmentation {
+    match (n, i) {
+        (1, _) => Fragmentation::Whole,
+        (_, 0) => Fragmentation::Begin,
+        (_, i) if i == n - 1 => Fragmentation::End,
+        _ => Fragmentation::Middle,
+    }
 }
 
 /// A sending flow's priority, 0 (lowest) to 7. Higher-priority flows are served first;
@@ -126,7 +140,31 @@ impl SendFlow {
         max_fragment: usize,
         deadline: Option<Instant>,
     ) {
-        self.queue_message_parts(&[message], max_fragment, deadline);
+        self.queue_shared_message(&Bytes::copy_from_slice(message), max_fragment, deadline);
+    }
+
+    /// Queues `message` (shared: its fragments are slices of it, not copies), cut into
+    /// fragments of at most `max_fragment` bytes.
+    pub fn queue_shared_message(
+        &mut self,
+        message: &Bytes,
+        max_fragment: usize,
+        deadline: Option<Instant>,
+    ) {
+        if self.state != SendFlowState::Open {
+            return;
+        }
+        let max_fragment = max_fragment.max(1);
+        let n = message.len().div_ceil(max_fragment).max(1);
+        let first = self.next_sequence;
+        for i in 0..n {
+            let start = i * max_fragment;
+            let end = (start + max_fragment).min(message.len());
+            self.push_fragment(message.slice(start..end), fragmentation(n, i), false);
+        }
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, first, self.next_sequence - 1));
+        }
     }
 
     /// Queues the concatenation of `parts` as one message, cut into fragments of at most
@@ -148,12 +186,7 @@ impl SendFlow {
         // (part index, offset in it) of the next byte to copy.
         let (mut part, mut offset) = (0, 0);
         for i in 0..n {
-            let fragmentation = match (n, i) {
-                (1, _) => Fragmentation::Whole,
-                (_, 0) => Fragmentation::Begin,
-                (_, i) if i == n - 1 => Fragmentation::End,
-                _ => Fragmentation::Middle,
-            };
+            let fragmentation = fragmentation(n, i);
             let len = max_fragment.min(total - i * max_fragment);
             let mut data = Vec::with_capacity(len);
             while data.len() < len {
@@ -166,14 +199,14 @@ impl SendFlow {
                     offset = 0;
                 }
             }
-            self.push_fragment(data, fragmentation, false);
+            self.push_fragment(data.into(), fragmentation, false);
         }
         if let Some(d) = deadline {
             self.deadlines.insert((d, first, self.next_sequence - 1));
         }
     }
 
-    fn push_fragment(&mut self, data: Vec<u8>, fragmentation: Fragmentation, final_fragment: bool) {
+    fn push_fragment(&mut self, data: Bytes, fragmentation: Fragmentation, final_fragment: bool) {
         let seq = self.next_sequence;
         self.next_sequence += 1;
         self.outstanding.insert(
@@ -195,7 +228,7 @@ impl SendFlow {
     /// Queues the final fragment (RFC 7016 §3.6.2.3.2): an empty message with `fin`.
     pub fn close(&mut self) {
         if self.state == SendFlowState::Open {
-            self.push_fragment(Vec::new(), Fragmentation::Whole, true);
+            self.push_fragment(Bytes::new(), Fragmentation::Whole, true);
             self.state = SendFlowState::Closing;
         }
     }
@@ -235,7 +268,7 @@ impl SendFlow {
                     freed += frag.data.len();
                 }
                 frag.abandoned = true;
-                frag.data = Vec::new();
+                frag.data = Bytes::new();
             }
         }
         self.in_flight_bytes -= freed as u64;
@@ -389,7 +422,7 @@ mod tests {
         let frags = |f: &SendFlow| -> Vec<(Vec<u8>, Fragmentation)> {
             f.outstanding
                 .values()
-                .map(|x| (x.data.clone(), x.fragmentation))
+                .map(|x| (x.data.to_vec(), x.fragmentation))
                 .collect()
         };
         assert_eq!(frags(&parts), frags(&whole));

@@ -337,6 +337,25 @@ impl Session {
         }
     }
 
+    /// Sends `message`, a buffer shared with other sessions (a framed media message
+    /// fanned out to many players): its fragments are slices of it, so queuing it for
+    /// one more session copies nothing; the bytes are read once more only when a
+    /// packet is built and encrypted.
+    pub fn send_shared(
+        &mut self,
+        flow_id: u64,
+        message: &bytes::Bytes,
+        deadline: Option<Instant>,
+    ) -> bool {
+        match self.send_flows.get_mut(&flow_id) {
+            Some(f) if f.exception.is_none() => {
+                f.queue_shared_message(message, MAX_FRAGMENT, deadline);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn close_flow(&mut self, flow_id: u64) {
         if let Some(f) = self.send_flows.get_mut(&flow_id) {
             f.close();

@@ -95,6 +95,18 @@ pub struct EdgeServer {
     /// Sessions to close once what is queued for them is acknowledged (a refused
     /// connect's `_error` must arrive), or at the deadline.
     closing: HashMap<SessionId, Instant>,
+    /// The last message framed for RTMFP: the same media message goes to every player
+    /// in a row, framed once and shared by all their sessions.
+    last_framed: Option<FramedMessage>,
+}
+
+/// A message with its RFC 7425 header in front, and what it was made from (kept, so its
+/// address cannot be reused by another payload while cached).
+struct FramedMessage {
+    kind: u8,
+    timestamp: u32,
+    payload: bytes::Bytes,
+    framed: bytes::Bytes,
 }
 
 impl EdgeServer {
@@ -130,6 +142,7 @@ impl EdgeServer {
             events: VecDeque::new(),
             rng,
             closing: HashMap::new(),
+            last_framed: None,
         }
     }
 
@@ -499,13 +512,9 @@ impl EdgeServer {
             f
         });
         let (kind, timestamp, payload) = message;
-        // The payload is shared by every player: it is copied once, into this session's
-        // fragments, behind its 5-byte header.
-        s.send_parts(
-            flow,
-            &[&message_header(kind, timestamp), &payload],
-            deadline,
-        );
+        // Framed once for all players; each session's fragments are slices of it.
+        let framed = framed(&mut self.last_framed, kind, timestamp, &payload);
+        s.send_shared(flow, &framed, deadline);
     }
 
     fn deliver_rtmp(&mut self, conn: ConnId, out: Outgoing) {
@@ -554,6 +563,36 @@ impl EdgeServer {
             self.rtmp_closed(conn, error);
         }
     }
+}
+
+/// `payload` behind its RFC 7425 message header, reusing the last framing when it is
+/// the same message (same buffer, kind and timestamp).
+fn framed(
+    cache: &mut Option<FramedMessage>,
+    kind: u8,
+    timestamp: u32,
+    payload: &bytes::Bytes,
+) -> bytes::Bytes {
+    if let Some(c) = cache {
+        if c.kind == kind
+            && c.timestamp == timestamp
+            && c.payload.as_ptr() == payload.as_ptr()
+            && c.payload.len() == payload.len()
+        {
+            return c.framed.clone();
+        }
+    }
+    let mut buf = Vec::with_capacity(5 + payload.len());
+    buf.extend_from_slice(&message_header(kind, timestamp));
+    buf.extend_from_slice(payload);
+    let framed = bytes::Bytes::from(buf);
+    *cache = Some(FramedMessage {
+        kind,
+        timestamp,
+        payload: payload.clone(),
+        framed: framed.clone(),
+    });
+    framed
 }
 
 /// A slow RTMP player (TCP backlog over the limit) skips ahead to the next keyframe
