@@ -465,4 +465,23 @@ mod tests {
         f.acknowledge(1, 2);
         assert!(f.is_complete());
     }
+
+    #[test]
+    fn a_shared_message_is_fragmented_by_reference() {
+        let message = Bytes::from((0..2600u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut f = SendFlow::new(1, vec![], None);
+        f.queue_shared_message(&message, 1000, None);
+        let frags: Vec<&SendFragment> = f.outstanding.values().collect();
+        assert_eq!(frags.len(), 3);
+        let mut offset = 0;
+        for frag in frags {
+            assert_eq!(
+                frag.data.as_ptr(),
+                message[offset..].as_ptr(),
+                "a fragment points into the shared buffer"
+            );
+            offset += frag.data.len();
+        }
+        assert_eq!(offset, message.len());
+    }
 }
