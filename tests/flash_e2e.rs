@@ -191,11 +191,10 @@ fn session_shards(server: &Server) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn a_publisher_on_one_shard_reaches_players_on_every_shard_with_every_frame() {
-    let dir = scratch("shards");
+fn publisher_reaches_players_on_every_shard(io: &str) {
+    let dir = scratch(&format!("shards-{io}"));
     let src = source(&dir, 4);
-    let mut server = Server::start(&["--shards", "2"]);
+    let mut server = Server::start(&["--shards", "2", "--io", io]);
     let url = server.rtmfp_url("live/spread");
     // Players until both shards have some (the kernel spreads them by address and port).
     let mut players = Vec::new();
@@ -223,6 +222,16 @@ fn a_publisher_on_one_shard_reaches_players_on_every_shard_with_every_frame() {
         finish(p, &format!("player {i}"));
         assert_same_media(&src, &out);
     }
+}
+
+#[test]
+fn a_publisher_on_one_shard_reaches_players_on_every_shard_on_io_uring() {
+    publisher_reaches_players_on_every_shard("uring");
+}
+
+#[test]
+fn a_publisher_on_one_shard_reaches_players_on_every_shard_on_the_plain_loop() {
+    publisher_reaches_players_on_every_shard("poll");
 }
 
 #[test]
