@@ -1,11 +1,12 @@
-//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `demo`.
+//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `demo`, `bench`.
 
+mod bench;
 mod demo;
 mod play;
 mod probe;
 mod publish;
 mod serve;
-mod stream_client;
+pub(crate) mod stream_client;
 pub mod url;
 
 use std::net::SocketAddr;
@@ -90,6 +91,9 @@ enum Command {
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
     Demo,
+    /// Benchmarks that need root: `bench fanout`.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 pub fn main() -> ExitCode {
@@ -136,6 +140,7 @@ pub fn main() -> ExitCode {
             Duration::from_secs(timeout),
         ),
         Command::Demo => demo::demo(),
+        Command::Bench(b) => bench::bench(b),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
