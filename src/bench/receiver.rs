@@ -561,7 +561,8 @@ mod tests {
         let mut sealed = Vec::new();
         server.seal(&packet, &mut sealed);
         let mut pk = [0u8; PEEK_BLOCKS * BLOCK];
-        pk.copy_from_slice(&sealed[..pk.len()]);
+        let n = pk.len();
+        pk.copy_from_slice(&sealed[..n]);
         ours.decrypt_prefix_unverified(&mut pk);
         let p = peek(&pk, false, true).expect("header and chunk header fit");
         assert_eq!(p.data, Some((4, 300)));

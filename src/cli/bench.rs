@@ -49,13 +49,13 @@ pub fn bench(cmd: Bench) -> Result<()> {
             join_workers,
             out,
         } => {
-            if shards.iter().any(|&s| s == 0) {
+            if shards.contains(&0) {
                 bail!("--shards: expected 1 or more");
             }
-            if !(seconds > 0.0 && ceiling_seconds > 0.0) {
+            if seconds.is_nan() || ceiling_seconds.is_nan() || seconds <= 0.0 || ceiling_seconds <= 0.0 {
                 bail!("--seconds and --ceiling-seconds must be positive");
             }
-            if bitrate.is_some_and(|b| !(b > 0.0)) {
+            if bitrate.is_some_and(|b| b.is_nan() || b <= 0.0) {
                 bail!("--bitrate must be positive (Mbit/s)");
             }
             fanout::run(&Options {
