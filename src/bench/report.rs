@@ -180,7 +180,10 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
         }
         let mut chart = b.build_cartesian_2d(x_range.clone().log_scale(), 0.0..y_max)?;
         let mut mesh = chart.configure_mesh();
-        mesh.x_desc("subscribers");
+        mesh.x_desc("subscribers")
+            .x_labels(6)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"));
         if !text {
             mesh.disable_x_mesh().disable_y_mesh();
         }
