@@ -4,8 +4,9 @@
 //! RFC 7425 Flash profile above flows (AMF, messages, commands); `rtmp` and `flv` the
 //! sans-IO RTMP chunk stream and FLV codecs for ingest and files; `media` what the server
 //! knows of audio/video payloads; `server` the applications (live streams); `cli` the
-//! subcommands of the `rtmfp-edge` binary.
+//! subcommands of the `rtmfp-edge` binary; `bench` the end-to-end fan-out benchmark.
 
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod flash;

@@ -1,11 +1,12 @@
-//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `demo`.
+//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `demo`, `bench`.
 
+mod bench;
 mod demo;
 mod play;
 mod probe;
 mod publish;
 mod serve;
-mod stream_client;
+pub(crate) mod stream_client;
 pub mod url;
 
 use std::net::SocketAddr;
@@ -100,6 +101,9 @@ enum Command {
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
     Demo,
+    /// Benchmarks that need root: `bench fanout`.
+    #[command(subcommand)]
+    Bench(bench::Bench),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -167,6 +171,7 @@ pub fn main() -> ExitCode {
             Duration::from_secs(timeout),
         ),
         Command::Demo => demo::demo(),
+        Command::Bench(b) => bench::bench(b),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

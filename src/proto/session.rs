@@ -292,6 +292,12 @@ impl Session {
         self.cc = cc;
     }
 
+    /// The session's packet cipher: `bench fanout` clones it to hand a session over to
+    /// its lightweight receiver, which seals acks and peeks at packets itself.
+    pub fn packet_cipher(&self) -> &PacketCipher {
+        &self.cipher
+    }
+
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }

@@ -1,0 +1,213 @@
+//! The synthetic live stream: 25 video frames/s with a keyframe every 2 s, AVC and AAC
+//! sequence headers first, ~43 AAC frames/s of audio, sized so the whole matches the
+//! requested bitrate. Every frame carries a [`FrameMark`] (the send time on the shared
+//! monotonic clock and a frame index) right after its codec header, so a subscriber that
+//! decrypts only a packet's first blocks can still read it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+
+use super::monotonic_micros;
+use crate::cli::stream_client;
+use crate::cli::url::RtmfpUrl;
+use crate::flash::client::ClientEvent;
+use crate::flash::command::code;
+use crate::media::{MediaKind, MediaMessage};
+
+pub const VIDEO_FPS: u32 = 25;
+pub const KEYFRAME_EVERY: u32 = 2 * VIDEO_FPS;
+/// AAC at 44.1 kHz: 1024 samples a frame.
+const AUDIO_FRAME: Duration = Duration::from_micros(23_220);
+const AUDIO_BYTES: usize = 180;
+
+/// What every synthetic frame carries after its codec header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMark {
+    pub sent_us: u64,
+    pub index: u32,
+}
+
+impl FrameMark {
+    pub const MAGIC: [u8; 4] = *b"RBF1";
+    pub const LEN: usize = 16;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..4].copy_from_slice(&Self::MAGIC);
+        out[4..12].copy_from_slice(&self.sent_us.to_be_bytes());
+        out[12..].copy_from_slice(&self.index.to_be_bytes());
+        out
+    }
+
+    /// Finds a mark within the first bytes of a message (after the 5-byte message
+    /// header and a 2- or 5-byte codec header).
+    pub fn find(data: &[u8]) -> Option<FrameMark> {
+        let window = &data[..data.len().min(24)];
+        let at = window.windows(4).position(|w| w == Self::MAGIC)?;
+        let m = data.get(at..at + Self::LEN)?;
+        Some(FrameMark {
+            sent_us: u64::from_be_bytes(m[4..12].try_into().ok()?),
+            index: u32::from_be_bytes(m[12..16].try_into().ok()?),
+        })
+    }
+}
+
+/// The sizes of the stream's video frames for `bitrate_bps` (audio included).
+pub fn video_frame_bytes(bitrate_bps: u64) -> (usize, usize) {
+    let audio_bps = (AUDIO_BYTES as u64) * 8 * 1_000_000 / AUDIO_FRAME.as_micros() as u64;
+    let video_bytes = bitrate_bps.saturating_sub(audio_bps) / 8 / u64::from(VIDEO_FPS);
+    // One keyframe three times the size of the others, every KEYFRAME_EVERY frames.
+    let k = u64::from(KEYFRAME_EVERY);
+    let regular = (video_bytes * k / (k + 2)).max(64) as usize;
+    (regular * 3, regular)
+}
+
+fn video_frame(index: u32, key: bool, size: usize) -> Bytes {
+    let mut v = Vec::with_capacity(size.max(32));
+    v.extend_from_slice(&[if key { 0x17 } else { 0x27 }, 0x01, 0, 0, 0]);
+    v.extend_from_slice(
+        &FrameMark {
+            sent_us: monotonic_micros(),
+            index,
+        }
+        .encode(),
+    );
+    v.resize(size.max(v.len()), 0x5a);
+    v.into()
+}
+
+fn audio_frame(index: u32) -> Bytes {
+    let mut v = Vec::with_capacity(AUDIO_BYTES);
+    v.extend_from_slice(&[0xaf, 0x01]);
+    v.extend_from_slice(
+        &FrameMark {
+            sent_us: monotonic_micros(),
+            index,
+        }
+        .encode(),
+    );
+    v.resize(AUDIO_BYTES, 0x21);
+    v.into()
+}
+
+/// Counters the orchestrator reads while the publisher runs.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub publishing: AtomicBool,
+}
+
+/// Connects, publishes `stream` and sends the synthetic stream until `stop`.
+pub fn publish(
+    url: &RtmfpUrl,
+    bitrate_bps: u64,
+    stop: &AtomicBool,
+    stats: &Arc<PublisherStats>,
+) -> Result<()> {
+    let timeout = Duration::from_secs(10);
+    let stream = url.stream()?.to_owned();
+    let mut driver = stream_client::connect(url, None, timeout).context("publisher connect")?;
+    let id = stream_client::create_stream(&mut driver, timeout)?;
+    driver.endpoint.publish(id, &stream);
+    stream_client::await_status(&mut driver, id, &[code::PUBLISH_START], timeout, |_| {})
+        .with_context(|| format!("publishing {stream}"))?;
+    let (key_size, size) = video_frame_bytes(bitrate_bps);
+    let headers = [
+        MediaMessage::new(
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 1, 0x42, 0xc0, 0x1f, 0xff, 0xe1, 0, 0]),
+        ),
+        MediaMessage::new(MediaKind::Audio, 0, Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10])),
+    ];
+    for m in &headers {
+        let now = driver.now();
+        driver.endpoint.send_media(now, id, m);
+    }
+    stats.publishing.store(true, Ordering::Relaxed);
+    let t0 = StdInstant::now();
+    let (mut video, mut audio) = (0u32, 0u32);
+    let mut closed = None;
+    while !stop.load(Ordering::Relaxed) && !super::interrupted() {
+        let video_due = t0 + Duration::from_micros(40_000 * u64::from(video));
+        let audio_due = t0 + AUDIO_FRAME * audio;
+        let now_std = StdInstant::now();
+        let mut sent = Vec::new();
+        if now_std >= video_due {
+            let key = video % KEYFRAME_EVERY == 0;
+            let ts = (video_due - t0).as_millis() as u32;
+            let payload = video_frame(video, key, if key { key_size } else { size });
+            sent.push(MediaMessage::new(MediaKind::Video, ts, payload));
+            video += 1;
+        }
+        if now_std >= audio_due {
+            let ts = (audio_due - t0).as_millis() as u32;
+            sent.push(MediaMessage::new(MediaKind::Audio, ts, audio_frame(audio)));
+            audio += 1;
+        }
+        for m in &sent {
+            let now = driver.now();
+            if !driver.endpoint.send_media(now, id, m) {
+                bail!("the publisher's session ended");
+            }
+            stats.messages.fetch_add(1, Ordering::Relaxed);
+            stats.bytes.fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+        }
+        let next = video_due.min(audio_due);
+        let wait = next
+            .saturating_duration_since(StdInstant::now())
+            .min(Duration::from_millis(5));
+        driver.run(wait, |c, _| {
+            while let Some(e) = c.poll_event() {
+                if let ClientEvent::Closed(r) = e {
+                    closed = Some(r);
+                }
+            }
+            closed.is_none()
+        })?;
+        if let Some(r) = closed {
+            bail!("the server closed the publisher's session ({r:?})");
+        }
+    }
+    let _ = stream_client::close(&mut driver);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_mark_is_found_after_either_codec_header() {
+        let m = FrameMark {
+            sent_us: 0x0102_0304_0506_0708,
+            index: 77,
+        };
+        let mut video = vec![9, 0, 0, 0, 0, 0x27, 1, 0, 0, 0];
+        video.extend_from_slice(&m.encode());
+        video.extend_from_slice(&[0; 100]);
+        assert_eq!(FrameMark::find(&video), Some(m));
+        let mut audio = vec![8, 0, 0, 0, 0, 0xaf, 1];
+        audio.extend_from_slice(&m.encode());
+        assert_eq!(FrameMark::find(&audio), Some(m));
+        assert_eq!(FrameMark::find(&audio[..20]), None, "truncated mark");
+        assert_eq!(FrameMark::find(&[0u8; 64]), None);
+    }
+
+    #[test]
+    fn frame_sizes_add_up_to_the_bitrate() {
+        let bps = 4_000_000u64;
+        let (key, regular) = video_frame_bytes(bps);
+        let k = u64::from(KEYFRAME_EVERY);
+        let video_bytes_per_gop = key as u64 + (k - 1) * regular as u64;
+        let per_second = video_bytes_per_gop * 8 * u64::from(VIDEO_FPS) / k
+            + AUDIO_BYTES as u64 * 8 * 1_000_000 / AUDIO_FRAME.as_micros() as u64;
+        let err = per_second.abs_diff(bps) as f64 / bps as f64;
+        assert!(err < 0.01, "{per_second} vs {bps}");
+    }
+}
