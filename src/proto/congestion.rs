@@ -75,8 +75,14 @@ impl CongestionController for TcpCompatible {
         }
         let yielding = criticality == TimeCriticality::YieldingToTimeCritical;
         if self.cwnd < self.ssthresh {
-            let step = acked_bytes.min(self.mss);
+            // Slow start counts every acknowledged byte (RFC 3465 byte counting, without
+            // its per-ack cap, as Linux does): a receiver that acknowledges every 8 or 16
+            // packets still doubles the window per round trip.
+            let step = acked_bytes;
             self.cwnd += if yielding { step / 2 } else { step };
+            if self.cwnd > self.ssthresh {
+                self.cwnd = self.ssthresh;
+            }
         } else {
             self.acked_in_avoidance += acked_bytes;
             let per_increase = if yielding { 2 * self.cwnd } else { self.cwnd };
