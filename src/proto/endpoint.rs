@@ -132,6 +132,11 @@ pub struct Endpoint {
     /// Addresses a client reported for itself (Flash `setPeerInfo`), given out with the
     /// observed one when introducing others to it.
     reported_addresses: HashMap<SessionId, Vec<SocketAddr>>,
+    /// Sessions that may have something to send, served round robin by `poll_transmit`
+    /// (one datagram a turn, so a session with a deep queue cannot starve the others).
+    /// A session is here at most once (`marks.ready`); an id whose session is gone is
+    /// skipped when it comes up.
+    ready: VecDeque<SessionId>,
 }
 
 /// Who last sent us time-critical data (RFC 7016 §3.5.2.3): every other session's
@@ -187,6 +192,7 @@ impl Endpoint {
             scratch: Vec::with_capacity(4096),
             time_critical: TimeCriticalSenders::default(),
             reported_addresses: HashMap::new(),
+            ready: VecDeque::new(),
         }
     }
 
@@ -213,8 +219,20 @@ impl Endpoint {
         self.sessions.get(&id)
     }
 
+    /// The caller may queue messages through the session, so it is put in line to send.
     pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.mark_ready(id);
         self.sessions.get_mut(&id)
+    }
+
+    /// Puts a session in the ready queue unless it is there already.
+    fn mark_ready(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if !s.marks.ready {
+                s.marks.ready = true;
+                self.ready.push_back(id);
+            }
+        }
     }
 
     pub fn session_ids(&self) -> Vec<SessionId> {
@@ -567,6 +585,7 @@ impl Endpoint {
                     self.config.session,
                 );
                 self.sessions.insert(id, session);
+                self.mark_ready(id);
                 self.events.push_back(Event::SessionOpened {
                     session: id,
                     peer: from,
@@ -737,6 +756,7 @@ impl Endpoint {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.queue_control(fihello);
         }
+        self.mark_ready(sid);
         let mut addresses = vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)];
         for &a in self.reported_addresses.get(&sid).into_iter().flatten() {
             if a != target_addr {
@@ -902,6 +922,7 @@ impl Endpoint {
             self.config.session,
         );
         self.sessions.insert(near_id, session);
+        self.mark_ready(near_id);
         let t = self.send_startup(
             now,
             from,
@@ -937,6 +958,8 @@ impl Endpoint {
                 if session.time_critical_received_at() == Some(now) {
                     self.time_critical.received(sid, now);
                 }
+                // Acks, replies and window updates it needs to send, or room to send more.
+                self.mark_ready(sid);
                 self.collect_session_events(now, sid);
                 if let Err(reason) = result {
                     self.drop(reason);
@@ -1071,6 +1094,7 @@ impl Endpoint {
             if let Some(s) = self.sessions.get_mut(&id) {
                 if s.poll_timeout().is_some_and(|t| t <= now) {
                     s.handle_timeout(now);
+                    self.mark_ready(id);
                 }
             }
             self.collect_session_events(now, id);
@@ -1083,18 +1107,34 @@ impl Endpoint {
     }
 
     /// The next datagram to send, if any.
+    ///
+    /// Handshake datagrams go first; then sessions from the ready queue take turns, one
+    /// datagram each. A session with nothing sendable leaves the queue and comes back
+    /// when a datagram for it arrives, a timer of its own fires, or `session_mut` hands
+    /// it out.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
         let mut payload = Vec::with_capacity(1280);
-        for (&id, s) in self.sessions.iter_mut() {
+        while let Some(id) = self.ready.pop_front() {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if !s.marks.ready {
+                continue;
+            }
             s.set_report_time_critical_reverse(self.time_critical.report_to(id, now));
-            if let Some(destination) = s.poll_transmit(now, &mut payload) {
-                return Some(Transmit {
-                    destination,
-                    payload,
-                });
+            match s.poll_transmit(now, &mut payload) {
+                Some(destination) => {
+                    // Back of the line: it may have more, after everyone else's turn.
+                    self.ready.push_back(id);
+                    return Some(Transmit {
+                        destination,
+                        payload,
+                    });
+                }
+                None => s.marks.ready = false,
             }
         }
         None

@@ -180,6 +180,15 @@ pub struct Session {
     round_robin_after: u64,
     /// Scratch for the order flows are served in, kept to spare an allocation a packet.
     flow_order: Vec<(Priority, bool, u64)>,
+    /// The endpoint's bookkeeping for this session; the session never reads it.
+    pub(super) marks: EndpointMarks,
+}
+
+/// Where the owning endpoint has this session queued.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct EndpointMarks {
+    /// In the endpoint's ready queue: may have something to send.
+    pub(super) ready: bool,
 }
 
 /// How long a TC or TCR flag counts (RFC 7016 §3.5.2.3).
@@ -251,6 +260,7 @@ impl Session {
             report_time_critical_reverse: false,
             round_robin_after: 0,
             flow_order: Vec::new(),
+            marks: EndpointMarks::default(),
         }
     }
 
