@@ -254,3 +254,60 @@ fn a_session_with_a_megabyte_queued_does_not_starve_the_others() {
         .count();
     assert_eq!(delivered, 9 + 9 * (16 + 8));
 }
+
+/// The earliest deadline any of the server's sessions reports.
+fn earliest_session_deadline(star: &Star) -> Option<Instant> {
+    star.server_sessions()
+        .iter()
+        .filter_map(|&id| star.server.session(id)?.poll_timeout())
+        .min()
+}
+
+#[test]
+fn timers_fire_within_a_tick_of_each_sessions_deadline() {
+    let mut star = Star::new(4, 5);
+    let sessions = star.server_sessions();
+    for (i, &sid) in sessions.iter().enumerate() {
+        let s = star.server.session_mut(sid).unwrap();
+        let flow = s.open_flow(b"f".to_vec(), None);
+        assert!(s.send(flow, &vec![1u8; 100 * (i + 1)], None));
+    }
+    star.exchange();
+    let start = star.now;
+    let mut wakeups = 0;
+    // Five minutes of keepalives: longer than the idle timeout, so sessions survive only
+    // if every keepalive timer fires.
+    while star.now.saturating_since(start) < Duration::from_secs(300) {
+        let earliest = earliest_session_deadline(&star).expect("open sessions have timers");
+        let next = star.server.poll_timeout().unwrap();
+        assert!(
+            earliest <= next && next.saturating_since(earliest) < Duration::from_millis(1),
+            "endpoint deadline {next:?}, earliest session deadline {earliest:?}"
+        );
+        let client_next = star.clients.iter().filter_map(|c| c.poll_timeout()).min();
+        let to = client_next.map_or(next, |c| c.min(next)).max(star.now);
+        star.advance(to.saturating_since(star.now));
+        wakeups += 1;
+    }
+    assert!(wakeups > 20, "keepalives take turns: {wakeups} wakeups");
+    for &sid in &sessions {
+        assert!(
+            star.server.session(sid).is_some(),
+            "session {sid:#x} kept alive"
+        );
+    }
+    let closed = star
+        .server_events()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Session {
+                    event: SessionEvent::Closed(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(closed, 0);
+}

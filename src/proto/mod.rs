@@ -20,6 +20,7 @@ pub mod keying;
 pub mod packet;
 pub mod session;
 pub mod time;
+pub mod timer_wheel;
 pub mod vlu;
 
 pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};

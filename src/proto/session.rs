@@ -189,6 +189,8 @@ pub struct Session {
 pub(super) struct EndpointMarks {
     /// In the endpoint's ready queue: may have something to send.
     pub(super) ready: bool,
+    /// In the endpoint's list of sessions whose deadline must be recomputed.
+    pub(super) touched: bool,
 }
 
 /// How long a TC or TCR flag counts (RFC 7016 §3.5.2.3).
