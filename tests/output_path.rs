@@ -5,10 +5,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rtmfp_edge::engine::batch_cipher::MultiBufferCipher;
+use rtmfp_edge::engine::multi_cbc::Backend;
+use rtmfp_edge::proto::batch::TransmitBatch;
 use rtmfp_edge::proto::congestion::{CongestionController, TimeCriticality};
 use rtmfp_edge::proto::dh::DhGroup;
 use rtmfp_edge::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use rtmfp_edge::proto::epd::EndpointDiscriminator;
+use rtmfp_edge::proto::keying::HandshakeLayout;
 use rtmfp_edge::proto::session::SessionEvent;
 use rtmfp_edge::proto::{Endpoint, Instant};
 
@@ -44,6 +48,26 @@ struct Star {
 impl Star {
     /// `clients` endpoints with `sessions_each` sessions each to the server.
     fn new(clients: usize, sessions_each: usize) -> Star {
+        Star::build(clients, sessions_each, |_| EndpointConfig::default())
+    }
+
+    /// One session per client; odd clients speak the Flash-era layout (no HMAC).
+    fn new_mixed(clients: usize) -> Star {
+        Star::build(clients, 1, |i| EndpointConfig {
+            initiator_layouts: if i % 2 == 1 {
+                vec![HandshakeLayout::FlashEra]
+            } else {
+                vec![HandshakeLayout::Rfc7425]
+            },
+            ..Default::default()
+        })
+    }
+
+    fn build(
+        clients: usize,
+        sessions_each: usize,
+        client_config: impl Fn(usize) -> EndpointConfig,
+    ) -> Star {
         let mut star = Star {
             now: Instant::from_micros(1_000_000),
             server: Endpoint::new(config(EndpointConfig::server()), [1; 32]),
@@ -52,7 +76,7 @@ impl Star {
                     let mut seed = [2; 32];
                     seed[0] = i as u8;
                     seed[1] = (i >> 8) as u8;
-                    Endpoint::new(config(EndpointConfig::default()), seed)
+                    Endpoint::new(config(client_config(i)), seed)
                 })
                 .collect(),
             owner: HashMap::new(),
@@ -310,4 +334,97 @@ fn timers_fire_within_a_tick_of_each_sessions_deadline() {
         })
         .count();
     assert_eq!(closed, 0);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Output {
+    OneByOne,
+    Batch(Backend),
+}
+
+/// A server fanning messages out to 40 clients (half in the Flash-era layout: checksum,
+/// no HMAC), its output taken one of three ways. Returns every server datagram and what
+/// each client received.
+fn fan_out(output: Output) -> (Vec<Transmit>, Vec<Vec<Event>>) {
+    let mut star = Star::new_mixed(40);
+    if let Output::Batch(backend) = output {
+        star.server
+            .set_batch_cipher(Box::new(MultiBufferCipher::with_backend(backend)));
+    }
+    let sessions = star.server_sessions();
+    let mut flows = HashMap::new();
+    for &sid in &sessions {
+        let s = star.server.session_mut(sid).unwrap();
+        flows.insert(sid, s.open_flow(b"live".to_vec(), None));
+    }
+    let mut wire = Vec::new();
+    let mut batch = TransmitBatch::new(64);
+    for round in 0..12usize {
+        for (i, &sid) in sessions.iter().enumerate() {
+            // Sizes from a few bytes to several fragments, different per session.
+            let len = 1 + (round * 997 + i * 131) % 4000;
+            let msg: Vec<u8> = (0..len).map(|b| (b + i + round) as u8).collect();
+            let s = star.server.session_mut(sid).unwrap();
+            assert!(s.send(flows[&sid], &msg, None));
+        }
+        star.exchange_with(|server, now| match output {
+            Output::OneByOne => {
+                let t: Vec<Transmit> = server.poll_transmit(now).into_iter().collect();
+                wire.extend(t.iter().cloned());
+                t
+            }
+            Output::Batch(_) => {
+                batch.clear();
+                let n = server.poll_transmit_batch(now, &mut batch);
+                assert_eq!(n, batch.len());
+                let t: Vec<Transmit> = batch
+                    .iter()
+                    .map(|(destination, payload)| Transmit {
+                        destination,
+                        payload: payload.to_vec(),
+                    })
+                    .collect();
+                wire.extend(t.iter().cloned());
+                t
+            }
+        });
+        star.advance(Duration::from_millis(250));
+    }
+    (wire, star.client_events)
+}
+
+#[test]
+fn batched_sealing_puts_the_same_bytes_on_the_wire_with_either_cipher() {
+    let (plain_wire, plain_events) = fan_out(Output::OneByOne);
+    let messages = |events: &Vec<Event>| {
+        events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Session {
+                        event: SessionEvent::Message { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    for (c, events) in plain_events.iter().enumerate() {
+        assert_eq!(messages(events), 12, "client {c} got every message");
+    }
+    let mut backends = vec![Backend::Scalar];
+    backends.extend(
+        [Backend::AesNi8, Backend::Vaes16]
+            .into_iter()
+            .filter(|b| b.is_available()),
+    );
+    for backend in backends {
+        let (wire, events) = fan_out(Output::Batch(backend));
+        assert_eq!(wire.len(), plain_wire.len(), "{backend:?}: datagram count");
+        for (i, (a, b)) in wire.iter().zip(&plain_wire).enumerate() {
+            assert_eq!(a, b, "{backend:?}: datagram {i} differs");
+        }
+        assert_eq!(events, plain_events, "{backend:?}: what clients received");
+    }
 }

@@ -1,4 +1,5 @@
 //! The thread-per-core packet engine: io_uring UDP, shards, fan-out.
 
+pub mod batch_cipher;
 pub mod multi_cbc;
 pub mod ring;

@@ -10,6 +10,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::address::{AddressOrigin, EncodedAddress};
+use super::batch::{BatchCipher, BatchLane, ScalarBatchCipher, TransmitBatch, LOCKSTEP};
 use super::chunk::{Chunk, PacketView};
 use super::cipher::PacketCipher;
 use super::cookie::{CookieCheck, CookieJar};
@@ -162,6 +163,10 @@ pub struct Endpoint {
     touched: Vec<SessionId>,
     /// Scratch for the ids `timers` hands out, kept to spare an allocation.
     fired: Vec<SessionId>,
+    /// Encrypts `poll_transmit_batch`'s packets, several sessions at a time.
+    batch_cipher: Box<dyn BatchCipher + Send>,
+    /// Plaintext packet under assembly for `poll_transmit_batch`, reused.
+    batch_packet: Vec<u8>,
 }
 
 /// Who last sent us time-critical data (RFC 7016 §3.5.2.3): every other session's
@@ -221,6 +226,8 @@ impl Endpoint {
             timers: TimerWheel::new(0),
             touched: Vec::new(),
             fired: Vec::new(),
+            batch_cipher: Box::new(ScalarBatchCipher),
+            batch_packet: Vec::with_capacity(2048),
             answered_expiry: VecDeque::new(),
         }
     }
@@ -1208,6 +1215,89 @@ impl Endpoint {
             }
         }
         self.flush_touched(now);
+    }
+
+    /// Installs the cipher `poll_transmit_batch` encrypts with (the engine's multi-buffer
+    /// AES, say); it must produce what [`ScalarBatchCipher`] does, byte for byte.
+    pub fn set_batch_cipher(&mut self, cipher: Box<dyn BatchCipher + Send>) {
+        self.batch_cipher = cipher;
+    }
+
+    /// Fills `batch`'s free slots with datagrams to send, in the order `poll_transmit`
+    /// would return them; returns how many it added. Session packets are encrypted
+    /// [`LOCKSTEP`] sessions at a time through the batch cipher, in their slots.
+    pub fn poll_transmit_batch(&mut self, now: Instant, batch: &mut TransmitBatch) -> usize {
+        let before = batch.len();
+        while !batch.is_full() {
+            let Some(t) = self.transmits.pop_front() else {
+                break;
+            };
+            if !batch.push(t.destination, &t.payload) {
+                self.transmits.push_front(t);
+                break;
+            }
+        }
+        let mut packet = std::mem::take(&mut self.batch_packet);
+        // (session, destination, plaintext length) of each slot in this round.
+        let mut round: Vec<(SessionId, SocketAddr, usize)> = Vec::with_capacity(LOCKSTEP);
+        let mut drained = false;
+        while !batch.is_full() && !drained {
+            let first = batch.len();
+            round.clear();
+            while round.len() < LOCKSTEP && first + round.len() < batch.capacity() {
+                let Some(id) = self.ready.pop_front() else {
+                    drained = true;
+                    break;
+                };
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    continue;
+                };
+                if !s.marks.ready {
+                    continue;
+                }
+                s.set_report_time_critical_reverse(self.time_critical.report_to(id, now));
+                let dest = s.poll_plaintext(now, &mut packet);
+                if let Some(dest) = dest {
+                    let body = s.seal_plaintext(&packet, batch.slot_mut(first + round.len()));
+                    round.push((id, dest, body));
+                    self.ready.push_back(id);
+                } else {
+                    s.marks.ready = false;
+                }
+                self.touch(id);
+            }
+            if round.is_empty() {
+                break;
+            }
+            let sessions = &self.sessions;
+            let mut lanes: Vec<BatchLane<'_>> = batch
+                .slots_mut(first, round.len())
+                .zip(&round)
+                .filter_map(|(slot, &(id, _, body))| {
+                    let (key, cipher) = sessions.get(&id)?.seal_key();
+                    Some(BatchLane {
+                        key,
+                        cipher,
+                        buf: &mut slot[4..4 + body],
+                    })
+                })
+                .collect();
+            debug_assert_eq!(lanes.len(), round.len(), "sessions stay while sealing");
+            self.batch_cipher.encrypt_lanes(&mut lanes);
+            drop(lanes);
+            for (k, &(id, dest, body)) in round.iter().enumerate() {
+                let Some(s) = self.sessions.get(&id) else {
+                    continue;
+                };
+                let len = s.seal_finish(batch.slot_mut(first + k), body);
+                batch.commit(dest, len);
+            }
+        }
+        self.batch_packet = packet;
+        if drained {
+            self.flush_touched(now);
+        }
+        batch.len() - before
     }
 
     /// The next datagram to send, if any.

@@ -6,6 +6,7 @@
 //! network simulator all drive this same core.
 
 pub mod address;
+pub mod batch;
 pub mod chunk;
 pub mod cipher;
 pub mod congestion;
