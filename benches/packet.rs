@@ -7,7 +7,8 @@
 //! HMAC, and the copies add on top of the unavoidable cipher work.
 //!
 //! `fanout_drain` measures the endpoint's output path: N sessions each with one message
-//! queued, drained through `poll_transmit`; throughput in datagrams.
+//! queued, drained through `poll_transmit`; throughput in datagrams. `fanout_batch` does
+//! the same through `poll_transmit_batch` with the scalar and the multi-buffer cipher.
 //!
 //! Run: `cargo bench --bench packet -- --warm-up-time 1 --measurement-time 3`
 
@@ -19,6 +20,8 @@ use aes::cipher::{generic_array::GenericArray, KeyInit};
 use aes::Aes128;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+use rtmfp_edge::engine::batch_cipher::MultiBufferCipher;
+use rtmfp_edge::proto::batch::{BatchCipher, ScalarBatchCipher, TransmitBatch};
 use rtmfp_edge::proto::chunk::{Chunk, Fragmentation, PacketView, UserData};
 use rtmfp_edge::proto::cipher::{
     cbc_decrypt_in_place, cbc_encrypt_in_place, PacketCipher, PacketProtection, BLOCK,
@@ -380,5 +383,55 @@ fn bench_fanout_drain(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_packets, bench_fanout_drain);
+/// Build and encrypt an `n`-session fan-out through `poll_transmit_batch` (64-slot
+/// batches), with the scalar batch cipher and with the engine's multi-buffer one.
+fn bench_fanout_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout_batch");
+    group.sample_size(10);
+    let message = vec![0x5au8; 1000];
+    let n = 1_000usize;
+    let mut w = FanOut::new(n);
+    group.throughput(Throughput::Elements(n as u64));
+    type MakeCipher = fn() -> Box<dyn BatchCipher + Send>;
+    let ciphers: [(&str, MakeCipher); 2] = [
+        ("scalar", || Box::new(ScalarBatchCipher)),
+        ("multi_buffer", || Box::new(MultiBufferCipher::new())),
+    ];
+    for (name, cipher) in ciphers {
+        w.server.set_batch_cipher(cipher());
+        let mut batch = TransmitBatch::new(64);
+        group.bench_function(format!("{name}_{n}_sessions"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut sent = Vec::with_capacity(n);
+                for _ in 0..iters {
+                    w.queue_one_each(&message);
+                    let start = Instant::now();
+                    loop {
+                        batch.clear();
+                        if w.server.poll_transmit_batch(w.now, &mut batch) == 0 {
+                            break;
+                        }
+                        sent.extend(batch.iter().map(|(destination, p)| Transmit {
+                            destination,
+                            payload: p.to_vec(),
+                        }));
+                    }
+                    total += start.elapsed();
+                    assert_eq!(sent.len(), n, "one datagram a session");
+                    w.deliver_and_ack(&mut sent);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_packets,
+    bench_fanout_drain,
+    bench_fanout_batch
+);
 criterion_main!(benches);
