@@ -6,20 +6,31 @@
 //! for the receive side) from the same run: the ratio is what the codec, the checksum or
 //! HMAC, and the copies add on top of the unavoidable cipher work.
 //!
+//! `fanout_drain` measures the endpoint's output path: N sessions each with one message
+//! queued, drained through `poll_transmit`; throughput in datagrams. `fanout_batch` does
+//! the same through `poll_transmit_batch` with the scalar and the multi-buffer cipher.
+//!
 //! Run: `cargo bench --bench packet -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use aes::cipher::{generic_array::GenericArray, KeyInit};
 use aes::Aes128;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
+use rtmfp_edge::engine::batch_cipher::MultiBufferCipher;
+use rtmfp_edge::proto::batch::{BatchCipher, ScalarBatchCipher, TransmitBatch};
 use rtmfp_edge::proto::chunk::{Chunk, Fragmentation, PacketView, UserData};
 use rtmfp_edge::proto::cipher::{
     cbc_decrypt_in_place, cbc_encrypt_in_place, PacketCipher, PacketProtection, BLOCK,
 };
+use rtmfp_edge::proto::dh::DhGroup;
+use rtmfp_edge::proto::endpoint::{EndpointConfig, Event, Transmit};
+use rtmfp_edge::proto::epd::EndpointDiscriminator;
 use rtmfp_edge::proto::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader};
+use rtmfp_edge::proto::Endpoint;
 
 /// The datagram size we aim for: UDP payload of a full session packet.
 const TARGET_DATAGRAM: usize = 1200;
@@ -246,5 +257,181 @@ fn bench_packets(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_packets);
+/// A server endpoint with `n` open sessions (all from one client endpoint, so the setup
+/// pays one static key pair), each with one sending flow, and the client that acks them.
+struct FanOut {
+    now: rtmfp_edge::proto::Instant,
+    server: Endpoint,
+    client: Endpoint,
+    /// (server session, its flow), in opening order.
+    flows: Vec<(u32, u64)>,
+}
+
+const SERVER_ADDR: &str = "10.0.0.1:1935";
+const CLIENT_ADDR: &str = "10.0.0.2:50000";
+
+impl FanOut {
+    fn new(n: usize) -> Self {
+        // Group 2 only: the setup runs thousands of handshakes, not what is measured.
+        let config = |base: EndpointConfig| EndpointConfig {
+            groups: vec![DhGroup::Modp1024],
+            ..base
+        };
+        let mut w = FanOut {
+            now: rtmfp_edge::proto::Instant::from_micros(1_000_000),
+            server: Endpoint::new(config(EndpointConfig::server()), [1; 32]),
+            client: Endpoint::new(config(EndpointConfig::default()), [2; 32]),
+            flows: Vec::new(),
+        };
+        let server: SocketAddr = SERVER_ADDR.parse().unwrap();
+        let epd = EndpointDiscriminator::for_uri("rtmfp://10.0.0.1/live");
+        // A few hundred handshakes in flight at a time keeps the cookie jar happy.
+        let mut opened = Vec::new();
+        for start in (0..n).step_by(256) {
+            for _ in start..(start + 256).min(n) {
+                w.client.connect(w.now, server, epd.clone());
+            }
+            w.exchange();
+            while let Some(e) = w.server.poll_event() {
+                if let Event::SessionOpened { session, .. } = e {
+                    opened.push(session);
+                }
+            }
+            while w.client.poll_event().is_some() {}
+        }
+        assert_eq!(opened.len(), n, "every handshake completes");
+        for sid in opened {
+            let s = w.server.session_mut(sid).unwrap();
+            let flow = s.open_flow(b"media".to_vec(), None);
+            w.flows.push((sid, flow));
+        }
+        w
+    }
+
+    /// Moves datagrams both ways until both endpoints are quiet.
+    fn exchange(&mut self) {
+        let server: SocketAddr = SERVER_ADDR.parse().unwrap();
+        let client: SocketAddr = CLIENT_ADDR.parse().unwrap();
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.client.poll_transmit(self.now) {
+                self.server.handle(self.now, client, &t.payload);
+                moved = true;
+            }
+            while let Some(t) = self.server.poll_transmit(self.now) {
+                self.client.handle(self.now, server, &t.payload);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Queues one message on every session's flow.
+    fn queue_one_each(&mut self, message: &[u8]) {
+        for &(sid, flow) in &self.flows {
+            let s = self.server.session_mut(sid).unwrap();
+            assert!(s.send(flow, message, None));
+        }
+    }
+
+    /// Lets the client see `sent` and ack it (after its delayed-ack timer), so windows
+    /// stay open for the next round.
+    fn deliver_and_ack(&mut self, sent: &mut Vec<Transmit>) {
+        let server: SocketAddr = SERVER_ADDR.parse().unwrap();
+        for t in sent.drain(..) {
+            self.client.handle(self.now, server, &t.payload);
+        }
+        self.now = self.now + Duration::from_millis(250);
+        self.client.handle_timeout(self.now);
+        self.exchange();
+        self.server.handle_timeout(self.now);
+        self.exchange();
+        while self.server.poll_event().is_some() {}
+        while self.client.poll_event().is_some() {}
+    }
+}
+
+/// The output path at fan-out scale: `n` sessions each with one message queued, drained
+/// through `Endpoint::poll_transmit`. Throughput is in datagrams.
+fn bench_fanout_drain(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout_drain");
+    group.sample_size(10);
+    let message = vec![0x5au8; 1000];
+    for n in [1_000usize, 10_000] {
+        let mut w = FanOut::new(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("poll_transmit_{n}_sessions"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut sent = Vec::with_capacity(n);
+                for _ in 0..iters {
+                    w.queue_one_each(&message);
+                    let start = Instant::now();
+                    while let Some(t) = w.server.poll_transmit(w.now) {
+                        sent.push(t);
+                    }
+                    total += start.elapsed();
+                    assert_eq!(sent.len(), n, "one datagram a session");
+                    w.deliver_and_ack(&mut sent);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Build and encrypt an `n`-session fan-out through `poll_transmit_batch` (64-slot
+/// batches), with the scalar batch cipher and with the engine's multi-buffer one.
+fn bench_fanout_batch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fanout_batch");
+    group.sample_size(10);
+    let message = vec![0x5au8; 1000];
+    let n = 1_000usize;
+    let mut w = FanOut::new(n);
+    group.throughput(Throughput::Elements(n as u64));
+    type MakeCipher = fn() -> Box<dyn BatchCipher + Send>;
+    let ciphers: [(&str, MakeCipher); 2] = [
+        ("scalar", || Box::new(ScalarBatchCipher)),
+        ("multi_buffer", || Box::new(MultiBufferCipher::new())),
+    ];
+    for (name, cipher) in ciphers {
+        w.server.set_batch_cipher(cipher());
+        let mut batch = TransmitBatch::new(64);
+        group.bench_function(format!("{name}_{n}_sessions"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut sent = Vec::with_capacity(n);
+                for _ in 0..iters {
+                    w.queue_one_each(&message);
+                    let start = Instant::now();
+                    loop {
+                        batch.clear();
+                        if w.server.poll_transmit_batch(w.now, &mut batch) == 0 {
+                            break;
+                        }
+                        sent.extend(batch.iter().map(|(destination, p)| Transmit {
+                            destination,
+                            payload: p.to_vec(),
+                        }));
+                    }
+                    total += start.elapsed();
+                    assert_eq!(sent.len(), n, "one datagram a session");
+                    w.deliver_and_ack(&mut sent);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_packets,
+    bench_fanout_drain,
+    bench_fanout_batch
+);
 criterion_main!(benches);

@@ -2,6 +2,7 @@
 //! UDP socket, sessions and timers; lock-free rings between shards; multi-buffer
 //! encryption for fan-out. See docs/engine.md.
 
+pub mod batch_cipher;
 pub mod launch;
 pub mod multi_cbc;
 pub mod ring;

@@ -8,7 +8,7 @@ use aes::Aes128;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::vlu::{put_vlu, Reader};
+use super::vlu::Reader;
 use super::DropReason;
 
 /// RFC 7425 §4.2: the key for startup packets, "Adobe Systems 02" in ASCII.
@@ -129,6 +129,8 @@ pub struct PacketProtection {
 /// Per-session packet cipher: encrypts what we send and decrypts what we receive.
 #[derive(Clone)]
 pub struct PacketCipher {
+    /// The raw encryption key, for batch ciphers that expand it their own way.
+    encrypt_key: [u8; 16],
     encrypt: Aes128,
     decrypt: Aes128,
     tx: PacketProtection,
@@ -156,6 +158,7 @@ impl PacketCipher {
 
     pub fn new(encrypt_key: &[u8; 16], decrypt_key: &[u8; 16]) -> Self {
         PacketCipher {
+            encrypt_key: *encrypt_key,
             encrypt: Aes128::new(GenericArray::from_slice(encrypt_key)),
             decrypt: Aes128::new(GenericArray::from_slice(decrypt_key)),
             tx: PacketProtection::default(),
@@ -206,30 +209,70 @@ impl PacketCipher {
     /// Appends the encrypted form of `packet` (header and chunks) to `out`.
     pub fn seal(&mut self, packet: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
+        out.resize(start + packet.len() + self.overhead(), 0);
+        let body = self.seal_plaintext(packet, &mut out[start..]);
+        cbc_encrypt_in_place(&self.encrypt, &mut out[start..start + body]);
+        let len = self.seal_tag(&mut out[start..], body);
+        out.truncate(start + len);
+    }
+
+    /// First step of sealing, for batches: writes the plaintext to encrypt (sequence
+    /// number, checksum, packet, padding) at the start of `out` and returns its length,
+    /// a whole number of blocks. `out` must hold `packet.len() + self.overhead()` bytes.
+    /// Then encrypt those bytes in place with [`Self::encrypt_key`] (AES-128-CBC, zero
+    /// IV) and finish with [`Self::seal_tag`].
+    pub fn seal_plaintext(&mut self, packet: &[u8], out: &mut [u8]) -> usize {
+        let mut at = 0;
         if self.tx.sequence_numbers {
-            put_vlu(out, self.tx_sequence);
+            // RFC 7016 §2.1.2 VLU, written straight into the slot.
+            let value = self.tx_sequence;
             self.tx_sequence += 1;
+            let len = super::vlu::vlu_len(value);
+            for (i, byte) in out[..len].iter_mut().enumerate() {
+                let group = ((value >> (7 * (len - 1 - i))) & 0x7f) as u8;
+                *byte = if i + 1 < len { group | 0x80 } else { group };
+            }
+            at = len;
         }
-        let checksum_at = out.len();
+        let checksum_at = at;
         if self.tx.hmac_len.is_none() {
-            out.extend_from_slice(&[0, 0]);
+            at += 2;
         }
-        let body_at = out.len();
-        out.extend_from_slice(packet);
-        let plain_len = out.len() - start;
-        let padded = plain_len.div_ceil(BLOCK) * BLOCK;
-        out.resize(start + padded, 0xff);
+        let body_at = at;
+        out[at..at + packet.len()].copy_from_slice(packet);
+        at += packet.len();
+        let padded = at.div_ceil(BLOCK) * BLOCK;
+        out[at..padded].fill(0xff);
         if self.tx.hmac_len.is_none() {
-            let sum = internet_checksum(&out[body_at..]);
+            let sum = internet_checksum(&out[body_at..padded]);
             out[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
         }
-        cbc_encrypt_in_place(&self.encrypt, &mut out[start..]);
-        if let (Some(len), Some(mac)) = (self.tx.hmac_len, &self.tx_hmac) {
-            let mut mac = mac.clone();
-            mac.update(&out[start..]);
-            let tag = mac.finalize().into_bytes();
-            out.extend_from_slice(&tag[..len]);
+        padded
+    }
+
+    /// Last step of sealing: appends the HMAC (when negotiated) over the `body` bytes of
+    /// ciphertext at the start of `out`; returns the sealed length.
+    pub fn seal_tag(&self, out: &mut [u8], body: usize) -> usize {
+        match (self.tx.hmac_len, &self.tx_hmac) {
+            (Some(len), Some(mac)) => {
+                let mut mac = mac.clone();
+                mac.update(&out[..body]);
+                let tag = mac.finalize().into_bytes();
+                out[body..body + len].copy_from_slice(&tag[..len]);
+                body + len
+            }
+            _ => body,
         }
+    }
+
+    /// The key [`Self::seal_plaintext`]'s output is encrypted under.
+    pub fn encrypt_key(&self) -> &[u8; 16] {
+        &self.encrypt_key
+    }
+
+    /// The same key, expanded for [`cbc_encrypt_in_place`].
+    pub fn encrypt_cipher(&self) -> &Aes128 {
+        &self.encrypt
     }
 
     /// Decrypts `ciphertext` (the datagram after its session id) into `out` and returns

@@ -75,10 +75,10 @@ impl CongestionController for TcpCompatible {
         }
         let yielding = criticality == TimeCriticality::YieldingToTimeCritical;
         if self.cwnd < self.ssthresh {
-            // Slow start counts every acknowledged byte (RFC 3465 byte counting, without
-            // its per-ack cap, as Linux does): a receiver that acknowledges every 8 or 16
-            // packets still doubles the window per round trip.
-            let step = acked_bytes;
+            // Slow start counts acknowledged bytes up to two segments per ack (RFC 3465,
+            // L = 2): a receiver that acknowledges every other packet still doubles the
+            // window per round trip, and one stretch ack cannot open a burst.
+            let step = acked_bytes.min(2 * self.mss);
             self.cwnd += if yielding { step / 2 } else { step };
             if self.cwnd > self.ssthresh {
                 self.cwnd = self.ssthresh;

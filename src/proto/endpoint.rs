@@ -10,6 +10,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::address::{AddressOrigin, EncodedAddress};
+use super::batch::{BatchCipher, BatchLane, ScalarBatchCipher, TransmitBatch, LOCKSTEP};
 use super::chunk::{Chunk, PacketView};
 use super::cipher::PacketCipher;
 use super::cookie::{CookieCheck, CookieJar};
@@ -20,6 +21,7 @@ use super::keying::{self, HandshakeLayout, KeyingComponent, ProtectionPolicy};
 use super::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader, MIN_DATAGRAM};
 use super::session::{Session, SessionConfig, SessionEvent, SessionInfo};
 use super::time::Instant;
+use super::timer_wheel::TimerWheel;
 use super::vlu::put_option;
 use super::DropReason;
 
@@ -32,6 +34,20 @@ const RIKEYING_MEMORY: Duration = Duration::from_secs(95);
 const PRESENTED_SERVER: u8 = 0;
 const PRESENTED_FLASH_STATIC: u8 = 1;
 const PRESENTED_RFC_STATIC: u8 = 2;
+
+/// The timer wheel's tick. Deadlines are rounded up to it, so a timer fires up to one
+/// tick late (never early): 1 ms, well under the 4 ms of an RTMFP timestamp tick and
+/// the 200 ms delayed ack.
+const TIMER_TICK_MICROS: u64 = 1_000;
+
+/// The wheel tick at which a deadline fires: the first one not before it.
+fn tick_for(deadline: Instant) -> u64 {
+    deadline.as_micros().div_ceil(TIMER_TICK_MICROS)
+}
+
+fn tick_instant(tick: u64) -> Instant {
+    Instant::from_micros(tick.saturating_mul(TIMER_TICK_MICROS))
+}
 
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -124,6 +140,8 @@ pub struct Endpoint {
     initiators: HashMap<SessionId, Initiator>,
     /// Cookie -> (session, RIKeying datagram, forget at).
     answered: HashMap<Vec<u8>, (SessionId, Transmit, Instant)>,
+    /// `answered`'s cookies in the order they expire (all live the same time).
+    answered_expiry: VecDeque<(Instant, Vec<u8>)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     drops: BTreeMap<DropReason, u64>,
@@ -132,6 +150,23 @@ pub struct Endpoint {
     /// Addresses a client reported for itself (Flash `setPeerInfo`), given out with the
     /// observed one when introducing others to it.
     reported_addresses: HashMap<SessionId, Vec<SocketAddr>>,
+    /// Sessions that may have something to send, served round robin by `poll_transmit`
+    /// (one datagram a turn, so a session with a deep queue cannot starve the others).
+    /// A session is here at most once (`marks.ready`); an id whose session is gone is
+    /// skipped when it comes up.
+    ready: VecDeque<SessionId>,
+    /// Each session's and initiator's next deadline, in wheel ticks.
+    timers: TimerWheel<SessionId>,
+    /// Sessions and initiators whose deadline may have changed since it went into
+    /// `timers`; recomputed before timers are asked or run. A session is here at most
+    /// once (`marks.touched`); an initiator may repeat.
+    touched: Vec<SessionId>,
+    /// Scratch for the ids `timers` hands out, kept to spare an allocation.
+    fired: Vec<SessionId>,
+    /// Encrypts `poll_transmit_batch`'s packets, several sessions at a time.
+    batch_cipher: Box<dyn BatchCipher + Send>,
+    /// Plaintext packet under assembly for `poll_transmit_batch`, reused.
+    batch_packet: Vec<u8>,
 }
 
 /// Who last sent us time-critical data (RFC 7016 §3.5.2.3): every other session's
@@ -187,6 +222,13 @@ impl Endpoint {
             scratch: Vec::with_capacity(4096),
             time_critical: TimeCriticalSenders::default(),
             reported_addresses: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: TimerWheel::new(0),
+            touched: Vec::new(),
+            fired: Vec::new(),
+            batch_cipher: Box::new(ScalarBatchCipher),
+            batch_packet: Vec::with_capacity(2048),
+            answered_expiry: VecDeque::new(),
         }
     }
 
@@ -213,8 +255,71 @@ impl Endpoint {
         self.sessions.get(&id)
     }
 
+    /// The caller may queue messages through the session, so it is put in line to send.
+    /// Its deadlines may change too, so they are recomputed before timers are next asked.
     pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.mark_ready(id);
+        self.touch(id);
         self.sessions.get_mut(&id)
+    }
+
+    /// Notes that a session's or initiator's deadline may have changed.
+    fn touch(&mut self, id: SessionId) {
+        match self.sessions.get_mut(&id) {
+            Some(s) if s.marks.touched => {}
+            Some(s) => {
+                s.marks.touched = true;
+                self.touched.push(id);
+            }
+            None => self.touched.push(id),
+        }
+    }
+
+    /// What `id`'s deadline is now, whoever it belongs to.
+    fn current_deadline(&self, id: SessionId) -> Option<Instant> {
+        match self.initiators.get(&id) {
+            Some(init) => Some(init.next_send),
+            None => self.sessions.get(&id).and_then(|s| s.poll_timeout()),
+        }
+    }
+
+    /// Brings `timers` up to date for everything touched; forgets sessions that closed
+    /// (handing out their last events).
+    fn flush_touched(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched);
+        for &id in &touched {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.marks.touched = false;
+                self.collect_session_events(now, id);
+            }
+            match self.current_deadline(id) {
+                Some(deadline) => self.timers.insert(id, tick_for(deadline)),
+                None => {
+                    self.timers.remove(&id);
+                }
+            }
+        }
+        touched.clear();
+        // Keep the allocation unless something touched meanwhile (events can open sessions).
+        if self.touched.is_empty() {
+            self.touched = touched;
+        }
+    }
+
+    fn forget_session(&mut self, id: SessionId) {
+        self.sessions.remove(&id);
+        self.reported_addresses.remove(&id);
+        self.timers.remove(&id);
+    }
+
+    /// Puts a session in the ready queue unless it is there already.
+    fn mark_ready(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if !s.marks.ready {
+                s.marks.ready = true;
+                self.ready.push_back(id);
+            }
+        }
     }
 
     pub fn session_ids(&self) -> Vec<SessionId> {
@@ -339,6 +444,7 @@ impl Endpoint {
 
     /// Sends (or resends) whatever the initiator's step calls for.
     fn drive_initiator(&mut self, now: Instant, id: SessionId) {
+        self.touch(id);
         let Some(mut init) = self.initiators.remove(&id) else {
             return;
         };
@@ -561,6 +667,7 @@ impl Endpoint {
             HandshakeLayout::FlashEra => ProtectionPolicy::ACCOMMODATING,
             HandshakeLayout::Rfc7425 => self.config.initiator_policy,
         };
+        self.touch(id);
         let result = self.agree_as_initiator(&init, component, &policy);
         match result {
             Ok((cipher, info)) => {
@@ -575,6 +682,7 @@ impl Endpoint {
                     self.config.session,
                 );
                 self.sessions.insert(id, session);
+                self.mark_ready(id);
                 self.events.push_back(Event::SessionOpened {
                     session: id,
                     peer: from,
@@ -745,6 +853,7 @@ impl Endpoint {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.queue_control(fihello);
         }
+        self.mark_ready(sid);
         let mut addresses = vec![EncodedAddress::new(target_addr, AddressOrigin::Remote)];
         for &a in self.reported_addresses.get(&sid).into_iter().flatten() {
             if a != target_addr {
@@ -910,6 +1019,8 @@ impl Endpoint {
             self.config.session,
         );
         self.sessions.insert(near_id, session);
+        self.mark_ready(near_id);
+        self.touch(near_id);
         let t = self.send_startup(
             now,
             from,
@@ -922,6 +1033,8 @@ impl Endpoint {
         );
         self.answered
             .insert(cookie.to_vec(), (near_id, t, now + RIKEYING_MEMORY));
+        self.answered_expiry
+            .push_back((now + RIKEYING_MEMORY, cookie.to_vec()));
         self.events.push_back(Event::SessionOpened {
             session: near_id,
             peer: from,
@@ -945,17 +1058,21 @@ impl Endpoint {
                 if session.time_critical_received_at() == Some(now) {
                     self.time_critical.received(sid, now);
                 }
+                // Acks, replies and window updates it needs to send, or room to send more.
+                self.mark_ready(sid);
+                self.touch(sid);
                 self.collect_session_events(now, sid);
                 if let Err(reason) = result {
                     self.drop(reason);
                 }
-                return;
+                return self.flush_touched(now);
             }
             if !self.initiators.contains_key(&sid) {
                 return self.drop(DropReason::UnknownSession);
             }
         }
         self.handle_startup(now, from, sid, &datagram[4..]);
+        self.flush_touched(now);
     }
 
     fn handle_startup(&mut self, now: Instant, from: SocketAddr, sid: u32, ciphertext: &[u8]) {
@@ -1045,66 +1162,191 @@ impl Endpoint {
             });
         }
         if self.sessions.get(&sid).is_some_and(|s| s.is_closed()) {
-            self.sessions.remove(&sid);
+            self.forget_session(sid);
         }
     }
 
     // ---------------- timers and output ----------------
 
+    /// The earliest deadline of any session or handshake, rounded up to the timer tick.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let a = self.initiators.values().map(|i| i.next_send).min();
-        let b = self
-            .sessions
-            .values()
-            .filter_map(|s| s.poll_timeout())
+        // Usually empty: the mutating calls bring `timers` up to date before they return,
+        // except for sessions handed out by `session_mut` and a drain cut short.
+        let touched = self
+            .touched
+            .iter()
+            .filter_map(|&id| self.current_deadline(id))
+            .map(tick_for)
             .min();
-        match (a, b) {
+        let wheel = self.timers.next_deadline();
+        let tick = match (wheel, touched) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        tick.map(tick_instant)
     }
 
+    /// Runs the timers due at `now`: only sessions and handshakes whose deadline has come
+    /// are visited.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<SessionId> = self
-            .initiators
-            .iter()
-            .filter(|(_, i)| i.next_send <= now)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in due {
-            self.drive_initiator(now, id);
-        }
-        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
-        for id in ids {
-            if let Some(s) = self.sessions.get_mut(&id) {
+        self.flush_touched(now);
+        let mut fired = std::mem::take(&mut self.fired);
+        self.timers
+            .expire(now.as_micros() / TIMER_TICK_MICROS, &mut fired);
+        for &id in &fired {
+            if self.initiators.contains_key(&id) {
+                self.drive_initiator(now, id);
+            } else if let Some(s) = self.sessions.get_mut(&id) {
                 if s.poll_timeout().is_some_and(|t| t <= now) {
                     s.handle_timeout(now);
                 }
+                // A due ack, ping, close request or retransmission.
+                self.mark_ready(id);
             }
-            self.collect_session_events(now, id);
+            // Out of the wheel now: recomputing puts it back if it still has a deadline.
+            self.touch(id);
         }
-        self.answered.retain(|_, (_, _, until)| *until > now);
-        self.sessions.retain(|_, s| !s.is_closed());
-        let sessions = &self.sessions;
-        self.reported_addresses
-            .retain(|id, _| sessions.contains_key(id));
+        fired.clear();
+        self.fired = fired;
+        while let Some((until, _)) = self.answered_expiry.front() {
+            if *until > now {
+                break;
+            }
+            if let Some((until, cookie)) = self.answered_expiry.pop_front() {
+                if self
+                    .answered
+                    .get(&cookie)
+                    .is_some_and(|(_, _, u)| *u <= until)
+                {
+                    self.answered.remove(&cookie);
+                }
+            }
+        }
+        self.flush_touched(now);
+    }
+
+    /// Installs the cipher `poll_transmit_batch` encrypts with (the engine's multi-buffer
+    /// AES, say); it must produce what [`ScalarBatchCipher`] does, byte for byte.
+    pub fn set_batch_cipher(&mut self, cipher: Box<dyn BatchCipher + Send>) {
+        self.batch_cipher = cipher;
+    }
+
+    /// Fills `batch`'s free slots with datagrams to send, in the order `poll_transmit`
+    /// would return them; returns how many it added. Session packets are encrypted
+    /// [`LOCKSTEP`] sessions at a time through the batch cipher, in their slots.
+    pub fn poll_transmit_batch(&mut self, now: Instant, batch: &mut TransmitBatch) -> usize {
+        let before = batch.len();
+        while !batch.is_full() {
+            let Some(t) = self.transmits.pop_front() else {
+                break;
+            };
+            if !batch.push(t.destination, &t.payload) {
+                self.transmits.push_front(t);
+                break;
+            }
+        }
+        let mut packet = std::mem::take(&mut self.batch_packet);
+        // (session, destination, plaintext length) of each slot in this round.
+        let mut round: Vec<(SessionId, SocketAddr, usize)> = Vec::with_capacity(LOCKSTEP);
+        let mut drained = false;
+        while !batch.is_full() && !drained {
+            let first = batch.len();
+            round.clear();
+            while round.len() < LOCKSTEP && first + round.len() < batch.capacity() {
+                let Some(id) = self.ready.pop_front() else {
+                    drained = true;
+                    break;
+                };
+                let Some(s) = self.sessions.get_mut(&id) else {
+                    continue;
+                };
+                if !s.marks.ready {
+                    continue;
+                }
+                s.set_report_time_critical_reverse(self.time_critical.report_to(id, now));
+                let dest = s.poll_plaintext(now, &mut packet);
+                if let Some(dest) = dest {
+                    let body = s.seal_plaintext(&packet, batch.slot_mut(first + round.len()));
+                    round.push((id, dest, body));
+                    self.ready.push_back(id);
+                } else {
+                    s.marks.ready = false;
+                }
+                self.touch(id);
+            }
+            if round.is_empty() {
+                break;
+            }
+            let sessions = &self.sessions;
+            let mut lanes: Vec<BatchLane<'_>> = batch
+                .slots_mut(first, round.len())
+                .zip(&round)
+                .filter_map(|(slot, &(id, _, body))| {
+                    let (key, cipher) = sessions.get(&id)?.seal_key();
+                    Some(BatchLane {
+                        key,
+                        cipher,
+                        buf: &mut slot[4..4 + body],
+                    })
+                })
+                .collect();
+            debug_assert_eq!(lanes.len(), round.len(), "sessions stay while sealing");
+            self.batch_cipher.encrypt_lanes(&mut lanes);
+            drop(lanes);
+            for (k, &(id, dest, body)) in round.iter().enumerate() {
+                let Some(s) = self.sessions.get(&id) else {
+                    continue;
+                };
+                let len = s.seal_finish(batch.slot_mut(first + k), body);
+                batch.commit(dest, len);
+            }
+        }
+        self.batch_packet = packet;
+        if drained {
+            self.flush_touched(now);
+        }
+        batch.len() - before
     }
 
     /// The next datagram to send, if any.
+    ///
+    /// Handshake datagrams go first; then sessions from the ready queue take turns, one
+    /// datagram each. A session with nothing sendable leaves the queue and comes back
+    /// when a datagram for it arrives, a timer of its own fires, or `session_mut` hands
+    /// it out.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
         let mut payload = Vec::with_capacity(1280);
-        for (&id, s) in self.sessions.iter_mut() {
+        while let Some(id) = self.ready.pop_front() {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            if !s.marks.ready {
+                continue;
+            }
             s.set_report_time_critical_reverse(self.time_critical.report_to(id, now));
-            if let Some(destination) = s.poll_transmit(now, &mut payload) {
-                return Some(Transmit {
-                    destination,
-                    payload,
-                });
+            let sent = s.poll_transmit(now, &mut payload);
+            // Sending moves its timers (retransmission, keepalive, delayed ack).
+            self.touch(id);
+            match sent {
+                Some(destination) => {
+                    // Back of the line: it may have more, after everyone else's turn.
+                    self.ready.push_back(id);
+                    return Some(Transmit {
+                        destination,
+                        payload,
+                    });
+                }
+                None => {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.marks.ready = false;
+                    }
+                }
             }
         }
+        self.flush_touched(now);
         None
     }
 }

@@ -6,6 +6,7 @@
 //! network simulator all drive this same core.
 
 pub mod address;
+pub mod batch;
 pub mod chunk;
 pub mod cipher;
 pub mod congestion;
@@ -21,6 +22,7 @@ pub mod packet;
 pub mod peek;
 pub mod session;
 pub mod time;
+pub mod timer_wheel;
 pub mod vlu;
 
 pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};

@@ -180,6 +180,17 @@ pub struct Session {
     round_robin_after: u64,
     /// Scratch for the order flows are served in, kept to spare an allocation a packet.
     flow_order: Vec<(Priority, bool, u64)>,
+    /// The endpoint's bookkeeping for this session; the session never reads it.
+    pub(super) marks: EndpointMarks,
+}
+
+/// Where the owning endpoint has this session queued.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct EndpointMarks {
+    /// In the endpoint's ready queue: may have something to send.
+    pub(super) ready: bool,
+    /// In the endpoint's list of sessions whose deadline must be recomputed.
+    pub(super) touched: bool,
 }
 
 /// How long a TC or TCR flag counts (RFC 7016 §3.5.2.3).
@@ -251,6 +262,7 @@ impl Session {
             report_time_critical_reverse: false,
             round_robin_after: 0,
             flow_order: Vec::new(),
+            marks: EndpointMarks::default(),
         }
     }
 
@@ -928,23 +940,51 @@ impl Session {
     /// Builds the next packet to send, if any, appending `[scrambled id][ciphertext]` to
     /// `out`, and returns the destination.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
-        if self.state == SessionState::Closed {
-            return None;
-        }
         let mut packet = std::mem::take(&mut self.tx_packet);
-        packet.clear();
-        let dest = self.assemble(now, &mut packet, out);
+        let dest = self.poll_plaintext(now, &mut packet);
+        if dest.is_some() {
+            self.seal(&packet, out);
+        }
         self.tx_packet = packet;
         dest
     }
 
-    /// Fills `packet` with header and chunks and seals it into `out`.
-    fn assemble(
+    /// Builds the next packet to send, if any, into `packet` (cleared first) without
+    /// sealing it, and returns the destination. Seal it with `seal_plaintext`, encrypt,
+    /// then `seal_finish`, before building another.
+    pub(super) fn poll_plaintext(
         &mut self,
         now: Instant,
         packet: &mut Vec<u8>,
-        out: &mut Vec<u8>,
     ) -> Option<SocketAddr> {
+        packet.clear();
+        if self.state == SessionState::Closed {
+            return None;
+        }
+        self.assemble(now, packet)
+    }
+
+    /// Lays out the datagram for `packet` in `slot` up to the ciphertext: a placeholder
+    /// for the session id, then the plaintext to encrypt. Returns the plaintext's length.
+    pub(super) fn seal_plaintext(&mut self, packet: &[u8], slot: &mut [u8]) -> usize {
+        self.cipher.seal_plaintext(packet, &mut slot[4..])
+    }
+
+    /// The key `seal_plaintext`'s output is encrypted under: raw and expanded.
+    pub(super) fn seal_key(&self) -> (&[u8; 16], &aes::Aes128) {
+        (self.cipher.encrypt_key(), self.cipher.encrypt_cipher())
+    }
+
+    /// After encryption: appends the HMAC and scrambles the session id; returns the
+    /// datagram's length.
+    pub(super) fn seal_finish(&self, slot: &mut [u8], body: usize) -> usize {
+        let len = 4 + self.cipher.seal_tag(&mut slot[4..], body);
+        super::packet::scramble_session_id(&mut slot[..len], self.far_id);
+        len
+    }
+
+    /// Fills `packet` with header and chunks; returns where it goes.
+    fn assemble(&mut self, now: Instant, packet: &mut Vec<u8>) -> Option<SocketAddr> {
         let header = self.next_header(now);
         header.emit(packet);
         let header_len = packet.len();
@@ -957,7 +997,7 @@ impl Session {
                 Chunk::Ping { message: &msg }.emit(packet);
                 self.mobility_sent = Some(nonce);
                 self.note_header_sent(&header);
-                return Some(self.seal(now, packet, addr, out));
+                return Some(addr);
             }
         }
         while let Some(c) = self.control.front() {
@@ -981,26 +1021,18 @@ impl Session {
         }
         self.note_header_sent(&header);
         self.last_send = now;
-        let dest = self.peer;
-        Some(self.seal(now, packet, dest, out))
+        Some(self.peer)
     }
 
     fn mobility_probe_sent(&self, nonce: u64) -> bool {
         self.mobility_sent == Some(nonce)
     }
 
-    fn seal(
-        &mut self,
-        _now: Instant,
-        packet: &[u8],
-        dest: SocketAddr,
-        out: &mut Vec<u8>,
-    ) -> SocketAddr {
+    fn seal(&mut self, packet: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         self.cipher.seal(packet, out);
         super::packet::scramble_session_id(&mut out[start..], self.far_id);
-        dest
     }
 
     /// The header for the packet being assembled. Pure: a header built for an attempt
