@@ -1,6 +1,8 @@
 //! The multi-buffer AES-128-CBC behind the endpoint's batched sealing: install with
 //! `Endpoint::set_batch_cipher(Box::new(MultiBufferCipher::new()))`.
 
+use std::collections::HashMap;
+
 use crate::proto::batch::{BatchCipher, BatchLane};
 
 use super::multi_cbc::{encrypt_lanes_with, Backend, CbcLane, ExpandedKey};
@@ -9,9 +11,16 @@ use super::multi_cbc::{encrypt_lanes_with, Backend, CbcLane, ExpandedKey};
 #[derive(Debug)]
 pub struct MultiBufferCipher {
     backend: Backend,
-    /// The lanes' keys in the kernels' layout, rebuilt each call, allocation kept.
+    /// Expanded keys by where the session keeps its key, with the key itself to detect
+    /// a different session's key at a reused address: a session's packets all use one
+    /// key, so expanding it per packet would cost more than encrypting 1,200 bytes.
+    expanded: HashMap<usize, ([u8; 16], ExpandedKey)>,
+    /// This call's lanes' keys, allocation kept.
     keys: Vec<ExpandedKey>,
 }
+
+/// More cached keys than this (sessions come and go) and the cache starts over.
+const MAX_CACHED_KEYS: usize = 1 << 16;
 
 impl MultiBufferCipher {
     /// The widest backend this CPU runs.
@@ -23,6 +32,7 @@ impl MultiBufferCipher {
     pub fn with_backend(backend: Backend) -> Self {
         MultiBufferCipher {
             backend,
+            expanded: HashMap::new(),
             keys: Vec::new(),
         }
     }
@@ -40,9 +50,21 @@ impl Default for MultiBufferCipher {
 
 impl BatchCipher for MultiBufferCipher {
     fn encrypt_lanes(&mut self, lanes: &mut [BatchLane<'_>]) {
+        if self.expanded.len() > MAX_CACHED_KEYS {
+            self.expanded.clear();
+        }
         self.keys.clear();
-        self.keys
-            .extend(lanes.iter().map(|l| ExpandedKey::new(l.key)));
+        for lane in lanes.iter() {
+            let at = lane.key as *const [u8; 16] as usize;
+            let entry = self
+                .expanded
+                .entry(at)
+                .or_insert_with(|| (*lane.key, ExpandedKey::new(lane.key)));
+            if entry.0 != *lane.key {
+                *entry = (*lane.key, ExpandedKey::new(lane.key));
+            }
+            self.keys.push(entry.1.clone());
+        }
         let mut cbc: Vec<CbcLane<'_>> = lanes
             .iter_mut()
             .zip(&self.keys)

@@ -11,6 +11,7 @@ use std::time::Instant as StdInstant;
 use anyhow::{bail, Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::batch_cipher::MultiBufferCipher;
 use super::ring::{ring, Consumer, Producer};
 use super::rtmp_sockets::RtmpSockets;
 use super::shard::{Io, Shard, ShardMessage, ShardStats, StepHook};
@@ -143,7 +144,7 @@ impl Engine {
         {
             let shard_stats = Arc::new(ShardStats::default());
             stats.push(shard_stats.clone());
-            let server = EdgeServer::sharded(
+            let mut server = EdgeServer::sharded(
                 config.clone(),
                 endpoint.clone(),
                 crate::net::os_seed(),
@@ -151,6 +152,9 @@ impl Engine {
                 index as u8,
                 shards,
             );
+            server
+                .endpoint
+                .set_batch_cipher(Box::new(MultiBufferCipher::new()));
             let rtmp = RtmpSockets::new(tcp.next()).context("setting up the RTMP listener")?;
             let shard = Shard {
                 index: index as u8,

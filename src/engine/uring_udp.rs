@@ -3,9 +3,11 @@
 //! - Receive: one multishot `recvmsg` draws buffers from a provided buffer ring; each
 //!   completion names the buffer it filled, which goes back to the ring as soon as the
 //!   datagram has been handled (no allocation, no copy on the way in).
-//! - Send: datagrams are written into a pool of fixed slots (each with its own address,
-//!   iovec and msghdr) and queued as `sendmsg` entries; one `io_uring_enter` submits the
-//!   whole batch. A slot returns to the pool with its completion.
+//! - Send: the endpoint seals datagrams straight into the slots of a [`TransmitBatch`]
+//!   from a pool (the encryption writes the send buffer); each slot gets its own address,
+//!   iovec and msghdr and is queued as a `sendmsg` entry, and one `io_uring_enter`
+//!   submits the whole turn's output. A batch returns to the pool when the last of its
+//!   completions arrives.
 //! - Wakeups: a read on an eventfd (other shards write it after filling our ring), and a
 //!   multishot poll on one more descriptor (the shard's TCP readiness set).
 //!
@@ -26,18 +28,20 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
+use crate::proto::batch::{TransmitBatch, SLOT_STRIDE};
+
 /// Receive buffers: the recvmsg header, the peer address, and the datagram.
 const RECV_BUF_SIZE: usize = 2048;
 /// Buffers in the provided ring (a power of two, at most 32768).
 const RECV_BUFS: u16 = 4096;
 const BUF_GROUP: u16 = 0;
-/// Largest datagram we send; RTMFP stays below the path MTU.
-pub const SEND_SLOT_SIZE: usize = 1500;
-/// Send slots, so at most this many datagrams are in flight per shard.
-const SEND_SLOTS: usize = 2048;
+/// Datagrams per send batch, and batches per shard: at most 2,048 datagrams in flight.
+pub const BATCH_SLOTS: usize = 64;
+const SEND_BATCHES: usize = 32;
 const RING_ENTRIES: u32 = 4096;
 
-// user_data tags: the top byte says what completed, the rest is the send slot.
+// user_data tags: the top byte says what completed; for sends, bits 16.. are the batch
+// and the low 16 bits the slot.
 const TAG_RECV: u64 = 1 << 56;
 const TAG_SEND: u64 = 2 << 56;
 const TAG_WAKE: u64 = 3 << 56;
@@ -63,8 +67,8 @@ pub struct UringCounters {
     pub out_of_buffers: u64,
     pub sent: u64,
     pub send_errors: u64,
-    /// Datagrams not queued because every send slot was in flight.
-    pub slots_exhausted: u64,
+    /// Times output waited because every send batch was in flight.
+    pub batches_exhausted: u64,
 }
 
 /// The provided buffer ring: `RECV_BUFS` entries (page-aligned, shared with the kernel)
@@ -137,20 +141,28 @@ impl Drop for BufRing {
     }
 }
 
-/// A send slot: the datagram and everything `sendmsg` reads, at a fixed address.
-struct SendSlot {
-    data: [u8; SEND_SLOT_SIZE],
+/// What `sendmsg` reads for one slot besides the datagram, at a fixed address.
+struct SlotHeader {
     addr: libc::sockaddr_storage,
     iov: libc::iovec,
     msg: libc::msghdr,
+}
+
+/// A batch of datagrams and their headers; `in_flight` sends not yet completed.
+struct SendBatch {
+    datagrams: TransmitBatch,
+    headers: Box<[SlotHeader]>,
+    in_flight: usize,
 }
 
 pub struct UringUdp {
     // Field order matters: the ring is dropped before the memory it points into.
     ring: IoUring,
     bufs: BufRing,
-    slots: Box<[SendSlot]>,
-    free_slots: Vec<u32>,
+    batches: Box<[SendBatch]>,
+    free_batches: Vec<u32>,
+    /// The batch being filled (by `send` or `fill`), not yet queued.
+    filling: Option<u32>,
     socket: RawFd,
     recv_msg: Box<libc::msghdr>,
     recv_armed: bool,
@@ -200,16 +212,22 @@ impl UringUdp {
         // for multishot recvmsg.
         let mut recv_msg: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         recv_msg.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-        let mut slots = Vec::with_capacity(SEND_SLOTS);
-        for _ in 0..SEND_SLOTS {
-            // SAFETY: all-zero is valid for these plain C structs and byte arrays.
-            slots.push(unsafe { zeroed::<SendSlot>() });
-        }
+        let batches: Vec<SendBatch> = (0..SEND_BATCHES)
+            .map(|_| SendBatch {
+                datagrams: TransmitBatch::new(BATCH_SLOTS),
+                headers: (0..BATCH_SLOTS)
+                    // SAFETY: all-zero is valid for these plain C structs.
+                    .map(|_| unsafe { zeroed::<SlotHeader>() })
+                    .collect(),
+                in_flight: 0,
+            })
+            .collect();
         let mut udp = UringUdp {
             ring,
             bufs,
-            slots: slots.into_boxed_slice(),
-            free_slots: (0..SEND_SLOTS as u32).rev().collect(),
+            batches: batches.into_boxed_slice(),
+            free_batches: (0..SEND_BATCHES as u32).rev().collect(),
+            filling: None,
             socket,
             recv_msg,
             recv_armed: false,
@@ -276,54 +294,96 @@ impl UringUdp {
         }
     }
 
-    /// A free send slot's buffer, to build a datagram in place; commit it with
-    /// [`UringUdp::queue_slot`]. `None` when every slot is in flight.
-    pub fn slot(&mut self) -> Option<(u32, &mut [u8; SEND_SLOT_SIZE])> {
-        let Some(&slot) = self.free_slots.last() else {
-            self.counters.slots_exhausted += 1;
+    /// The batch being filled, taking a free one if needed; `None` when every batch is
+    /// in flight (output waits for completions).
+    fn filling_batch(&mut self) -> Option<u32> {
+        if let Some(b) = self.filling {
+            if !self.batches[b as usize].datagrams.is_full() {
+                return Some(b);
+            }
+            self.queue_filling();
+        }
+        let Some(b) = self.free_batches.pop() else {
+            self.counters.batches_exhausted += 1;
             return None;
         };
-        Some((slot, &mut self.slots[slot as usize].data))
+        self.batches[b as usize].datagrams.clear();
+        self.filling = Some(b);
+        Some(b)
     }
 
-    /// Queues the first `len` bytes of `slot` (from [`UringUdp::slot`]) to `to`.
-    pub fn queue_slot(&mut self, slot: u32, len: usize, to: SocketAddr) {
-        debug_assert_eq!(self.free_slots.last(), Some(&slot));
-        self.free_slots.pop();
-        let s = &mut self.slots[slot as usize];
-        let addr_len = write_sockaddr(to, &mut s.addr);
-        s.iov = libc::iovec {
-            iov_base: s.data.as_mut_ptr().cast(),
-            iov_len: len.min(SEND_SLOT_SIZE),
+    /// Lets `fill` put datagrams into the current batch (the endpoint seals straight
+    /// into its slots) and queues them once the batch is full. Returns how many were
+    /// added; 0 when nothing was sendable or no batch was free.
+    pub fn fill(&mut self, fill: impl FnOnce(&mut TransmitBatch) -> usize) -> usize {
+        let Some(b) = self.filling_batch() else {
+            return 0;
         };
-        s.msg.msg_name = (&mut s.addr as *mut libc::sockaddr_storage).cast();
-        s.msg.msg_namelen = addr_len;
-        s.msg.msg_iov = &mut s.iov;
-        s.msg.msg_iovlen = 1;
-        let entry = opcode::SendMsg::new(Fd(self.socket), &s.msg)
-            .build()
-            .user_data(TAG_SEND | u64::from(slot));
-        self.push(entry);
+        let n = fill(&mut self.batches[b as usize].datagrams);
+        if self.batches[b as usize].datagrams.is_full() {
+            self.queue_filling();
+        }
+        n
     }
 
-    /// Copies `payload` into a slot and queues it; false if no slot was free.
+    /// Copies `payload` into the current batch; false if no batch was free.
     pub fn send(&mut self, to: SocketAddr, payload: &[u8]) -> bool {
-        let Some((slot, buf)) = self.slot() else {
-            return false;
-        };
-        let len = payload.len().min(SEND_SLOT_SIZE);
-        buf[..len].copy_from_slice(&payload[..len]);
-        self.queue_slot(slot, len, to);
-        true
+        self.fill(|batch| usize::from(batch.push(to, payload))) == 1
     }
 
-    /// Free send slots.
-    pub fn free_slots(&self) -> usize {
-        self.free_slots.len()
+    /// Queues a `sendmsg` for every datagram of the batch being filled.
+    fn queue_filling(&mut self) {
+        let Some(b) = self.filling.take() else {
+            return;
+        };
+        let batch = &mut self.batches[b as usize];
+        let n = batch.datagrams.len();
+        if n == 0 {
+            self.free_batches.push(b);
+            return;
+        }
+        batch.in_flight = n;
+        let base = batch.datagrams.arena_ptr();
+        let mut entries = Vec::with_capacity(n);
+        for (i, header) in batch.headers.iter_mut().enumerate().take(n) {
+            let Some((to, datagram)) = batch.datagrams.get(i) else {
+                break;
+            };
+            let addr_len = write_sockaddr(to, &mut header.addr);
+            header.iov = libc::iovec {
+                // The slot lives in the batch's arena, which never moves; the kernel only
+                // reads it.
+                iov_base: base.wrapping_add(i * SLOT_STRIDE).cast_mut().cast(),
+                iov_len: datagram.len(),
+            };
+            header.msg.msg_name = (&mut header.addr as *mut libc::sockaddr_storage).cast();
+            header.msg.msg_namelen = addr_len;
+            header.msg.msg_iov = &mut header.iov;
+            header.msg.msg_iovlen = 1;
+            entries.push(
+                opcode::SendMsg::new(Fd(self.socket), &header.msg)
+                    .build()
+                    .user_data(TAG_SEND | (u64::from(b) << 16) | i as u64),
+            );
+        }
+        for e in entries {
+            self.push(e);
+        }
+    }
+
+    /// Whether output can go on (a batch is being filled or free).
+    pub fn can_send(&self) -> bool {
+        self.filling.is_some() || !self.free_batches.is_empty()
+    }
+
+    /// Batches not in flight.
+    pub fn free_batches(&self) -> usize {
+        self.free_batches.len() + usize::from(self.filling.is_some())
     }
 
     /// Submits what is queued without waiting.
     pub fn submit(&mut self) -> io::Result<()> {
+        self.queue_filling();
         if self.queued > 0 {
             self.ring.submit()?;
             self.queued = 0;
@@ -339,6 +399,7 @@ impl UringUdp {
         timeout: Option<Duration>,
         mut on_datagram: impl FnMut(SocketAddr, &[u8]),
     ) -> io::Result<Readiness> {
+        self.queue_filling();
         self.arm();
         let ready = !self.ring.completion().is_empty();
         let result = if ready || timeout == Some(Duration::ZERO) {
@@ -401,7 +462,13 @@ impl UringUdp {
                     recycled = true;
                 }
                 TAG_SEND => {
-                    self.free_slots.push((user_data & !TAG_MASK) as u32);
+                    let b = ((user_data & !TAG_MASK) >> 16) as u32;
+                    if let Some(batch) = self.batches.get_mut(b as usize) {
+                        batch.in_flight = batch.in_flight.saturating_sub(1);
+                        if batch.in_flight == 0 {
+                            self.free_batches.push(b);
+                        }
+                    }
                     if result < 0 {
                         self.counters.send_errors += 1;
                     } else {
@@ -549,7 +616,7 @@ mod tests {
         }
         assert_eq!(got, (0..total as u32).collect::<Vec<_>>());
         assert_eq!(udp.counters.received, total as u64);
-        assert_eq!(udp.free_slots(), SEND_SLOTS, "every send slot came back");
+        assert_eq!(udp.free_batches(), SEND_BATCHES, "every send batch came back");
     }
 
     #[test]

@@ -77,8 +77,8 @@ impl TransmitBatch {
         self.arena.as_ptr()
     }
 
-    /// Appends an already sealed datagram (a handshake packet).
-    pub(super) fn push(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
+    /// Appends an already sealed datagram (a handshake packet); false when full or too big.
+    pub fn push(&mut self, to: SocketAddr, datagram: &[u8]) -> bool {
         if self.is_full() || datagram.len() > SLOT_STRIDE {
             return false;
         }
