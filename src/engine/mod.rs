@@ -2,3 +2,4 @@
 
 pub mod multi_cbc;
 pub mod ring;
+pub mod steering;
