@@ -67,13 +67,19 @@ fn seeded_rng(test: &str) -> ChaCha8Rng {
 /// with SO_REUSEPORT may join another test's group on the same address and owner, which
 /// would mix two tests' sockets in one group.
 fn reuseport_group(n: usize) -> (Vec<UdpSocket>, SocketAddr) {
-    let ip = Ipv4Addr::new(127, rand::random::<u8>().max(2), rand::random(), rand::random::<u8>().max(1));
+    let ip = Ipv4Addr::new(
+        127,
+        rand::random::<u8>().max(2),
+        rand::random(),
+        rand::random::<u8>().max(1),
+    );
     let mut at = SocketAddr::V4(SocketAddrV4::new(ip, 0));
     let mut sockets = Vec::with_capacity(n);
     for _ in 0..n {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("udp socket");
         s.set_reuse_port(true).expect("SO_REUSEPORT");
-        s.bind(&at.into()).unwrap_or_else(|e| panic!("bind {at}: {e}"));
+        s.bind(&at.into())
+            .unwrap_or_else(|e| panic!("bind {at}: {e}"));
         let s: UdpSocket = s.into();
         at = s.local_addr().expect("local_addr");
         s.set_nonblocking(true).expect("non-blocking");
@@ -99,7 +105,11 @@ fn deliver(datagrams: &[Vec<u8>], sockets: &[UdpSocket], to: SocketAddr) -> Vec<
     // Payload -> indices sent with it and not yet received (short ones may repeat).
     let mut pending: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
-    for (start, batch) in datagrams.chunks(BATCH).enumerate().map(|(i, b)| (i * BATCH, b)) {
+    for (start, batch) in datagrams
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, b)| (i * BATCH, b))
+    {
         for (i, d) in batch.iter().enumerate() {
             pending.entry(d.clone()).or_default().push(start + i);
             let sent = client.send_to(d, to).expect("send_to");
@@ -116,7 +126,9 @@ fn deliver(datagrams: &[Vec<u8>], sockets: &[UdpSocket], to: SocketAddr) -> Vec<
                             let index = pending
                                 .get_mut(&buf[..n])
                                 .and_then(Vec::pop)
-                                .unwrap_or_else(|| panic!("socket {shard} got a datagram nobody sent ({n} bytes)"));
+                                .unwrap_or_else(|| {
+                                    panic!("socket {shard} got a datagram nobody sent ({n} bytes)")
+                                });
                             arrived_on[index] = shard;
                             received += 1;
                             any = true;
@@ -148,7 +160,10 @@ fn steers_by_session_id(shards: usize, test: &str) {
     assert_eq!(steering.counters(), SteeringCounters::default());
 
     let owners: Vec<u8> = (0..1000).map(|_| rng.gen_range(0..shards as u8)).collect();
-    let datagrams: Vec<Vec<u8>> = owners.iter().map(|&s| session_datagram(s, &mut rng)).collect();
+    let datagrams: Vec<Vec<u8>> = owners
+        .iter()
+        .map(|&s| session_datagram(s, &mut rng))
+        .collect();
     let arrived_on = deliver(&datagrams, &sockets, at);
 
     let mut per_socket = vec![0usize; shards];
@@ -166,12 +181,16 @@ fn steers_by_session_id(shards: usize, test: &str) {
         misrouted.len(),
         &misrouted[..misrouted.len().min(5)]
     );
-    let expected: Vec<usize> =
-        (0..shards).map(|s| owners.iter().filter(|&&o| usize::from(o) == s).count()).collect();
+    let expected: Vec<usize> = (0..shards)
+        .map(|s| owners.iter().filter(|&&o| usize::from(o) == s).count())
+        .collect();
     assert_eq!(per_socket, expected);
     assert_eq!(
         steering.counters(),
-        SteeringCounters { steered: 1000, ..SteeringCounters::default() }
+        SteeringCounters {
+            steered: 1000,
+            ..SteeringCounters::default()
+        }
     );
 }
 
@@ -205,7 +224,12 @@ fn handshakes_short_datagrams_and_unknown_shards_reach_some_socket_and_are_count
     assert!(arrived_on.iter().all(|&s| s < sockets.len()));
     assert_eq!(
         steering.counters(),
-        SteeringCounters { steered: 0, handshake: 200, short: 100, no_such_shard: 100 }
+        SteeringCounters {
+            steered: 0,
+            handshake: 200,
+            short: 100,
+            no_such_shard: 100
+        }
     );
 }
 
@@ -251,10 +275,20 @@ fn without_the_program_the_kernel_ignores_session_ids() {
     let mut rng = seeded_rng("control");
     let (sockets, at) = reuseport_group(4);
     let owners: Vec<u8> = (0..200).map(|i| (i % 4) as u8).collect();
-    let datagrams: Vec<Vec<u8>> = owners.iter().map(|&s| session_datagram(s, &mut rng)).collect();
+    let datagrams: Vec<Vec<u8>> = owners
+        .iter()
+        .map(|&s| session_datagram(s, &mut rng))
+        .collect();
     let arrived_on = deliver(&datagrams, &sockets, at);
-    let misrouted = owners.iter().zip(&arrived_on).filter(|(&o, &s)| usize::from(o) != s).count();
-    assert!(misrouted >= 100, "only {misrouted} of 200 missed their owner without steering");
+    let misrouted = owners
+        .iter()
+        .zip(&arrived_on)
+        .filter(|(&o, &s)| usize::from(o) != s)
+        .count();
+    assert!(
+        misrouted >= 100,
+        "only {misrouted} of 200 missed their owner without steering"
+    );
 }
 
 proptest! {

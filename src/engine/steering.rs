@@ -136,8 +136,10 @@ mod built {
     #[repr(C, align(8))]
     struct Aligned<B: ?Sized>(B);
 
-    static OBJECT: &Aligned<[u8]> =
-        &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/reuseport_steer.bpf.o")));
+    static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
+        env!("OUT_DIR"),
+        "/reuseport_steer.bpf.o"
+    )));
 
     // Names in bpf/reuseport_steer.bpf.c.
     const PROGRAM: &str = "steer_by_session";
