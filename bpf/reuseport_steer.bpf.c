@@ -53,11 +53,11 @@ struct {
 	__uint(max_entries, COUNTER_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
-} steering_counters SEC(".maps");
+} steer_counters SEC(".maps");
 
 static __always_inline void count(__u32 slot)
 {
-	__u64 *value = bpf_map_lookup_elem(&steering_counters, &slot);
+	__u64 *value = bpf_map_lookup_elem(&steer_counters, &slot);
 
 	// Per-CPU slot: no other CPU writes it, so a plain increment is enough.
 	if (value)
@@ -70,8 +70,10 @@ static __always_inline __u32 be32(const __u8 *b)
 }
 
 SEC("sk_reuseport")
-int steer_by_session(struct sk_reuseport_md *ctx)
+int rtmfp_steer(struct sk_reuseport_md *ctx)
 {
+	const __u8 *data = ctx->data;
+	const __u8 *data_end = ctx->data_end;
 	__u8 head[SCRAMBLE_LEN];
 	__u32 session_id;
 	__u32 shard;
@@ -80,13 +82,25 @@ int steer_by_session(struct sk_reuseport_md *ctx)
 	if (ctx->ip_protocol != IPPROTO_UDP)
 		return SK_PASS;
 
-	if (ctx->len < UDP_HEADER_LEN + SCRAMBLE_LEN ||
-	    bpf_skb_load_bytes(ctx, UDP_HEADER_LEN, head, sizeof(head)) < 0) {
+	if (ctx->len < UDP_HEADER_LEN + SCRAMBLE_LEN) {
 		count(COUNTER_SHORT);
 		return SK_PASS;
 	}
 
-	session_id = be32(head) ^ be32(head + 4) ^ be32(head + 8);
+	// Direct reads when the 20 bytes sit in the linear part of the skb (always so on
+	// loopback, and usually from NICs): ~130 ns per run against ~165 ns through
+	// bpf_skb_load_bytes (run_time_ns with kernel.bpf_stats_enabled, 2-core VM). The helper
+	// covers a payload that starts in a page fragment.
+	if (data + UDP_HEADER_LEN + SCRAMBLE_LEN <= data_end) {
+		data += UDP_HEADER_LEN;
+		session_id = be32(data) ^ be32(data + 4) ^ be32(data + 8);
+	} else if (bpf_skb_load_bytes(ctx, UDP_HEADER_LEN, head, sizeof(head)) == 0) {
+		session_id = be32(head) ^ be32(head + 4) ^ be32(head + 8);
+	} else {
+		count(COUNTER_SHORT);
+		return SK_PASS;
+	}
+
 	if (session_id == 0) {
 		count(COUNTER_HANDSHAKE);
 		return SK_PASS;

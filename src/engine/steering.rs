@@ -141,12 +141,14 @@ mod built {
         "/reuseport_steer.bpf.o"
     )));
 
-    // Names in bpf/reuseport_steer.bpf.c.
-    const PROGRAM: &str = "steer_by_session";
+    // Names in bpf/reuseport_steer.bpf.c, kept under the 16 bytes (with the NUL) the kernel
+    // stores for program and map names, so bpftool shows them whole.
+    const OBJECT_NAME: &str = "rtmfp_steer";
+    const PROGRAM: &str = "rtmfp_steer";
     const SOCKETS_MAP: &str = "shard_sockets";
-    const COUNTERS_MAP: &str = "steering_counters";
+    const COUNTERS_MAP: &str = "steer_counters";
 
-    /// Counter slots in `steering_counters`; the numbering is the C `enum counter`.
+    /// Counter slots in `steer_counters`; the numbering is the C `enum counter`.
     #[derive(Clone, Copy)]
     enum Counter {
         Steered = 0,
@@ -165,6 +167,8 @@ mod built {
     impl ReuseportSteering {
         pub(super) fn attach_built(sockets: &[BorrowedFd<'_>]) -> Result<Self, SteeringError> {
             let open = ObjectBuilder::default()
+                .name(OBJECT_NAME)
+                .map_err(|e| SteeringError::Object(format!("{e:#}")))?
                 .open_memory(&OBJECT.0)
                 .map_err(|e| SteeringError::Object(format!("{e:#}")))?;
             let object = open.load().map_err(|e| {
@@ -260,11 +264,12 @@ mod built {
         }
     }
 
-    /// Whether this process holds CAP_SYS_ADMIN or CAP_BPF, either of which lets it load
-    /// a sk_reuseport program: tells a permission refusal from a verifier one, since the
-    /// kernel answers both with an "access denied" errno. Unknown counts as yes, so the
-    /// verifier's answer is not hidden behind a guess about privileges.
+    /// Whether this process holds CAP_SYS_ADMIN, or CAP_BPF with CAP_NET_ADMIN, which a
+    /// sk_reuseport program and a sockarray need: tells a permission refusal from a
+    /// verifier one, since libbpf-rs reports both as "permission denied". Unknown counts
+    /// as yes, so the verifier's answer is not hidden behind a guess about privileges.
     fn may_load_bpf() -> bool {
+        const CAP_NET_ADMIN: u32 = 12;
         const CAP_SYS_ADMIN: u32 = 21;
         const CAP_BPF: u32 = 39;
         let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
@@ -276,7 +281,8 @@ mod built {
         let Ok(caps) = u64::from_str_radix(hex.trim(), 16) else {
             return true;
         };
-        caps & (1 << CAP_SYS_ADMIN) != 0 || caps & (1 << CAP_BPF) != 0
+        let has = |cap: u32| caps & (1 << cap) != 0;
+        has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_NET_ADMIN))
     }
 }
 
