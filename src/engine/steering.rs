@@ -184,8 +184,9 @@ mod built {
                 let map = find_map(&object, SOCKETS_MAP)?;
                 for (shard, socket) in sockets.iter().enumerate() {
                     let key = u32::try_from(shard).expect("at most MAX_SHARDS sockets");
-                    // The sockarray takes the socket's fd (as u32 or u64) and keeps a
-                    // reference to the socket itself, not to the fd.
+                    // The sockarray takes an fd (as u32 or u64) but stores the socket
+                    // behind it, so the fd may be closed later; closing the socket itself
+                    // empties the slot.
                     let fd = u64::try_from(socket.as_raw_fd()).expect("a borrowed fd is >= 0");
                     map.update(&key.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
                         .map_err(|e| SteeringError::MapUpdate {
