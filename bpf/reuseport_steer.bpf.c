@@ -11,7 +11,7 @@
 // When it has no owner to name (datagram shorter than 12 bytes, session id 0 = handshake,
 // or no socket in that shard's slot) it returns SK_PASS without selecting, and the kernel
 // falls back to its usual hash over the 4-tuple. It never drops: a datagram it cannot
-// place still reaches some shard, which hands it on over the shard rings.
+// place still reaches some shard, whose job it is to answer it or pass it on.
 //
 // The Rust twin of this rule is `owner_shard` in src/engine/steering.rs; the tests in
 // tests/steering_bpf.rs check that the two agree.

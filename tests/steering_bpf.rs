@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-/// RTMFP datagrams stay under the path MTU; RFC 7016 §2.2.4 suggests 1200 bytes or so.
+/// RTMFP stacks keep datagrams to about 1200 bytes so they fit the path MTU.
 const LARGEST: usize = 1232;
 
 /// A datagram as a client would build it (RFC 7016 §2.2.2), written here independently of
@@ -40,8 +40,9 @@ fn session_datagram(shard: u8, rng: &mut impl Rng) -> Vec<u8> {
     encode(id, rng.gen(), rng.gen(), len, rng)
 }
 
-/// A session datagram no longer than the scrambled words plus a few bytes: the program's
-/// length check must count the payload, not the payload plus the UDP header.
+/// A session datagram of 12 to 20 bytes. These pin what `ctx->len` counts: the program
+/// takes it to include the 8-byte UDP header, and were that wrong it would call these
+/// short instead of steering them.
 fn tiny_session_datagram(shard: u8, rng: &mut impl Rng) -> Vec<u8> {
     let id = (u32::from(shard) << 24) | rng.gen_range(1..=0x00ff_ffff);
     let len = rng.gen_range(12..=20);
