@@ -61,7 +61,7 @@ impl Client {
     }
 }
 
-fn start(io: IoChoice, opened: Arc<AtomicUsize>) -> Engine {
+fn start(io: IoChoice, steering: bool, opened: Arc<AtomicUsize>) -> Engine {
     let mut config = ServerConfig::embedded_default();
     config.rtmfp_listen = "127.0.0.1:0".parse().unwrap();
     config.rtmp_listen = None;
@@ -69,6 +69,7 @@ fn start(io: IoChoice, opened: Arc<AtomicUsize>) -> Engine {
         shards: 2,
         io,
         pin: false,
+        steering,
     };
     let hook = move |_shard: u8| -> StepHook {
         let opened = opened.clone();
@@ -89,10 +90,17 @@ fn sum(stats: &[Arc<ShardStats>], f: impl Fn(&ShardStats) -> u64) -> u64 {
 }
 
 /// Opens `SESSIONS` sessions from several client sockets, then moves every client to a
-/// new port and sends on every session: each datagram must reach its session's owner.
-fn every_datagram_reaches_its_owner(io: IoChoice) {
+/// new port and sends on every session: each datagram must reach its session's owner,
+/// through the steering program or handed over by the shard that read it.
+fn every_datagram_reaches_its_owner(io: IoChoice, steering: bool) {
     let opened = Arc::new(AtomicUsize::new(0));
-    let engine = start(io, opened.clone());
+    let engine = start(io, steering, opened.clone());
+    assert_eq!(
+        engine.steering.is_some(),
+        steering,
+        "steering program: {:?}",
+        engine.steering_unavailable
+    );
     let server: SocketAddr = engine.rtmfp_addr;
     let epoch = StdInstant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
@@ -170,10 +178,19 @@ fn every_datagram_reaches_its_owner(io: IoChoice) {
     let handled = sum(stats, |s| ShardStats::get(&s.handled));
     let handed_off = sum(stats, |s| ShardStats::get(&s.handed_off));
     let taken_over = sum(stats, |s| ShardStats::get(&s.taken_over));
-    assert!(
-        handed_off > handed_before,
-        "with 25 new ports, some datagrams landed on the wrong shard and were handed on"
-    );
+    if steering {
+        assert_eq!(
+            handed_off, handed_before,
+            "the program delivered every moved session's datagrams to its owner"
+        );
+        let counters = engine.steering.as_ref().unwrap().counters();
+        assert!(counters.steered >= SESSIONS as u64, "{counters:?}");
+    } else {
+        assert!(
+            handed_off > handed_before,
+            "with 25 new ports, some datagrams landed on the wrong shard and were handed on"
+        );
+    }
     assert_eq!(handed_off, taken_over, "every handed-off datagram reached its owner");
     assert_eq!(handled, received, "every datagram was handled exactly once");
     assert_eq!(opened.load(Ordering::Relaxed), SESSIONS);
@@ -193,13 +210,18 @@ fn every_datagram_reaches_its_owner(io: IoChoice) {
 }
 
 #[test]
-fn every_datagram_reaches_its_owner_on_io_uring() {
-    every_datagram_reaches_its_owner(IoChoice::Uring);
+fn every_datagram_reaches_its_owner_steered_by_the_bpf_program() {
+    every_datagram_reaches_its_owner(IoChoice::Uring, true);
 }
 
 #[test]
-fn every_datagram_reaches_its_owner_on_the_plain_loop() {
-    every_datagram_reaches_its_owner(IoChoice::Poll);
+fn every_datagram_reaches_its_owner_handed_between_shards_on_io_uring() {
+    every_datagram_reaches_its_owner(IoChoice::Uring, false);
+}
+
+#[test]
+fn every_datagram_reaches_its_owner_handed_between_shards_on_the_plain_loop() {
+    every_datagram_reaches_its_owner(IoChoice::Poll, false);
 }
 
 /// Opens one session from a fresh client to the server; returns the client and the shard
@@ -229,7 +251,8 @@ fn client_on_some_shard(server: SocketAddr, seed: u8, now: &impl Fn() -> Instant
 
 #[test]
 fn a_peer_is_introduced_to_a_peer_whose_session_is_on_the_other_shard() {
-    let engine = start(IoChoice::Auto, Arc::new(AtomicUsize::new(0)));
+    // Without steering: the IHello's hand-off is what is tested.
+    let engine = start(IoChoice::Auto, false, Arc::new(AtomicUsize::new(0)));
     let server = engine.rtmfp_addr;
     let epoch = StdInstant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);

@@ -134,6 +134,13 @@ pub fn serve(
             .map(|r| format!(" (io_uring unavailable: {r})"))
             .unwrap_or_default()
     );
+    match (&engine.steering, &engine.steering_unavailable) {
+        (Some(_), _) => println!("session steering: reuseport BPF program loaded"),
+        (None, Some(why)) => println!(
+            "session steering: shards hand each other foreign datagrams (BPF program not loaded: {why})"
+        ),
+        (None, None) => {}
+    }
     println!("rtmfp-edge serving RTMFP on udp://{}", engine.rtmfp_addr);
     if let Some(tcp) = engine.rtmp_addr {
         println!("RTMP on tcp://{tcp}");

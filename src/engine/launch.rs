@@ -15,6 +15,7 @@ use super::batch_cipher::MultiBufferCipher;
 use super::ring::{ring, Consumer, Producer};
 use super::rtmp_sockets::RtmpSockets;
 use super::shard::{Io, Shard, ShardMessage, ShardStats, StepHook};
+use super::steering::ReuseportSteering;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
 use crate::proto::endpoint::EndpointConfig;
@@ -43,6 +44,9 @@ pub struct EngineOptions {
     pub io: IoChoice,
     /// Pin shard i to core i.
     pub pin: bool,
+    /// Load the reuseport steering program (with more than one shard); without it, or
+    /// when it cannot load, shards hand foreign datagrams to each other.
+    pub steering: bool,
 }
 
 impl Default for EngineOptions {
@@ -51,6 +55,7 @@ impl Default for EngineOptions {
             shards: 0,
             io: IoChoice::Auto,
             pin: true,
+            steering: true,
         }
     }
 }
@@ -63,6 +68,9 @@ pub struct Engine {
     /// Why io_uring is not used, when it was wanted but is unavailable.
     pub io_fallback_reason: Option<String>,
     pub stats: Vec<Arc<ShardStats>>,
+    /// The steering program, when loaded; `steering_unavailable` says why not.
+    pub steering: Option<ReuseportSteering>,
+    pub steering_unavailable: Option<String>,
     stop: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
@@ -94,6 +102,18 @@ impl Engine {
         let rtmp_addr = match tcp.first() {
             Some(l) => Some(l.local_addr()?),
             None => None,
+        };
+        let (steering, steering_unavailable) = if shards < 2 {
+            (None, None)
+        } else if !options.steering {
+            (None, Some("turned off".to_owned()))
+        } else {
+            use std::os::fd::AsFd;
+            let fds: Vec<_> = udp.iter().map(|s| s.as_fd()).collect();
+            match ReuseportSteering::attach(&fds) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
         };
         let wakers: Vec<Arc<Waker>> = (0..shards)
             .map(|_| Waker::new().map(Arc::new))
@@ -188,6 +208,8 @@ impl Engine {
             io,
             io_fallback_reason,
             stats,
+            steering,
+            steering_unavailable,
             stop,
             wakers,
             threads,

@@ -19,10 +19,10 @@ use mio::unix::SourceFd;
 use mio::Interest;
 
 use super::ring::{Consumer, Producer};
+use super::steering::owner_shard;
 use super::rtmp_sockets::{self, RtmpSockets};
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
-use crate::proto::packet::unscramble_session_id;
 use crate::proto::peek::ihello_target;
 use crate::proto::{DropReason, Instant};
 use crate::server::app::Relay;
@@ -40,13 +40,6 @@ pub enum ShardMessage {
     Datagram { from: SocketAddr, data: Bytes },
     /// A publication on the sending shard.
     Relay(Relay),
-}
-
-/// The shard that owns the session a datagram is for: the top byte of its session id
-/// (RFC 7016 §2.2.2 scrambling undone); `None` for handshakes (session 0) and runts.
-pub fn owner_shard(datagram: &[u8]) -> Option<u8> {
-    let id = unscramble_session_id(datagram)?;
-    (id != 0).then_some((id >> 24) as u8)
 }
 
 /// Where a datagram this shard read should be handled.
@@ -457,26 +450,5 @@ fn send_to_shard(
     match producer.push(message) {
         Ok(()) => wakers[shard].wake(),
         Err(message) => backlog[shard].push_back(message),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn owner_is_the_top_byte_of_the_unscrambled_session_id() {
-        let scramble = |id: u32, w1: u32, w2: u32| {
-            let mut d = Vec::new();
-            d.extend((id ^ w1 ^ w2).to_be_bytes());
-            d.extend(w1.to_be_bytes());
-            d.extend(w2.to_be_bytes());
-            d.extend([0u8; 20]);
-            d
-        };
-        assert_eq!(owner_shard(&scramble(0x0312_3456, 0xdead_beef, 0x0bad_f00d)), Some(3));
-        assert_eq!(owner_shard(&scramble(0x0000_0001, 7, 9)), Some(0));
-        assert_eq!(owner_shard(&scramble(0, 0x1234, 0x5678)), None, "handshake");
-        assert_eq!(owner_shard(&[1, 2, 3]), None, "runt");
     }
 }
