@@ -28,7 +28,7 @@ const BASE_PORT: u16 = 20_000;
 /// Offered load without --bitrate: this fraction of one core's ceiling at N.
 const OFFERED_FRACTION: f64 = 0.9;
 const BITRATE_MIN_MBPS: f64 = 0.1;
-const BITRATE_MAX_MBPS: f64 = 8.0;
+const BITRATE_MAX_MBPS: f64 = 100.0;
 const WARMUP: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]

@@ -35,8 +35,8 @@ const FULL: usize = 1536;
 const SAMPLE_EVERY: usize = 16;
 /// Blocks of ciphertext decrypted per datagram: header, first chunk header, frame mark.
 const PEEK_BLOCKS: usize = 4;
-const ACK_EVERY: u32 = 16;
-const ACK_DELAY: Duration = Duration::from_millis(150);
+const ACK_EVERY: u32 = 4;
+const ACK_DELAY: Duration = Duration::from_millis(20);
 /// Receive window we advertise, in 1024-byte blocks.
 const BUFFER_BLOCKS: u64 = 4096;
 

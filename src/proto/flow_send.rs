@@ -68,6 +68,9 @@ pub struct SendFlow {
     highest_sent: u64,
     /// Message deadlines as `(deadline, first, last)` sequence ranges, earliest first.
     deadlines: BTreeSet<(Instant, u64, u64)>,
+    /// Every sequence number up to this one is acknowledged or abandoned (the last
+    /// forward sequence number computed).
+    abandoned_through: std::cell::Cell<u64>,
 }
 
 /// Fragment `i` of a message cut into `n`.
@@ -130,6 +133,7 @@ impl SendFlow {
             in_flight_bytes: 0,
             highest_sent: 0,
             deadlines: BTreeSet::new(),
+            abandoned_through: std::cell::Cell::new(0),
         }
     }
 
@@ -235,14 +239,20 @@ impl SendFlow {
 
     /// The forward sequence number: every sequence number up to it is acknowledged or
     /// abandoned (RFC 7016 §3.6.2.2).
+    ///
+    /// Abandoned fragments stay outstanding until acknowledged, and an overloaded flow
+    /// can hold thousands; a fragment never stops being abandoned, so the scan resumes
+    /// where the last one stopped instead of walking them again for every packet.
     pub fn forward_sequence(&self) -> u64 {
         let mut fsn = self.next_sequence - 1;
-        for (&seq, frag) in &self.outstanding {
+        let from = self.abandoned_through.get() + 1;
+        for (&seq, frag) in self.outstanding.range(from..) {
             if !frag.abandoned {
                 fsn = seq - 1;
                 break;
             }
         }
+        self.abandoned_through.set(fsn);
         fsn
     }
 
