@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::probe::yes_no;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::engine::shard::{Io, StepHook};
+use crate::engine::shard::{Io, ShardStats, StepHook};
 use crate::engine::{Engine, EngineOptions, IoChoice};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
@@ -146,7 +146,42 @@ pub fn serve(
         println!("RTMP on tcp://{tcp}");
     }
     println!("apps: {}", apps.join(", "));
+    report_shards(engine.stats.clone());
     engine.join()
+}
+
+/// Prints each shard's counters every minute, when they changed.
+fn report_shards(stats: Vec<Arc<ShardStats>>) {
+    std::thread::spawn(move || {
+        let mut last = Vec::new();
+        loop {
+            std::thread::sleep(DROP_REPORT);
+            let now: Vec<String> = stats
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let g = ShardStats::get;
+                    format!(
+                        "shard {i}: received={} handled={} handed_off={} taken_over={} sent={} relayed_out={} relayed_in={} dropped={}",
+                        g(&s.received),
+                        g(&s.handled),
+                        g(&s.handed_off),
+                        g(&s.taken_over),
+                        g(&s.sent),
+                        g(&s.relayed_out),
+                        g(&s.relayed_in),
+                        g(&s.dropped)
+                    )
+                })
+                .collect();
+            if now != last {
+                for line in &now {
+                    println!("{line}");
+                }
+                last = now;
+            }
+        }
+    });
 }
 
 pub fn log_event(server: &EdgeServer, event: &ServerEvent) {

@@ -15,6 +15,7 @@ use super::batch_cipher::MultiBufferCipher;
 use super::ring::{ring, Consumer, Producer};
 use super::rtmp_sockets::RtmpSockets;
 use super::shard::{Io, Shard, ShardMessage, ShardStats, StepHook};
+use super::sockopt::set_pmtudisc_probe;
 use super::steering::ReuseportSteering;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
@@ -260,6 +261,11 @@ fn bind_all(
         let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
         let socket: UdpSocket = socket.into();
+        {
+            use std::os::fd::AsFd;
+            // An optimization only: a kernel that refuses it still sends.
+            let _ = set_pmtudisc_probe(socket.as_fd(), addr.is_ipv6());
+        }
         addr = socket.local_addr()?;
         udp_sockets.push(socket);
     }

@@ -8,6 +8,7 @@ pub mod multi_cbc;
 pub mod ring;
 pub mod rtmp_sockets;
 pub mod shard;
+pub mod sockopt;
 pub mod steering;
 pub mod uring_udp;
 pub mod waker;
