@@ -173,6 +173,8 @@ pub struct UringUdp {
     watch_armed: bool,
     queued: usize,
     completions: Vec<(u64, i32, u32)>,
+    /// Submission entries of the batch being queued, allocation kept.
+    entries: Vec<squeue::Entry>,
     pub counters: UringCounters,
 }
 
@@ -238,6 +240,7 @@ impl UringUdp {
             watch_armed: false,
             queued: 0,
             completions: Vec::with_capacity(RING_ENTRIES as usize),
+            entries: Vec::with_capacity(BATCH_SLOTS),
             counters: UringCounters::default(),
         };
         udp.arm();
@@ -344,7 +347,8 @@ impl UringUdp {
         }
         batch.in_flight = n;
         let base = batch.datagrams.arena_ptr();
-        let mut entries = Vec::with_capacity(n);
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.clear();
         for (i, header) in batch.headers.iter_mut().enumerate().take(n) {
             let Some((to, datagram)) = batch.datagrams.get(i) else {
                 break;
@@ -366,9 +370,10 @@ impl UringUdp {
                     .user_data(TAG_SEND | (u64::from(b) << 16) | i as u64),
             );
         }
-        for e in entries {
+        for e in entries.drain(..) {
             self.push(e);
         }
+        self.entries = entries;
     }
 
     /// Whether output can go on (a batch is being filled or free).
