@@ -298,8 +298,11 @@ fn tap_drops(fd: i32) -> u64 {
     u64::from(st.tp_drops)
 }
 
-/// recvmmsg(2) into `msgs`, waiting for the first datagram (up to the socket's
-/// SO_RCVTIMEO); returns how many arrived.
+/// recvmmsg(2) into `msgs` without waiting; returns how many were queued. The caller
+/// naps when nothing was: a reader blocked on the socket would make the kernel wake it
+/// for every datagram, and with veth that wakeup is paid on the server's core (in a VM
+/// an inter-processor interrupt is a VM exit), which would bill the server for the
+/// load generator.
 fn recvmmsg(fd: i32, msgs: &mut [libc::mmsghdr]) -> usize {
     // SAFETY: every header points at an iovec and buffer owned by the caller that stay
     // alive and unmoved until this call returns; no timeout pointer.
@@ -308,7 +311,7 @@ fn recvmmsg(fd: i32, msgs: &mut [libc::mmsghdr]) -> usize {
             fd,
             msgs.as_mut_ptr(),
             msgs.len() as libc::c_uint,
-            libc::MSG_WAITFORONE | libc::MSG_TRUNC,
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             std::ptr::null_mut(),
         )
     };
@@ -390,6 +393,9 @@ pub fn run(
             m.msg_len = 0;
         }
         let n = recvmmsg(fd, &mut msgs);
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         let now = StdInstant::now();
         let now_us = super::monotonic_micros();
         for i in 0..n {
