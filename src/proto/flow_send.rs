@@ -1,7 +1,7 @@
 //! Sending flows (RFC 7016 §3.6.2): messages cut into fragments with sequence numbers,
 //! retransmitted until acknowledged, or abandoned when stale (partial reliability).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
@@ -36,6 +36,117 @@ impl SendFragment {
     }
 }
 
+/// A flow's unacknowledged fragments by sequence number. Sequence numbers are handed
+/// out in order and acknowledged mostly in order, so they live in a ring indexed by
+/// `seq - base`, with holes where fragments were acknowledged out of order: inserting
+/// and removing cost O(1) and allocate only when the window grows, where a tree would
+/// allocate and rebalance for every fragment of every session in a fan-out.
+#[derive(Debug, Default)]
+pub struct FragmentWindow {
+    /// Sequence number of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<SendFragment>>,
+    count: usize,
+}
+
+impl FragmentWindow {
+    /// Adds the fragment with the next sequence number (one past every one so far).
+    fn push(&mut self, seq: u64, fragment: SendFragment) {
+        if self.slots.is_empty() {
+            self.base = seq;
+        }
+        debug_assert_eq!(seq, self.base + self.slots.len() as u64);
+        self.slots.push_back(Some(fragment));
+        self.count += 1;
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        (i < self.slots.len()).then_some(i)
+    }
+
+    pub fn get(&self, seq: &u64) -> Option<&SendFragment> {
+        self.slots.get(self.index(*seq)?)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, seq: &u64) -> Option<&mut SendFragment> {
+        let i = self.index(*seq)?;
+        self.slots.get_mut(i)?.as_mut()
+    }
+
+    pub fn remove(&mut self, seq: &u64) -> Option<SendFragment> {
+        let i = self.index(*seq)?;
+        let fragment = self.slots.get_mut(i)?.take()?;
+        self.count -= 1;
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(fragment)
+    }
+
+    /// Slot indexes covering sequence numbers in `range`.
+    fn span(&self, range: impl std::ops::RangeBounds<u64>) -> std::ops::Range<usize> {
+        use std::ops::Bound;
+        let len = self.slots.len() as u64;
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s.saturating_sub(self.base),
+            Bound::Excluded(&s) => (s + 1).saturating_sub(self.base),
+            Bound::Unbounded => 0,
+        }
+        .min(len);
+        let end = match range.end_bound() {
+            Bound::Included(&e) => (e + 1).saturating_sub(self.base),
+            Bound::Excluded(&e) => e.saturating_sub(self.base),
+            Bound::Unbounded => len,
+        }
+        .min(len);
+        start as usize..end.max(start) as usize
+    }
+
+    /// Fragments with sequence numbers in `range`, lowest first.
+    pub fn range(
+        &self,
+        range: impl std::ops::RangeBounds<u64>,
+    ) -> impl Iterator<Item = (u64, &SendFragment)> {
+        let span = self.span(range);
+        let first = self.base + span.start as u64;
+        self.slots
+            .range(span)
+            .zip(first..)
+            .filter_map(|(f, seq)| Some((seq, f.as_ref()?)))
+    }
+
+    pub fn range_mut(
+        &mut self,
+        range: impl std::ops::RangeBounds<u64>,
+    ) -> impl Iterator<Item = (u64, &mut SendFragment)> {
+        let span = self.span(range);
+        let first = self.base + span.start as u64;
+        self.slots
+            .range_mut(span)
+            .zip(first..)
+            .filter_map(|(f, seq)| Some((seq, f.as_mut()?)))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &SendFragment> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.count = 0;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendFlowState {
     Open,
@@ -53,7 +164,7 @@ pub struct SendFlow {
     pub state: SendFlowState,
     next_sequence: u64,
     /// Unacknowledged fragments by sequence number.
-    pub outstanding: BTreeMap<u64, SendFragment>,
+    pub outstanding: FragmentWindow,
     /// Sequence numbers to (re)transmit, lowest first.
     pub queue: VecDeque<u64>,
     /// Last receive-window advertisement in bytes (starts permissive until the first ack).
@@ -124,7 +235,7 @@ impl SendFlow {
             return_flow,
             state: SendFlowState::Open,
             next_sequence: 1,
-            outstanding: BTreeMap::new(),
+            outstanding: FragmentWindow::default(),
             queue: VecDeque::new(),
             peer_window: 65536,
             options_acknowledged: false,
@@ -213,7 +324,7 @@ impl SendFlow {
     fn push_fragment(&mut self, data: Bytes, fragmentation: Fragmentation, final_fragment: bool) {
         let seq = self.next_sequence;
         self.next_sequence += 1;
-        self.outstanding.insert(
+        self.outstanding.push(
             seq,
             SendFragment {
                 data,
@@ -246,7 +357,7 @@ impl SendFlow {
     pub fn forward_sequence(&self) -> u64 {
         let mut fsn = self.next_sequence - 1;
         let from = self.abandoned_through.get() + 1;
-        for (&seq, frag) in self.outstanding.range(from..) {
+        for (seq, frag) in self.outstanding.range(from..) {
             if !frag.abandoned {
                 fsn = seq - 1;
                 break;
@@ -326,7 +437,7 @@ impl SendFlow {
     /// retransmission; returns (fragments declared lost, their bytes).
     pub fn take_lost(&mut self, naks: u32) -> (usize, usize) {
         let mut lost = Vec::new();
-        for (&seq, frag) in self.outstanding.range_mut(..=self.highest_sent) {
+        for (seq, frag) in self.outstanding.range_mut(..=self.highest_sent) {
             if frag.in_flight && frag.nak_count >= naks {
                 lost.push(seq);
             }
@@ -341,7 +452,7 @@ impl SendFlow {
             .outstanding
             .range(..=self.highest_sent)
             .filter(|(_, f)| f.in_flight)
-            .map(|(&s, _)| s)
+            .map(|(s, _)| s)
             .collect();
         in_flight.into_iter().map(|seq| self.requeue(seq)).sum()
     }
@@ -384,7 +495,7 @@ impl SendFlow {
     /// Removes acknowledged `[from, to]`; returns (bytes acked that were in flight,
     /// greatest tsn among them).
     pub fn acknowledge(&mut self, from: u64, to: u64) -> (usize, u64) {
-        let seqs: Vec<u64> = self.outstanding.range(from..=to).map(|(&s, _)| s).collect();
+        let seqs: Vec<u64> = self.outstanding.range(from..=to).map(|(s, _)| s).collect();
         if seqs.is_empty() {
             return (0, 0);
         }
@@ -493,5 +604,56 @@ mod tests {
             offset += frag.data.len();
         }
         assert_eq!(offset, message.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fragment_window_matches_an_ordered_map(
+            ops in proptest::collection::vec((0u8..4, 0u64..40, 0u64..40), 1..200)
+        ) {
+            let mut window = FragmentWindow::default();
+            let mut model = std::collections::BTreeMap::new();
+            let mut next = 1u64;
+            let fragment = |n: u64| SendFragment {
+                data: Bytes::from(n.to_be_bytes().to_vec()),
+                fragmentation: Fragmentation::Whole,
+                final_fragment: false,
+                abandoned: false,
+                in_flight: false,
+                tsn: n,
+                nak_count: 0,
+                sent_once: false,
+            };
+            for (op, a, b) in ops {
+                match op {
+                    0 | 1 => {
+                        window.push(next, fragment(next));
+                        model.insert(next, next);
+                        next += 1;
+                    }
+                    2 => {
+                        let seq = next.saturating_sub(a + 1);
+                        proptest::prop_assert_eq!(
+                            window.remove(&seq).map(|f| f.tsn),
+                            model.remove(&seq)
+                        );
+                    }
+                    _ => {
+                        let (lo, hi) = (a.min(b), a.max(b));
+                        let got: Vec<u64> = window.range(lo..=hi).map(|(s, f)| {
+                            assert_eq!(s, f.tsn);
+                            s
+                        }).collect();
+                        let want: Vec<u64> = model.range(lo..=hi).map(|(&s, _)| s).collect();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                proptest::prop_assert_eq!(window.len(), model.len());
+                proptest::prop_assert_eq!(
+                    window.get(&next.saturating_sub(1)).map(|f| f.tsn),
+                    model.get(&next.saturating_sub(1)).copied()
+                );
+            }
+        }
     }
 }
