@@ -235,7 +235,7 @@ fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limi
             check_interrupt()?;
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("bench: publishing {bitrate:.2} Mbit/s; joining {n} subscribers");
+        eprintln!("bench: publisher ready at {bitrate:.2} Mbit/s; joining {n} subscribers first");
         let progress = Arc::new(JoinProgress::default());
         let started = Instant::now();
         std::thread::scope(|s| -> Result<()> {
@@ -260,6 +260,7 @@ fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limi
             started.elapsed().as_secs_f64()
         );
         topo.set_ingress_drop(true)?;
+        pub_stats.go.store(true, Ordering::Relaxed);
         std::thread::sleep(WARMUP);
         let cpu0 = server.cpu_seconds();
         let t0 = Instant::now();

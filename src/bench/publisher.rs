@@ -100,6 +100,9 @@ pub struct PublisherStats {
     pub messages: AtomicU64,
     pub bytes: AtomicU64,
     pub publishing: AtomicBool,
+    /// Set once every subscriber plays: until then the publisher holds its media, so
+    /// joining is not slowed by fanning the stream out to those already in.
+    pub go: AtomicBool,
 }
 
 /// Connects, publishes `stream` and sends the synthetic stream until `stop`.
@@ -130,9 +133,23 @@ pub fn publish(
         driver.endpoint.send_media(now, id, m);
     }
     stats.publishing.store(true, Ordering::Relaxed);
+    let mut closed = None;
+    while !stats.go.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        driver.run(Duration::from_millis(20), |c, _| {
+            while let Some(e) = c.poll_event() {
+                if let ClientEvent::Closed(r) = e {
+                    closed = Some(r);
+                }
+            }
+            closed.is_none()
+        })?;
+        if let Some(r) = closed {
+            bail!("the server closed the publisher's session ({r:?})");
+        }
+        super::check_interrupt()?;
+    }
     let t0 = StdInstant::now();
     let (mut video, mut audio) = (0u32, 0u32);
-    let mut closed = None;
     while !stop.load(Ordering::Relaxed) && !super::interrupted() {
         let video_due = t0 + Duration::from_micros(40_000 * u64::from(video));
         let audio_due = t0 + AUDIO_FRAME * audio;
