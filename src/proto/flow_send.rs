@@ -1,7 +1,7 @@
 //! Sending flows (RFC 7016 §3.6.2): messages cut into fragments with sequence numbers,
 //! retransmitted until acknowledged, or abandoned when stale (partial reliability).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -178,7 +178,9 @@ pub struct SendFlow {
     /// Highest sequence number ever transmitted: nothing above it can be in flight.
     highest_sent: u64,
     /// Message deadlines as `(deadline, first, last)` sequence ranges, earliest first.
-    deadlines: BTreeSet<(Instant, u64, u64)>,
+    /// Deadlines are nearly always queued in order (now + a fixed lifetime), so a
+    /// sorted ring costs a push at the back, not a tree node per message.
+    deadlines: VecDeque<(Instant, u64, u64)>,
     /// Every sequence number up to this one is acknowledged or abandoned (the last
     /// forward sequence number computed).
     abandoned_through: std::cell::Cell<u64>,
@@ -243,7 +245,7 @@ impl SendFlow {
             priority: Priority::ROUTINE,
             in_flight_bytes: 0,
             highest_sent: 0,
-            deadlines: BTreeSet::new(),
+            deadlines: VecDeque::new(),
             abandoned_through: std::cell::Cell::new(0),
         }
     }
@@ -278,7 +280,7 @@ impl SendFlow {
             self.push_fragment(message.slice(start..end), fragmentation(n, i), false);
         }
         if let Some(d) = deadline {
-            self.deadlines.insert((d, first, self.next_sequence - 1));
+            self.add_deadline((d, first, self.next_sequence - 1));
         }
     }
 
@@ -317,7 +319,7 @@ impl SendFlow {
             self.push_fragment(data.into(), fragmentation, false);
         }
         if let Some(d) = deadline {
-            self.deadlines.insert((d, first, self.next_sequence - 1));
+            self.add_deadline((d, first, self.next_sequence - 1));
         }
     }
 
@@ -367,20 +369,29 @@ impl SendFlow {
         fsn
     }
 
+    fn add_deadline(&mut self, entry: (Instant, u64, u64)) {
+        let at = self
+            .deadlines
+            .iter()
+            .rposition(|e| *e <= entry)
+            .map_or(0, |i| i + 1);
+        self.deadlines.insert(at, entry);
+    }
+
     /// The earliest message deadline still pending, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|&(d, _, _)| d)
+        self.deadlines.front().map(|&(d, _, _)| d)
     }
 
     /// Marks fragments of messages past their deadline abandoned; returns the bytes that
     /// were in flight among them.
     pub fn abandon_stale(&mut self, now: Instant) -> usize {
         let mut freed = 0;
-        while let Some(&(deadline, first, last)) = self.deadlines.first() {
+        while let Some(&(deadline, first, last)) = self.deadlines.front() {
             if deadline > now {
                 break;
             }
-            self.deadlines.pop_first();
+            self.deadlines.pop_front();
             for frag in self.outstanding.range_mut(first..=last).map(|(_, f)| f) {
                 if frag.abandoned {
                     continue;
