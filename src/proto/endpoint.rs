@@ -285,6 +285,13 @@ impl Endpoint {
 
     /// Brings `timers` up to date for everything touched; forgets sessions that closed
     /// (handing out their last events).
+    /// Files the deadlines of sessions handed out by `session_mut` since the last call
+    /// (a fan-out touches every player's session): afterwards `poll_timeout` is cheap
+    /// again. Callers that queue data on many sessions call this once after.
+    pub fn refresh_timers(&mut self, now: Instant) {
+        self.flush_touched(now);
+    }
+
     fn flush_touched(&mut self, now: Instant) {
         let mut touched = std::mem::take(&mut self.touched);
         for &id in &touched {

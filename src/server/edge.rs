@@ -302,6 +302,9 @@ impl EdgeServer {
 
     fn pump(&mut self, now: Instant) {
         loop {
+            // Sessions the last round queued data on get their timers filed once here,
+            // not re-examined by every `poll_timeout` until the next datagram.
+            self.endpoint.refresh_timers(now);
             let mut progressed = false;
             while let Some(event) = self.endpoint.poll_event() {
                 progressed = true;
