@@ -136,7 +136,8 @@ pub struct Endpoint {
     cookies: CookieJar,
     server_cert: Certificate,
     static_keys: Option<StaticKeys>,
-    sessions: HashMap<SessionId, Session>,
+    /// Keyed by ids we chose at random: a fast hash is safe.
+    sessions: rustc_hash::FxHashMap<SessionId, Session>,
     initiators: HashMap<SessionId, Initiator>,
     /// Cookie -> (session, RIKeying datagram, forget at).
     answered: HashMap<Vec<u8>, (SessionId, Transmit, Instant)>,
@@ -213,7 +214,7 @@ impl Endpoint {
             cookies: CookieJar::new(secret),
             server_cert,
             static_keys: None,
-            sessions: HashMap::new(),
+            sessions: rustc_hash::FxHashMap::default(),
             initiators: HashMap::new(),
             answered: HashMap::new(),
             transmits: VecDeque::new(),

@@ -3,7 +3,11 @@
 //! authorizes connects and publishes against the config, runs live streams, and fans
 //! media out to players by reference.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keys here are ids we hand out (connections, sessions, flows): no hash flooding to fear,
+// and every media message looks several up per player.
+use rustc_hash::FxHashMap as HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -174,12 +178,12 @@ impl App {
             relaying,
             relays: VecDeque::new(),
             live: LiveStreams::default(),
-            conns: HashMap::new(),
+            conns: HashMap::default(),
             // Connection ids are unique across shards: the shard is in the top bits.
             next_conn: (u64::from(shard) << 48) + 1,
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
-            publish_rates: HashMap::new(),
+            publish_rates: HashMap::default(),
         }
     }
 
@@ -196,7 +200,7 @@ impl App {
             Connection {
                 client,
                 app: None,
-                streams: HashMap::new(),
+                streams: HashMap::default(),
                 next_stream_id: 1,
             },
         );

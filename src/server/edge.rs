@@ -2,7 +2,11 @@
 //! feeding one application. RTMFP flows and RTMP chunk streams are mapped onto the
 //! application's `(connection, stream id)` view here, and nowhere else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keys here are ids we hand out (connections, sessions, flows): no hash flooding to fear,
+// and every media message looks several up per player.
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,12 +140,12 @@ impl EdgeServer {
         EdgeServer {
             endpoint: Endpoint::new(endpoint_config, endpoint_seed),
             app,
-            rtmfp: HashMap::new(),
-            session_of: HashMap::new(),
-            rtmp: HashMap::new(),
+            rtmfp: HashMap::default(),
+            session_of: HashMap::default(),
+            rtmp: HashMap::default(),
             events: VecDeque::new(),
             rng,
-            closing: HashMap::new(),
+            closing: HashMap::default(),
             last_framed: None,
         }
     }
