@@ -196,6 +196,49 @@ fn fragmentation(n: usize, i: usize) -> Fragmentation {
     }
 }
 
+/// A session's sending flows by id. A session has a handful (a NetConnection flow, and
+/// per stream a control, audio and video flow) and ids only grow, so a vector in id
+/// order serves: a lookup is a short binary search in one allocation, where a tree
+/// would chase a node per level through memory on every message of a fan-out.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    flows: Vec<SendFlow>,
+}
+
+impl FlowTable {
+    /// Adds a flow whose id is above every id so far.
+    pub fn insert(&mut self, id: u64, flow: SendFlow) {
+        debug_assert!(self.flows.last().map_or(true, |f| f.id < id));
+        debug_assert_eq!(flow.id, id);
+        self.flows.push(flow);
+    }
+
+    pub fn get_mut(&mut self, id: &u64) -> Option<&mut SendFlow> {
+        let i = self.flows.binary_search_by_key(id, |f| f.id).ok()?;
+        self.flows.get_mut(i)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &SendFlow> {
+        self.flows.iter()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut SendFlow> {
+        self.flows.iter_mut()
+    }
+
+    /// `(id, flow)` in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &SendFlow)> {
+        self.flows.iter().map(|f| (&f.id, f))
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&u64, &mut SendFlow) -> bool) {
+        self.flows.retain_mut(|f| {
+            let id = f.id;
+            keep(&id, f)
+        });
+    }
+}
+
 /// A sending flow's priority, 0 (lowest) to 7. Higher-priority flows are served first;
 /// flows at [`Priority::TIME_CRITICAL`] or above carry time-critical data, which sets the
 /// TC flag on packets (RFC 7016 §2.2.4, §3.5.2.3). Media flows sit there; bulk below.

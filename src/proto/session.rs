@@ -11,7 +11,7 @@ use super::cipher::PacketCipher;
 use super::congestion::{CongestionController, TcpCompatible, TimeCriticality};
 use super::epd::PeerId;
 use super::flow_recv::{Delivery, RecvFlow};
-use super::flow_send::{Priority, SendFlow};
+use super::flow_send::{FlowTable, Priority, SendFlow};
 use super::keying::HandshakeLayout;
 use super::packet::{Mode, PacketHeader, FLAG_TIME_CRITICAL, MAX_SESSION_PACKET};
 use super::time::Instant;
@@ -137,7 +137,7 @@ pub struct Session {
     pub state: SessionState,
     config: SessionConfig,
     cipher: PacketCipher,
-    send_flows: BTreeMap<u64, SendFlow>,
+    send_flows: FlowTable,
     recv_flows: BTreeMap<u64, RecvFlow>,
     next_flow_id: u64,
     cc: Box<dyn CongestionController>,
@@ -228,7 +228,7 @@ impl Session {
             state: SessionState::Open,
             config,
             cipher,
-            send_flows: BTreeMap::new(),
+            send_flows: FlowTable::default(),
             recv_flows: BTreeMap::new(),
             next_flow_id: 1,
             cc: Box::new(TcpCompatible::new(MAX_FRAGMENT)),

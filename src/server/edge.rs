@@ -73,7 +73,9 @@ struct RtmfpClient {
     /// with its NetConnection flow (stream 0), as RFC 7425 clients (rtmfp-cpp) accept
     /// server flows only there.
     client_flow: HashMap<u32, u64>,
-    outbound: HashMap<(u32, Lane), u64>,
+    /// Our flow per (stream id, lane): a handful, searched in one small vector on every
+    /// message (a map would cost a probe into memory of its own per player).
+    outbound: Vec<((u32, Lane), u64)>,
     /// RFC 7425 §5.2 barriers across the client's flows of a stream.
     flow_sync: FlowSyncReceiver,
     sync_ids: FlowSyncSender,
@@ -495,7 +497,7 @@ impl EdgeServer {
                 .outbound
                 .iter()
                 .filter(|((sid, _), _)| *sid == stream_id)
-                .map(|((_, lane), f)| (*lane, *f))
+                .map(|&((_, lane), f)| (lane, f))
                 .collect();
             if lanes.len() > 1 {
                 let sync = client.sync_ids.next(lanes.len() as u32);
@@ -503,21 +505,26 @@ impl EdgeServer {
                     s.send(f, &sync, None);
                     if lane != Lane::Control {
                         s.close_flow(f);
-                        client.outbound.remove(&(stream_id, lane));
+                        client.outbound.retain(|(key, _)| *key != (stream_id, lane));
                     }
                 }
             }
         }
-        let flow = *client.outbound.entry((stream_id, lane)).or_insert_with(|| {
-            let return_flow = client
-                .client_flow
-                .get(&0)
-                .or_else(|| client.client_flow.get(&stream_id))
-                .copied();
-            let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
-            s.set_priority(f, lane.priority());
-            f
-        });
+        let key = (stream_id, lane);
+        let flow = match client.outbound.iter().find(|(k, _)| *k == key) {
+            Some(&(_, f)) => f,
+            None => {
+                let return_flow = client
+                    .client_flow
+                    .get(&0)
+                    .or_else(|| client.client_flow.get(&stream_id))
+                    .copied();
+                let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
+                s.set_priority(f, lane.priority());
+                client.outbound.push((key, f));
+                f
+            }
+        };
         let (kind, timestamp, payload) = message;
         // Framed once for all players; each session's fragments are slices of it.
         let framed = framed(&mut self.last_framed, kind, timestamp, &payload);
