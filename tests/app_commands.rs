@@ -1883,7 +1883,12 @@ fn a_publisher_on_one_shard_reaches_players_on_another_by_reference() {
     drain(&mut a);
     carry(&mut a, 0, &mut b);
     let out = drain(&mut b);
-    assert!(statuses(&out, player).iter().any(|s| s == code::PLAY_UNPUBLISH_NOTIFY), "{out:?}");
+    assert!(
+        statuses(&out, player)
+            .iter()
+            .any(|s| s == code::PLAY_UNPUBLISH_NOTIFY),
+        "{out:?}"
+    );
 }
 
 #[test]

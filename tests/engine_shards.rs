@@ -104,7 +104,9 @@ fn every_datagram_reaches_its_owner(io: IoChoice, steering: bool) {
     let server: SocketAddr = engine.rtmfp_addr;
     let epoch = StdInstant::now();
     let now = || Instant::from_micros(epoch.elapsed().as_micros() as u64);
-    let mut clients: Vec<Client> = (0..CLIENT_SOCKETS).map(|i| Client::new(i as u8 + 1)).collect();
+    let mut clients: Vec<Client> = (0..CLIENT_SOCKETS)
+        .map(|i| Client::new(i as u8 + 1))
+        .collect();
     let mut sessions = Vec::new();
     for (i, c) in clients.iter_mut().enumerate() {
         for _ in 0..SESSIONS / CLIENT_SOCKETS {
@@ -126,7 +128,10 @@ fn every_datagram_reaches_its_owner(io: IoChoice, steering: bool) {
                 }
             }
         }
-        assert!(StdInstant::now() < deadline, "only {up} of {SESSIONS} sessions opened");
+        assert!(
+            StdInstant::now() < deadline,
+            "only {up} of {SESSIONS} sessions opened"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     // The server's shards each own some of the sessions.
@@ -191,7 +196,10 @@ fn every_datagram_reaches_its_owner(io: IoChoice, steering: bool) {
             "with 25 new ports, some datagrams landed on the wrong shard and were handed on"
         );
     }
-    assert_eq!(handed_off, taken_over, "every handed-off datagram reached its owner");
+    assert_eq!(
+        handed_off, taken_over,
+        "every handed-off datagram reached its owner"
+    );
     assert_eq!(handled, received, "every datagram was handled exactly once");
     assert_eq!(opened.load(Ordering::Relaxed), SESSIONS);
     assert!(
@@ -244,7 +252,10 @@ fn client_on_some_shard(server: SocketAddr, seed: u8, now: &impl Fn() -> Instant
         if let Some(shard) = open {
             return (c, shard);
         }
-        assert!(StdInstant::now() < deadline, "session to the server did not open");
+        assert!(
+            StdInstant::now() < deadline,
+            "session to the server did not open"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -277,7 +288,10 @@ fn a_peer_is_introduced_to_a_peer_whose_session_is_on_the_other_shard() {
     loop {
         a.pump(now());
         b.pump(now());
-        if a.endpoint.session(id).is_some_and(|s| s.state == SessionState::Open) {
+        if a.endpoint
+            .session(id)
+            .is_some_and(|s| s.state == SessionState::Open)
+        {
             break;
         }
         assert!(StdInstant::now() < deadline, "no session between the peers");

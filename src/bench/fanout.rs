@@ -84,7 +84,8 @@ pub fn run(opts: &Options) -> Result<Vec<Point>> {
 
 fn write_results(out: &Path, points: &[Point]) -> Result<()> {
     let csv = out.join("fanout.csv");
-    std::fs::write(&csv, report::csv(points)).with_context(|| format!("writing {}", csv.display()))?;
+    std::fs::write(&csv, report::csv(points))
+        .with_context(|| format!("writing {}", csv.display()))?;
     let png = out.join("fanout.png");
     if !report::plot(points, &png)? {
         eprintln!("bench: no TTF font found (fonts-dejavu-core): the plot has no labels");
@@ -96,14 +97,22 @@ fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
 }
 
-fn measure_ceiling(topo: &mut Topology, n: usize, secs: f64, fd_limit: u64) -> Result<Vec<CeilingRun>> {
+fn measure_ceiling(
+    topo: &mut Topology,
+    n: usize,
+    secs: f64,
+    fd_limit: u64,
+) -> Result<Vec<CeilingRun>> {
     topo.set_ingress_drop(true)?;
     let dests: Vec<SocketAddrV4> = (0..n).map(|i| subscriber_addr(BASE_PORT, i)).collect();
     let from = SocketAddrV4::new(SERVER_ADDR, 0);
     let fds_left = fd_limit.saturating_sub(open_fds());
     let runs = ceiling::measure(from, &dests, Duration::from_secs_f64(secs), fds_left)?;
     for r in &runs {
-        eprintln!("bench: ceiling to {n} destinations, {}: {:.0} pps", r.method, r.pps);
+        eprintln!(
+            "bench: ceiling to {n} destinations, {}: {:.0} pps",
+            r.method, r.pps
+        );
     }
     Ok(runs)
 }
@@ -116,7 +125,9 @@ struct ServerChild {
 
 impl ServerChild {
     fn start(shards: u32, out: &Path) -> Result<(Self, SocketAddrV4)> {
-        let port = UdpSocket::bind(SocketAddrV4::new(SERVER_ADDR, 0))?.local_addr()?.port();
+        let port = UdpSocket::bind(SocketAddrV4::new(SERVER_ADDR, 0))?
+            .local_addr()?
+            .port();
         let listen = SocketAddrV4::new(SERVER_ADDR, port);
         let log = out.join(format!("server-shards{shards}.log"));
         let file = std::fs::File::create(&log)?;
@@ -133,13 +144,19 @@ impl ServerChild {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = s.child.try_wait()? {
-                bail!("the server exited at start with {status}:\n{}", s.log_tail());
+                bail!(
+                    "the server exited at start with {status}:\n{}",
+                    s.log_tail()
+                );
             }
             if s.log_text().contains("serving RTMFP") {
                 return Ok((s, listen));
             }
             if Instant::now() > deadline {
-                bail!("the server did not say it was serving within 10 s:\n{}", s.log_tail());
+                bail!(
+                    "the server did not say it was serving within 10 s:\n{}",
+                    s.log_tail()
+                );
             }
             check_interrupt()?;
             std::thread::sleep(Duration::from_millis(50));
@@ -166,7 +183,8 @@ impl ServerChild {
         let after_comm = &stat[stat.rfind(')')? + 2..];
         let fields: Vec<&str> = after_comm.split_whitespace().collect();
         // Fields 14 and 15 of stat(5); index 11 and 12 after the state field.
-        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
         // SAFETY: sysconf has no preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         Some(ticks / hz)
@@ -195,7 +213,13 @@ fn chosen_bitrate(opts: &Options, ceiling_pps: f64, n: usize) -> f64 {
     clamped
 }
 
-fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limit: u64) -> Result<Point> {
+fn run_point(
+    topo: &mut Topology,
+    opts: &Options,
+    shards: u32,
+    n: usize,
+    fd_limit: u64,
+) -> Result<Point> {
     eprintln!("bench: --- shards={shards} subscribers={n} ---");
     let mut ceilings = measure_ceiling(topo, n, opts.ceiling_seconds, fd_limit)?;
     let before = ceilings.iter().map(|r| r.pps).fold(0.0, f64::max);
@@ -240,7 +264,15 @@ fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limi
         let started = Instant::now();
         std::thread::scope(|s| -> Result<()> {
             let join = s.spawn(|| {
-                subscribers::join_all(topo, &url, n, BASE_PORT, opts.workers, handoff_tx, &progress)
+                subscribers::join_all(
+                    topo,
+                    &url,
+                    n,
+                    BASE_PORT,
+                    opts.workers,
+                    handoff_tx,
+                    &progress,
+                )
             });
             while !join.is_finished() {
                 std::thread::sleep(Duration::from_millis(200));
@@ -253,7 +285,8 @@ fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limi
                     );
                 }
             }
-            join.join().map_err(|_| anyhow::anyhow!("a join worker panicked"))?
+            join.join()
+                .map_err(|_| anyhow::anyhow!("a join worker panicked"))?
         })?;
         eprintln!(
             "bench: {n} subscribers playing after {:.1} s; switching to the packet tap",
@@ -273,7 +306,11 @@ fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limi
             }
             std::thread::sleep(Duration::from_millis(100).min(window.saturating_sub(t0.elapsed())));
             if t0.elapsed().as_millis() % 1000 < 100 {
-                eprintln!("bench: measuring {:.0}/{:.0} s", t0.elapsed().as_secs_f64(), window.as_secs_f64());
+                eprintln!(
+                    "bench: measuring {:.0}/{:.0} s",
+                    t0.elapsed().as_secs_f64(),
+                    window.as_secs_f64()
+                );
             }
         }
         control.measuring.store(false, Ordering::Relaxed);
@@ -288,7 +325,9 @@ fn run_point(topo: &mut Topology, opts: &Options, shards: u32, n: usize, fd_limi
     stop_publisher.store(true, Ordering::Relaxed);
     control.stop.store(true, Ordering::Relaxed);
     let published = publisher.join();
-    let tally = receiver.join().map_err(|_| anyhow::anyhow!("the receiver panicked"))?;
+    let tally = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the receiver panicked"))?;
     drop(server);
     let (_, server_cores) = result?;
     match published {

@@ -55,14 +55,26 @@ impl Topology {
         ip(&[
             "link", "add", &t.root_if, "type", "veth", "peer", "name", &t.ns_if, "netns", &t.ns,
         ])?;
-        ip(&["addr", "add", &format!("{SERVER_ADDR}/24"), "dev", &t.root_if])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER_ADDR}/24"),
+            "dev",
+            &t.root_if,
+        ])?;
         ip(&["link", "set", &t.root_if, "up"])?;
         let in_ns = |args: &[&str]| {
             let mut full = vec!["-n", t.ns.as_str()];
             full.extend_from_slice(args);
             ip(&full)
         };
-        in_ns(&["addr", "add", &format!("{SUBSCRIBER_ADDR}/24"), "dev", &t.ns_if])?;
+        in_ns(&[
+            "addr",
+            "add",
+            &format!("{SUBSCRIBER_ADDR}/24"),
+            "dev",
+            &t.ns_if,
+        ])?;
         in_ns(&["link", "set", &t.ns_if, "up"])?;
         in_ns(&["link", "set", "lo", "up"])?;
         Ok(t)
@@ -93,7 +105,16 @@ impl Topology {
                 )?;
             }
         } else {
-            run("ip", &["netns", "exec", &ns, "nft", "delete table netdev rtmfp_bench"])?;
+            run(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &ns,
+                    "nft",
+                    "delete table netdev rtmfp_bench",
+                ],
+            )?;
         }
         self.drop_filter = on;
         Ok(())

@@ -126,7 +126,11 @@ pub fn publish(
             0,
             Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 1, 0x42, 0xc0, 0x1f, 0xff, 0xe1, 0, 0]),
         ),
-        MediaMessage::new(MediaKind::Audio, 0, Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10])),
+        MediaMessage::new(
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]),
+        ),
     ];
     for m in &headers {
         let now = driver.now();
@@ -173,7 +177,9 @@ pub fn publish(
                 bail!("the publisher's session ended");
             }
             stats.messages.fetch_add(1, Ordering::Relaxed);
-            stats.bytes.fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+            stats
+                .bytes
+                .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
         }
         let next = video_due.min(audio_due);
         let wait = next

@@ -242,9 +242,17 @@ fn packet_socket(ifname: &str) -> Result<OwnedFd> {
         )
     };
     if r != 0 {
-        bail!("binding the packet tap to {ifname}: {}", std::io::Error::last_os_error());
+        bail!(
+            "binding the packet tap to {ifname}: {}",
+            std::io::Error::last_os_error()
+        );
     }
-    set_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 256 << 20);
+    set_int(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        256 << 20,
+    );
     // Our own acks leave through the same interface: not ours to count.
     const PACKET_IGNORE_OUTGOING: i32 = 23;
     set_int(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
@@ -452,7 +460,9 @@ pub fn run(
                         let (mut frags, mut last) = (0u64, None);
                         for c in view.chunks().flatten() {
                             match c {
-                                Chunk::UserData { flow_id, sequence, .. } => {
+                                Chunk::UserData {
+                                    flow_id, sequence, ..
+                                } => {
                                     frags += 1;
                                     last = Some((flow_id, sequence));
                                 }
@@ -484,7 +494,9 @@ pub fn run(
         if now.duration_since(last_sweep) >= Duration::from_millis(10) {
             last_sweep = now;
             for s in subs.iter_mut().flatten() {
-                if s.unacked_since.is_some_and(|t| now.duration_since(t) >= ACK_DELAY) {
+                if s.unacked_since
+                    .is_some_and(|t| now.duration_since(t) >= ACK_DELAY)
+                {
                     s.send_ack(epoch, None);
                 }
             }
@@ -513,10 +525,18 @@ mod tests {
     #[test]
     fn ack_round_trips_through_the_chunk_decoder() {
         let (mut ours, mut server) = pair();
-        let d = build_ack(&mut ours, 0xdead_beef, 77, &[(2, 40), (3, 1_000_000)], Some(b"hi"));
+        let d = build_ack(
+            &mut ours,
+            0xdead_beef,
+            77,
+            &[(2, 40), (3, 1_000_000)],
+            Some(b"hi"),
+        );
         assert_eq!(unscramble_session_id(&d), Some(0xdead_beef));
         let mut plain = Vec::new();
-        let range = server.open(&d[4..], &mut plain).expect("opens under the far keys");
+        let range = server
+            .open(&d[4..], &mut plain)
+            .expect("opens under the far keys");
         let view = PacketView::parse(&plain[range]).unwrap();
         assert_eq!(view.header.mode, Mode::Initiator);
         assert_eq!(view.header.timestamp, Some(77));

@@ -135,8 +135,12 @@ fn register_font() -> bool {
     for path in FONTS {
         if let Ok(bytes) = std::fs::read(path) {
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, bytes)
-                .is_ok()
+            if plotters::style::register_font(
+                "sans-serif",
+                plotters::style::FontStyle::Normal,
+                bytes,
+            )
+            .is_ok()
             {
                 return true;
             }
@@ -153,8 +157,18 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(600);
-    let n_min = points.iter().map(|p| p.subscribers).min().unwrap_or(1).max(1) as f64;
-    let n_max = points.iter().map(|p| p.subscribers).max().unwrap_or(10).max(2) as f64;
+    let n_min = points
+        .iter()
+        .map(|p| p.subscribers)
+        .min()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let n_max = points
+        .iter()
+        .map(|p| p.subscribers)
+        .max()
+        .unwrap_or(10)
+        .max(2) as f64;
     let x_range = (n_min / 1.5)..(n_max * 1.5);
     let mut shards: Vec<u32> = points.iter().map(|p| p.shards).collect();
     shards.sort_unstable();
@@ -193,7 +207,12 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
             let mut line: Vec<(f64, f64)> = points
                 .iter()
                 .filter(|p| p.shards == *s)
-                .map(|p| (p.subscribers as f64, if i == 0 { p.pps_per_core } else { p.p99_ms }))
+                .map(|p| {
+                    (
+                        p.subscribers as f64,
+                        if i == 0 { p.pps_per_core } else { p.p99_ms },
+                    )
+                })
                 .collect();
             line.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
@@ -208,9 +227,11 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
                 .map(|p| (p.subscribers as f64, p.ceiling_pps_per_core))
                 .collect();
             ceiling.sort_by(|a, b| a.0.total_cmp(&b.0));
-            ceiling.dedup_by(|a, b| a.0 == b.0 && {
-                b.1 = b.1.max(a.1);
-                true
+            ceiling.dedup_by(|a, b| {
+                a.0 == b.0 && {
+                    b.1 = b.1.max(a.1);
+                    true
+                }
             });
             chart
                 .draw_series(LineSeries::new(ceiling, BLACK.stroke_width(1)))?
@@ -260,7 +281,14 @@ mod tests {
         let p = point();
         let line = p.summary_line();
         assert!(line.starts_with("shards=2 subscribers=1000 "), "{line}");
-        for key in ["pps_per_core=", "ceiling_pps_per_core=", "ceiling_method=", "ratio=", "delivered=", "p99_ms="] {
+        for key in [
+            "pps_per_core=",
+            "ceiling_pps_per_core=",
+            "ceiling_method=",
+            "ratio=",
+            "delivered=",
+            "p99_ms=",
+        ] {
             assert!(line.contains(key), "{key} missing in {line}");
         }
         assert_eq!(Point::parse_summary(&line), Some(p));

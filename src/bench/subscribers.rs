@@ -72,8 +72,8 @@ pub fn join_all(
                         return;
                     }
                     // One retry: a handshake packet can be lost while the server is busy.
-                    let joined = join_one(url, base_port, slot)
-                        .or_else(|_| join_one(url, base_port, slot));
+                    let joined =
+                        join_one(url, base_port, slot).or_else(|_| join_one(url, base_port, slot));
                     match joined {
                         Ok(h) => {
                             progress.playing.fetch_add(1, Ordering::Relaxed);

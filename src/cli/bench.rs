@@ -52,7 +52,11 @@ pub fn bench(cmd: Bench) -> Result<()> {
             if shards.contains(&0) {
                 bail!("--shards: expected 1 or more");
             }
-            if seconds.is_nan() || ceiling_seconds.is_nan() || seconds <= 0.0 || ceiling_seconds <= 0.0 {
+            if seconds.is_nan()
+                || ceiling_seconds.is_nan()
+                || seconds <= 0.0
+                || ceiling_seconds <= 0.0
+            {
                 bail!("--seconds and --ceiling-seconds must be positive");
             }
             if bitrate.is_some_and(|b| b.is_nan() || b <= 0.0) {

@@ -23,8 +23,15 @@ pub fn demo() -> Result<()> {
     cfg.rtmfp_listen = "127.0.0.1:0".parse()?;
     cfg.rtmp_listen = Some("127.0.0.1:0".parse()?);
     let stop = Arc::new(AtomicBool::new(false));
-    let engine = start(cfg, &EngineFlags::default(), logging_hook(Some(stop.clone())))?;
-    let (rtmfp, rtmp) = (engine.rtmfp_addr, engine.rtmp_addr.context("RTMP listener")?);
+    let engine = start(
+        cfg,
+        &EngineFlags::default(),
+        logging_hook(Some(stop.clone())),
+    )?;
+    let (rtmfp, rtmp) = (
+        engine.rtmfp_addr,
+        engine.rtmp_addr.context("RTMP listener")?,
+    );
     println!(
         "server: RTMFP on udp://{rtmfp}, RTMP on tcp://{rtmp}, app live, {} shard(s)",
         engine.shards()

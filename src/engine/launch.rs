@@ -133,8 +133,9 @@ impl Engine {
         };
 
         // rings[i][j]: from shard i to shard j.
-        let mut producers: Vec<Vec<Option<Producer<ShardMessage>>>> =
-            (0..shards).map(|_| (0..shards).map(|_| None).collect()).collect();
+        let mut producers: Vec<Vec<Option<Producer<ShardMessage>>>> = (0..shards)
+            .map(|_| (0..shards).map(|_| None).collect())
+            .collect();
         let mut consumers: Vec<Vec<(u8, Consumer<ShardMessage>)>> =
             (0..shards).map(|_| Vec::new()).collect();
         for (i, row) in producers.iter_mut().enumerate() {

@@ -19,8 +19,8 @@ use mio::unix::SourceFd;
 use mio::Interest;
 
 use super::ring::{Consumer, Producer};
-use super::steering::owner_shard;
 use super::rtmp_sockets::{self, RtmpSockets};
+use super::steering::owner_shard;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
 use crate::proto::peek::ihello_target;
@@ -171,7 +171,9 @@ impl Shard {
             let readiness = uring.wait(timeout, |from, data| {
                 let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
                 bump(&stats.received, 1);
-                dispatch(index, count, server, stats, outbound, backlog, wakers, now, from, data);
+                dispatch(
+                    index, count, server, stats, outbound, backlog, wakers, now, from, data,
+                );
             })?;
             waker.awake();
             if readiness.watched {
@@ -190,12 +192,16 @@ impl Shard {
         self.udp.set_nonblocking(true)?;
         let udp_fd = self.udp.as_raw_fd();
         let wake_fd = self.wakers[usize::from(self.index)].fd();
-        self.rtmp
-            .registry()
-            .register(&mut SourceFd(&udp_fd), rtmp_sockets::UDP, Interest::READABLE)?;
-        self.rtmp
-            .registry()
-            .register(&mut SourceFd(&wake_fd), rtmp_sockets::WAKE, Interest::READABLE)?;
+        self.rtmp.registry().register(
+            &mut SourceFd(&udp_fd),
+            rtmp_sockets::UDP,
+            Interest::READABLE,
+        )?;
+        self.rtmp.registry().register(
+            &mut SourceFd(&wake_fd),
+            rtmp_sockets::WAKE,
+            Interest::READABLE,
+        )?;
         let mut buf = vec![0u8; 65536];
         loop {
             let now = self.now();
@@ -412,7 +418,13 @@ fn dispatch(
         Route::Shard(owner) => {
             bump(&stats.handed_off, 1);
             let data = Bytes::copy_from_slice(data);
-            send_to_shard(outbound, backlog, wakers, owner, ShardMessage::Datagram { from, data });
+            send_to_shard(
+                outbound,
+                backlog,
+                wakers,
+                owner,
+                ShardMessage::Datagram { from, data },
+            );
         }
         Route::OtherShards => {
             bump(&stats.handed_off, 1);

@@ -8,9 +8,17 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// bookkeeping (5-10% more datagrams per second measured on this project's test VM).
 pub fn set_pmtudisc_probe(socket: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     let (level, name, value) = if ipv6 {
-        (libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
     } else {
-        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
     };
     // SAFETY: `value` is a valid c_int for the duration of the call and its size is
     // passed; the descriptor is borrowed, so it is open.

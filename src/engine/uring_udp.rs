@@ -191,7 +191,11 @@ impl UringUdp {
             .build(RING_ENTRIES)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
-        for op in [opcode::RecvMsg::CODE, opcode::SendMsg::CODE, opcode::PollAdd::CODE] {
+        for op in [
+            opcode::RecvMsg::CODE,
+            opcode::SendMsg::CODE,
+            opcode::PollAdd::CODE,
+        ] {
             if !probe.is_supported(op) {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -410,9 +414,7 @@ impl UringUdp {
         let result = if ready || timeout == Some(Duration::ZERO) {
             self.ring.submit()
         } else if let Some(t) = timeout {
-            let ts = Timespec::new()
-                .sec(t.as_secs())
-                .nsec(t.subsec_nanos());
+            let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
             let args = SubmitArgs::new().timespec(&ts);
             self.ring.submitter().submit_with_args(1, &args)
         } else {
@@ -451,7 +453,9 @@ impl UringUdp {
                     if result >= 0 {
                         let buffer = self.bufs.buffer(bid, result as usize);
                         match RecvMsgOut::parse(buffer, &self.recv_msg) {
-                            Ok(msg) if msg.is_payload_truncated() || msg.is_name_data_truncated() => {
+                            Ok(msg)
+                                if msg.is_payload_truncated() || msg.is_name_data_truncated() =>
+                            {
                                 self.counters.truncated += 1;
                             }
                             Ok(msg) => {
@@ -579,7 +583,10 @@ mod tests {
             let len = write_sockaddr(addr, &mut storage) as usize;
             // SAFETY: `storage` is plain bytes of at least `len`.
             let bytes = unsafe {
-                std::slice::from_raw_parts((&storage as *const libc::sockaddr_storage).cast::<u8>(), len)
+                std::slice::from_raw_parts(
+                    (&storage as *const libc::sockaddr_storage).cast::<u8>(),
+                    len,
+                )
             };
             assert_eq!(read_sockaddr(bytes), Some(addr));
         }
@@ -593,7 +600,8 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let waker = Waker::new().unwrap();
-        let mut udp = UringUdp::new(server.as_raw_fd(), waker.fd(), None).expect("io_uring available");
+        let mut udp =
+            UringUdp::new(server.as_raw_fd(), waker.fd(), None).expect("io_uring available");
         // Out: 100 datagrams queued, one submit.
         for i in 0..100u32 {
             assert!(udp.send(peer.local_addr().unwrap(), &i.to_be_bytes()));
@@ -602,7 +610,10 @@ mod tests {
         let mut buf = [0u8; 64];
         for i in 0..100u32 {
             let (n, from) = peer.recv_from(&mut buf).unwrap();
-            assert_eq!((&buf[..n], from), (&i.to_be_bytes()[..], server.local_addr().unwrap()));
+            assert_eq!(
+                (&buf[..n], from),
+                (&i.to_be_bytes()[..], server.local_addr().unwrap())
+            );
         }
         // In: more datagrams than receive buffers, so buffers must be recycled.
         let total = usize::from(RECV_BUFS) * 2 + 17;
@@ -610,7 +621,8 @@ mod tests {
         let mut sent = 0usize;
         while got.len() < total {
             while sent < total && sent < got.len() + 512 {
-                peer.send_to(&(sent as u32).to_be_bytes(), server.local_addr().unwrap()).unwrap();
+                peer.send_to(&(sent as u32).to_be_bytes(), server.local_addr().unwrap())
+                    .unwrap();
                 sent += 1;
             }
             udp.wait(Some(Duration::from_millis(200)), |from, data| {
@@ -621,7 +633,11 @@ mod tests {
         }
         assert_eq!(got, (0..total as u32).collect::<Vec<_>>());
         assert_eq!(udp.counters.received, total as u64);
-        assert_eq!(udp.free_batches(), SEND_BATCHES, "every send batch came back");
+        assert_eq!(
+            udp.free_batches(),
+            SEND_BATCHES,
+            "every send batch came back"
+        );
     }
 
     #[test]
@@ -629,7 +645,8 @@ mod tests {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
         let waker = std::sync::Arc::new(Waker::new().unwrap());
-        let mut udp = UringUdp::new(server.as_raw_fd(), waker.fd(), None).expect("io_uring available");
+        let mut udp =
+            UringUdp::new(server.as_raw_fd(), waker.fd(), None).expect("io_uring available");
         waker.prepare_sleep();
         let other = waker.clone();
         let t = std::thread::spawn(move || {
@@ -638,7 +655,11 @@ mod tests {
         });
         let mut woken = false;
         for _ in 0..50 {
-            if udp.wait(Some(Duration::from_secs(1)), |_, _| {}).unwrap().woken {
+            if udp
+                .wait(Some(Duration::from_secs(1)), |_, _| {})
+                .unwrap()
+                .woken
+            {
                 woken = true;
                 break;
             }

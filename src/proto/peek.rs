@@ -14,7 +14,9 @@ pub fn ihello_target(datagram: &[u8]) -> Option<PeerId> {
         return None;
     }
     let mut plain = Vec::with_capacity(datagram.len());
-    let range = PacketCipher::startup().open(&datagram[4..], &mut plain).ok()?;
+    let range = PacketCipher::startup()
+        .open(&datagram[4..], &mut plain)
+        .ok()?;
     let view = PacketView::parse(&plain[range]).ok()?;
     view.chunks().find_map(|chunk| match chunk {
         Ok(Chunk::IHello { epd, .. }) => EndpointDiscriminator::parse(epd).ok()?.fingerprint,

@@ -58,9 +58,16 @@ pub enum Outgoing {
 /// payload is a refcounted buffer: crossing shards costs a pointer, never a copy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Relay {
-    Published { stream: Arc<str> },
-    Media { stream: Arc<str>, message: MediaMessage },
-    Unpublished { stream: Arc<str> },
+    Published {
+        stream: Arc<str>,
+    },
+    Media {
+        stream: Arc<str>,
+        message: MediaMessage,
+    },
+    Unpublished {
+        stream: Arc<str>,
+    },
 }
 
 /// What happened, for logs and tests.
@@ -601,7 +608,10 @@ impl App {
         }
         let key = stream_key(&app_name, &name);
         // Playing the same stream again on this NetStream is a restart, not one more.
-        let replaying = self.live.players(&key).contains(&StreamRef { conn, stream_id });
+        let replaying = self
+            .live
+            .players(&key)
+            .contains(&StreamRef { conn, stream_id });
         if replaying {
             self.end_stream_role(conn, stream_id);
         }

@@ -136,6 +136,9 @@ mod tests {
         assert_eq!(d.admit_player("live/a", at_most_two), Ok(()));
         d.leave_player("live/a");
         d.leave_player("live/a");
-        assert_eq!(d.admit_player("live/a", |n| if n == 0 { Ok(()) } else { Err(n) }), Ok(()));
+        assert_eq!(
+            d.admit_player("live/a", |n| if n == 0 { Ok(()) } else { Err(n) }),
+            Ok(())
+        );
     }
 }

@@ -15,8 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use super::app::{App, AppEvent, ConnId, Outgoing, Relay};
-use super::directory::Directory;
 use super::config::ServerConfig;
+use super::directory::Directory;
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
 use crate::media::{MediaKind, MediaMessage};
