@@ -15,8 +15,6 @@ pub struct MultiBufferCipher {
     /// a different session's key at a reused address: a session's packets all use one
     /// key, so expanding it per packet would cost more than encrypting 1,200 bytes.
     expanded: HashMap<usize, ([u8; 16], ExpandedKey)>,
-    /// This call's lanes' keys, allocation kept.
-    keys: Vec<ExpandedKey>,
 }
 
 /// More cached keys than this (sessions come and go) and the cache starts over.
@@ -33,7 +31,6 @@ impl MultiBufferCipher {
         MultiBufferCipher {
             backend,
             expanded: HashMap::new(),
-            keys: Vec::new(),
         }
     }
 
@@ -53,26 +50,33 @@ impl BatchCipher for MultiBufferCipher {
         if self.expanded.len() > MAX_CACHED_KEYS {
             self.expanded.clear();
         }
-        self.keys.clear();
+        // First make sure every lane's key is expanded, then borrow them all: no key is
+        // expanded or copied per packet.
         for lane in lanes.iter() {
-            let at = lane.key as *const [u8; 16] as usize;
             let entry = self
                 .expanded
-                .entry(at)
+                .entry(key_address(lane.key))
                 .or_insert_with(|| (*lane.key, ExpandedKey::new(lane.key)));
             if entry.0 != *lane.key {
                 *entry = (*lane.key, ExpandedKey::new(lane.key));
             }
-            self.keys.push(entry.1.clone());
         }
+        let expanded = &self.expanded;
         let mut cbc: Vec<CbcLane<'_>> = lanes
             .iter_mut()
-            .zip(&self.keys)
-            .map(|(lane, key)| CbcLane {
-                key,
-                buf: &mut *lane.buf,
+            .filter_map(|lane| {
+                let (_, key) = expanded.get(&key_address(lane.key))?;
+                Some(CbcLane {
+                    key,
+                    buf: &mut *lane.buf,
+                })
             })
             .collect();
         encrypt_lanes_with(self.backend, &mut cbc);
     }
+}
+
+/// Where a session keeps its key: stable while the session lives.
+fn key_address(key: &[u8; 16]) -> usize {
+    key as *const [u8; 16] as usize
 }

@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::batch_cipher::MultiBufferCipher;
 use super::ring::{ring, Consumer, Producer};
 use super::rtmp_sockets::RtmpSockets;
-use super::shard::{Io, Shard, ShardMessage, ShardStats, StepHook};
+use super::shard::{Io, Links, Shard, ShardMessage, ShardStats, StepHook};
 use super::sockopt::set_pmtudisc_probe;
 use super::steering::ReuseportSteering;
 use super::uring_udp::UringUdp;
@@ -179,17 +179,19 @@ impl Engine {
                 .set_batch_cipher(Box::new(MultiBufferCipher::new()));
             let rtmp = RtmpSockets::new(tcp.next()).context("setting up the RTMP listener")?;
             let shard = Shard {
-                index: index as u8,
                 server,
                 udp,
                 rtmp,
                 inbound,
-                outbound,
-                wakers: wakers.clone(),
-                stats: shard_stats,
+                links: Links {
+                    index: index as u8,
+                    outbound,
+                    backlog: (0..shards).map(|_| Default::default()).collect(),
+                    wakers: wakers.clone(),
+                    stats: shard_stats,
+                },
                 stop: stop.clone(),
                 epoch,
-                backlog: (0..shards).map(|_| Default::default()).collect(),
             };
             let step = hook(index as u8);
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);

@@ -50,17 +50,6 @@ enum Route {
     OtherShards,
 }
 
-fn route(index: u8, shards: usize, server: &EdgeServer, datagram: &[u8]) -> Route {
-    match owner_shard(datagram) {
-        Some(owner) if owner != index && usize::from(owner) < shards => Route::Shard(owner),
-        None if shards > 1 => match ihello_target(datagram) {
-            Some(peer) if !server.endpoint.has_peer(&peer) => Route::OtherShards,
-            _ => Route::Here,
-        },
-        _ => Route::Here,
-    }
-}
-
 /// A shard's counters, written by the shard alone, read by anyone.
 #[derive(Debug, Default)]
 pub struct ShardStats {
@@ -105,248 +94,55 @@ pub enum Io {
 /// stop the shard.
 pub type StepHook = Box<dyn FnMut(&mut EdgeServer, Instant) -> bool + Send>;
 
-pub struct Shard {
+/// A shard's ends of the rings to the other shards, and what pushing into them needs.
+pub struct Links {
+    /// This shard.
     pub index: u8,
-    pub server: EdgeServer,
-    pub udp: UdpSocket,
-    pub rtmp: RtmpSockets,
-    /// Rings from the other shards: (their index, consumer).
-    pub inbound: Vec<(u8, Consumer<ShardMessage>)>,
     /// Rings to the other shards, by index (None for this one).
     pub outbound: Vec<Option<Producer<ShardMessage>>>,
+    /// Messages waiting for room in a full ring, by destination.
+    pub backlog: Vec<VecDeque<ShardMessage>>,
     /// Every shard's waker, by index.
     pub wakers: Vec<Arc<Waker>>,
     pub stats: Arc<ShardStats>,
-    pub stop: Arc<AtomicBool>,
-    pub epoch: StdInstant,
-    /// Messages waiting for room in a full ring, by destination.
-    pub backlog: Vec<VecDeque<ShardMessage>>,
 }
 
-impl Shard {
-    fn now(&self) -> Instant {
-        Instant::from_micros(self.epoch.elapsed().as_micros() as u64)
+impl Links {
+    fn shards(&self) -> usize {
+        self.wakers.len()
     }
 
-    /// Runs until the stop flag is set or the hook says stop.
-    pub fn run(mut self, io: Io, mut step: StepHook) -> std::io::Result<()> {
-        match io {
-            Io::Uring => {
-                let mut uring = UringUdp::new(
-                    self.udp.as_raw_fd(),
-                    self.wakers[usize::from(self.index)].fd(),
-                    Some(self.rtmp.poll_fd()),
-                )?;
-                self.run_uring(&mut uring, &mut step)
-            }
-            Io::Poll => self.run_poll(&mut step),
+    fn own_waker(&self) -> &Waker {
+        &self.wakers[usize::from(self.index)]
+    }
+
+    /// Pushes `message` into `shard`'s ring (or its backlog while the ring is full, so
+    /// order holds) and wakes the shard if it sleeps.
+    fn send(&mut self, shard: u8, message: ShardMessage) {
+        let shard = usize::from(shard);
+        let Some(producer) = self.outbound.get_mut(shard).and_then(Option::as_mut) else {
+            return;
+        };
+        if !self.backlog[shard].is_empty() {
+            self.backlog[shard].push_back(message);
+            return;
+        }
+        match producer.push(message) {
+            Ok(()) => self.wakers[shard].wake(),
+            Err(message) => self.backlog[shard].push_back(message),
         }
     }
 
-    fn run_uring(&mut self, uring: &mut UringUdp, step: &mut StepHook) -> std::io::Result<()> {
-        loop {
-            let now = self.now();
-            if !self.turn(now, step) {
-                return Ok(());
-            }
-            self.flush_uring(uring, now);
-            let timeout = self.sleep_for(now);
-            let waker = self.wakers[usize::from(self.index)].clone();
-            waker.prepare_sleep();
-            let timeout = if self.inbound_pending() {
-                Some(Duration::ZERO)
-            } else {
-                timeout
-            };
-            let epoch = self.epoch;
-            let index = self.index;
-            let count = self.wakers.len();
-            let (server, stats, outbound, backlog, wakers) = (
-                &mut self.server,
-                &self.stats,
-                &mut self.outbound,
-                &mut self.backlog,
-                &self.wakers,
-            );
-            let readiness = uring.wait(timeout, |from, data| {
-                let now = Instant::from_micros(epoch.elapsed().as_micros() as u64);
-                bump(&stats.received, 1);
-                dispatch(
-                    index, count, server, stats, outbound, backlog, wakers, now, from, data,
-                );
-            })?;
-            waker.awake();
-            if readiness.watched {
-                let epoch = self.epoch;
-                self.rtmp.poll(
-                    Some(Duration::ZERO),
-                    &mut self.server,
-                    || Instant::from_micros(epoch.elapsed().as_micros() as u64),
-                    |_, _| {},
-                )?;
+    /// Sends `message()` to every other shard; returns how many.
+    fn broadcast(&mut self, message: impl Fn() -> ShardMessage) -> u64 {
+        let mut n = 0;
+        for shard in 0..self.shards() as u8 {
+            if shard != self.index {
+                self.send(shard, message());
+                n += 1;
             }
         }
-    }
-
-    fn run_poll(&mut self, step: &mut StepHook) -> std::io::Result<()> {
-        self.udp.set_nonblocking(true)?;
-        let udp_fd = self.udp.as_raw_fd();
-        let wake_fd = self.wakers[usize::from(self.index)].fd();
-        self.rtmp.registry().register(
-            &mut SourceFd(&udp_fd),
-            rtmp_sockets::UDP,
-            Interest::READABLE,
-        )?;
-        self.rtmp.registry().register(
-            &mut SourceFd(&wake_fd),
-            rtmp_sockets::WAKE,
-            Interest::READABLE,
-        )?;
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let now = self.now();
-            if !self.turn(now, step) {
-                return Ok(());
-            }
-            self.flush_poll(now);
-            let waker = self.wakers[usize::from(self.index)].clone();
-            waker.prepare_sleep();
-            let timeout = if self.inbound_pending() {
-                Duration::ZERO
-            } else {
-                self.sleep_for(now).unwrap_or(MAX_SLEEP)
-            };
-            let mut udp_ready = false;
-            let epoch = self.epoch;
-            self.rtmp.poll(
-                Some(timeout),
-                &mut self.server,
-                || Instant::from_micros(epoch.elapsed().as_micros() as u64),
-                |token, _| {
-                    if token == rtmp_sockets::UDP {
-                        udp_ready = true;
-                    }
-                },
-            )?;
-            waker.awake();
-            waker.drain();
-            if udp_ready {
-                self.receive_plain(&mut buf)?;
-            }
-        }
-    }
-
-    /// Reads the plain socket until it would block (edge-triggered readiness).
-    fn receive_plain(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
-        loop {
-            for _ in 0..RECV_BATCH {
-                match self.udp.recv_from(buf) {
-                    Ok((n, from)) => {
-                        let now = self.now();
-                        bump(&self.stats.received, 1);
-                        self.on_datagram(now, from, &buf[..n]);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
-                    // ICMP port unreachable from some earlier send: not our socket's fault.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            // A long burst: let timers and output run, then keep reading.
-            let now = self.now();
-            self.flush_poll(now);
-        }
-    }
-
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        dispatch(
-            self.index,
-            self.wakers.len(),
-            &mut self.server,
-            &self.stats,
-            &mut self.outbound,
-            &mut self.backlog,
-            &self.wakers,
-            now,
-            from,
-            data,
-        );
-    }
-
-    /// The work of one loop turn besides I/O: messages from other shards, timers, the
-    /// hook, relays out, RTMP output. False when the shard should stop.
-    fn turn(&mut self, now: Instant, step: &mut StepHook) -> bool {
-        self.drain_inbound(now);
-        if self.server.poll_timeout().is_some_and(|t| t <= now) {
-            self.server.handle_timeout(now);
-        }
-        let drops = self.server.endpoint.drops();
-        let unknown = drops.get(&DropReason::UnknownSession).copied().unwrap_or(0);
-        self.stats.unknown_session.store(unknown, Ordering::Relaxed);
-        self.stats
-            .dropped
-            .store(drops.values().sum(), Ordering::Relaxed);
-        if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
-            return false;
-        }
-        self.relay_out();
-        self.retry_backlog();
-        self.rtmp.flush(&mut self.server);
-        true
-    }
-
-    fn sleep_for(&self, now: Instant) -> Option<Duration> {
-        let wait = self
-            .server
-            .poll_timeout()
-            .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
-        Some(wait)
-    }
-
-    fn inbound_pending(&self) -> bool {
-        self.inbound.iter().any(|(_, c)| !c.is_empty())
-            || self.backlog.iter().any(|b| !b.is_empty())
-    }
-
-    fn drain_inbound(&mut self, now: Instant) {
-        for i in 0..self.inbound.len() {
-            let from_shard = self.inbound[i].0;
-            while let Some(message) = self.inbound[i].1.pop() {
-                match message {
-                    ShardMessage::Datagram { from, data } => {
-                        bump(&self.stats.taken_over, 1);
-                        bump(&self.stats.handled, 1);
-                        self.server.handle_datagram(now, from, &data);
-                    }
-                    ShardMessage::Relay(relay) => {
-                        bump(&self.stats.relayed_in, 1);
-                        self.server.relayed(now, from_shard, relay);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends this shard's publication messages to every other shard: a clone of a
-    /// [`Relay`] is a refcount bump on its media buffer.
-    fn relay_out(&mut self) {
-        while let Some(relay) = self.server.poll_relay() {
-            for shard in 0..self.outbound.len() {
-                if self.outbound[shard].is_some() {
-                    bump(&self.stats.relayed_out, 1);
-                    send_to_shard(
-                        &mut self.outbound,
-                        &mut self.backlog,
-                        &self.wakers,
-                        shard as u8,
-                        ShardMessage::Relay(relay.clone()),
-                    );
-                }
-            }
-        }
+        n
     }
 
     fn retry_backlog(&mut self) {
@@ -366,6 +162,239 @@ impl Shard {
         }
     }
 
+    fn backlogged(&self) -> bool {
+        self.backlog.iter().any(|b| !b.is_empty())
+    }
+
+    /// Where a datagram this shard read should be handled.
+    fn route(&self, server: &EdgeServer, datagram: &[u8]) -> Route {
+        match owner_shard(datagram) {
+            Some(owner) if owner != self.index && usize::from(owner) < self.shards() => {
+                Route::Shard(owner)
+            }
+            None if self.shards() > 1 => match ihello_target(datagram) {
+                Some(peer) if !server.endpoint.has_peer(&peer) => Route::OtherShards,
+                _ => Route::Here,
+            },
+            _ => Route::Here,
+        }
+    }
+
+    /// Handles a datagram this shard read, or hands it to the shard(s) it belongs to.
+    fn dispatch(&mut self, server: &mut EdgeServer, now: Instant, from: SocketAddr, data: &[u8]) {
+        bump(&self.stats.received, 1);
+        match self.route(server, data) {
+            Route::Here => {
+                bump(&self.stats.handled, 1);
+                server.handle_datagram(now, from, data);
+            }
+            Route::Shard(owner) => {
+                bump(&self.stats.handed_off, 1);
+                let data = Bytes::copy_from_slice(data);
+                self.send(owner, ShardMessage::Datagram { from, data });
+            }
+            Route::OtherShards => {
+                bump(&self.stats.handed_off, 1);
+                let data = Bytes::copy_from_slice(data);
+                self.broadcast(|| ShardMessage::Datagram {
+                    from,
+                    data: data.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The shard's clock: microseconds since the engine started (shared by all shards).
+fn clock(epoch: StdInstant) -> Instant {
+    Instant::from_micros(epoch.elapsed().as_micros() as u64)
+}
+
+pub struct Shard {
+    pub server: EdgeServer,
+    pub udp: UdpSocket,
+    pub rtmp: RtmpSockets,
+    /// Rings from the other shards: (their index, consumer).
+    pub inbound: Vec<(u8, Consumer<ShardMessage>)>,
+    pub links: Links,
+    pub stop: Arc<AtomicBool>,
+    pub epoch: StdInstant,
+}
+
+impl Shard {
+    fn now(&self) -> Instant {
+        clock(self.epoch)
+    }
+
+    /// Runs until the stop flag is set or the hook says stop.
+    pub fn run(mut self, io: Io, mut step: StepHook) -> std::io::Result<()> {
+        match io {
+            Io::Uring => {
+                let mut uring = UringUdp::new(
+                    self.udp.as_raw_fd(),
+                    self.links.own_waker().fd(),
+                    Some(self.rtmp.poll_fd()),
+                )?;
+                self.run_uring(&mut uring, &mut step)
+            }
+            Io::Poll => self.run_poll(&mut step),
+        }
+    }
+
+    fn run_uring(&mut self, uring: &mut UringUdp, step: &mut StepHook) -> std::io::Result<()> {
+        let epoch = self.epoch;
+        loop {
+            let now = self.now();
+            if !self.turn(now, step) {
+                return Ok(());
+            }
+            self.flush_uring(uring, now);
+            self.links.own_waker().prepare_sleep();
+            let timeout = self.sleep_for(now);
+            let (server, links) = (&mut self.server, &mut self.links);
+            // The datagrams of one wakeup arrived together: one clock read for all.
+            let mut arrived = None;
+            let readiness = uring.wait(Some(timeout), |from, data| {
+                let now = *arrived.get_or_insert_with(|| clock(epoch));
+                links.dispatch(server, now, from, data);
+            })?;
+            self.links.own_waker().awake();
+            if readiness.watched {
+                self.rtmp.poll(
+                    Some(Duration::ZERO),
+                    &mut self.server,
+                    || clock(epoch),
+                    |_, _| {},
+                )?;
+            }
+        }
+    }
+
+    fn run_poll(&mut self, step: &mut StepHook) -> std::io::Result<()> {
+        self.udp.set_nonblocking(true)?;
+        let udp_fd = self.udp.as_raw_fd();
+        let wake_fd = self.links.own_waker().fd();
+        self.rtmp.registry().register(
+            &mut SourceFd(&udp_fd),
+            rtmp_sockets::UDP,
+            Interest::READABLE,
+        )?;
+        self.rtmp.registry().register(
+            &mut SourceFd(&wake_fd),
+            rtmp_sockets::WAKE,
+            Interest::READABLE,
+        )?;
+        let mut buf = vec![0u8; 65536];
+        let epoch = self.epoch;
+        loop {
+            let now = self.now();
+            if !self.turn(now, step) {
+                return Ok(());
+            }
+            self.flush_poll(now);
+            self.links.own_waker().prepare_sleep();
+            let timeout = self.sleep_for(now);
+            let mut udp_ready = false;
+            self.rtmp.poll(
+                Some(timeout),
+                &mut self.server,
+                || clock(epoch),
+                |token, _| udp_ready |= token == rtmp_sockets::UDP,
+            )?;
+            let waker = self.links.own_waker();
+            waker.awake();
+            waker.drain();
+            if udp_ready {
+                self.receive_plain(&mut buf)?;
+            }
+        }
+    }
+
+    /// Reads the plain socket until it would block (edge-triggered readiness).
+    fn receive_plain(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        loop {
+            for _ in 0..RECV_BATCH {
+                match self.udp.recv_from(buf) {
+                    Ok((n, from)) => {
+                        let now = self.now();
+                        self.links.dispatch(&mut self.server, now, from, &buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                    // ICMP port unreachable from some earlier send: not our socket's fault.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // A long burst: let timers and output run, then keep reading.
+            let now = self.now();
+            self.flush_poll(now);
+        }
+    }
+
+    /// The work of one loop turn besides I/O: messages from other shards, timers, the
+    /// hook, relays out, RTMP output. False when the shard should stop.
+    fn turn(&mut self, now: Instant, step: &mut StepHook) -> bool {
+        self.drain_inbound(now);
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
+        let drops = self.server.endpoint.drops();
+        let stats = &self.links.stats;
+        let unknown = drops.get(&DropReason::UnknownSession).copied().unwrap_or(0);
+        stats.unknown_session.store(unknown, Ordering::Relaxed);
+        stats.dropped.store(drops.values().sum(), Ordering::Relaxed);
+        if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
+            return false;
+        }
+        self.relay_out();
+        self.links.retry_backlog();
+        self.rtmp.flush(&mut self.server);
+        true
+    }
+
+    /// How long to wait for I/O: until the next timer (at most `MAX_SLEEP`), or not at
+    /// all while other shards' messages wait. Call after `prepare_sleep`, so a message
+    /// pushed meanwhile either shows here or wakes the wait.
+    fn sleep_for(&self, now: Instant) -> Duration {
+        let pending = self.inbound.iter().any(|(_, c)| !c.is_empty()) || self.links.backlogged();
+        if pending {
+            return Duration::ZERO;
+        }
+        self.server
+            .poll_timeout()
+            .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP)
+    }
+
+    fn drain_inbound(&mut self, now: Instant) {
+        for (from_shard, ring) in &mut self.inbound {
+            while let Some(message) = ring.pop() {
+                match message {
+                    ShardMessage::Datagram { from, data } => {
+                        bump(&self.links.stats.taken_over, 1);
+                        bump(&self.links.stats.handled, 1);
+                        self.server.handle_datagram(now, from, &data);
+                    }
+                    ShardMessage::Relay(relay) => {
+                        bump(&self.links.stats.relayed_in, 1);
+                        self.server.relayed(now, *from_shard, relay);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends this shard's publication messages to every other shard: a clone of a
+    /// [`Relay`] is a refcount bump on its media buffer.
+    fn relay_out(&mut self) {
+        while let Some(relay) = self.server.poll_relay() {
+            let n = self.links.broadcast(|| ShardMessage::Relay(relay.clone()));
+            bump(&self.links.stats.relayed_out, n);
+        }
+    }
+
     /// Output on io_uring: the endpoint seals datagrams straight into the send batch's
     /// slots (several sessions encrypted in lock-step), queued for one submit.
     fn flush_uring(&mut self, uring: &mut UringUdp, now: Instant) {
@@ -378,7 +407,7 @@ impl Shard {
             }
             sent += n as u64;
         }
-        bump(&self.stats.sent, sent);
+        bump(&self.links.stats.sent, sent);
     }
 
     fn flush_poll(&mut self, now: Instant) {
@@ -392,75 +421,6 @@ impl Shard {
                 Err(e) => eprintln!("send to {} failed: {e}", t.destination),
             }
         }
-        bump(&self.stats.sent, sent);
-    }
-}
-
-/// Handles a datagram this shard read, or hands it to the shard(s) it belongs to.
-#[allow(clippy::too_many_arguments)]
-fn dispatch(
-    index: u8,
-    shards: usize,
-    server: &mut EdgeServer,
-    stats: &ShardStats,
-    outbound: &mut [Option<Producer<ShardMessage>>],
-    backlog: &mut [VecDeque<ShardMessage>],
-    wakers: &[Arc<Waker>],
-    now: Instant,
-    from: SocketAddr,
-    data: &[u8],
-) {
-    match route(index, shards, server, data) {
-        Route::Here => {
-            bump(&stats.handled, 1);
-            server.handle_datagram(now, from, data);
-        }
-        Route::Shard(owner) => {
-            bump(&stats.handed_off, 1);
-            let data = Bytes::copy_from_slice(data);
-            send_to_shard(
-                outbound,
-                backlog,
-                wakers,
-                owner,
-                ShardMessage::Datagram { from, data },
-            );
-        }
-        Route::OtherShards => {
-            bump(&stats.handed_off, 1);
-            let data = Bytes::copy_from_slice(data);
-            for shard in 0..shards as u8 {
-                if shard != index {
-                    let message = ShardMessage::Datagram {
-                        from,
-                        data: data.clone(),
-                    };
-                    send_to_shard(outbound, backlog, wakers, shard, message);
-                }
-            }
-        }
-    }
-}
-
-/// Pushes `message` into `shard`'s ring (or its backlog while the ring is full) and
-/// wakes it if it sleeps.
-fn send_to_shard(
-    outbound: &mut [Option<Producer<ShardMessage>>],
-    backlog: &mut [VecDeque<ShardMessage>],
-    wakers: &[Arc<Waker>],
-    shard: u8,
-    message: ShardMessage,
-) {
-    let shard = usize::from(shard);
-    let Some(producer) = outbound[shard].as_mut() else {
-        return;
-    };
-    if !backlog[shard].is_empty() {
-        backlog[shard].push_back(message);
-        return;
-    }
-    match producer.push(message) {
-        Ok(()) => wakers[shard].wake(),
-        Err(message) => backlog[shard].push_back(message),
+        bump(&self.links.stats.sent, sent);
     }
 }

@@ -128,9 +128,13 @@ impl BufRing {
         }
     }
 
+    /// The first `len` bytes of buffer `bid`; empty (so unparsable) for an id we never
+    /// provided.
     fn buffer(&self, bid: u16, len: usize) -> &[u8] {
         let start = usize::from(bid) * RECV_BUF_SIZE;
-        &self.buffers[start..start + len.min(RECV_BUF_SIZE)]
+        self.buffers
+            .get(start..start + len.min(RECV_BUF_SIZE))
+            .unwrap_or(&[])
     }
 }
 
@@ -378,11 +382,6 @@ impl UringUdp {
             self.push(e);
         }
         self.entries = entries;
-    }
-
-    /// Whether output can go on (a batch is being filled or free).
-    pub fn can_send(&self) -> bool {
-        self.filling.is_some() || !self.free_batches.is_empty()
     }
 
     /// Batches not in flight.

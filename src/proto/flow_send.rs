@@ -300,7 +300,7 @@ impl SendFlow {
         max_fragment: usize,
         deadline: Option<Instant>,
     ) {
-        self.queue_shared_message(&Bytes::copy_from_slice(message), max_fragment, deadline);
+        self.queue_message_parts(&[message], max_fragment, deadline);
     }
 
     /// Queues `message` (shared: its fragments are slices of it, not copies), cut into
@@ -327,9 +327,9 @@ impl SendFlow {
         }
     }
 
-    /// Queues the concatenation of `parts` as one message, cut into fragments of at most
-    /// `max_fragment` bytes. Parts let a caller put a per-flow header in front of a
-    /// shared payload without first copying both into one buffer.
+    /// Queues the concatenation of `parts` as one message (copied once into a buffer of
+    /// its own), cut into fragments of at most `max_fragment` bytes. Messages shared by
+    /// many sessions go through [`SendFlow::queue_shared_message`] instead.
     pub fn queue_message_parts(
         &mut self,
         parts: &[&[u8]],
@@ -339,31 +339,7 @@ impl SendFlow {
         if self.state != SendFlowState::Open {
             return;
         }
-        let max_fragment = max_fragment.max(1);
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        let n = total.div_ceil(max_fragment).max(1);
-        let first = self.next_sequence;
-        // (part index, offset in it) of the next byte to copy.
-        let (mut part, mut offset) = (0, 0);
-        for i in 0..n {
-            let fragmentation = fragmentation(n, i);
-            let len = max_fragment.min(total - i * max_fragment);
-            let mut data = Vec::with_capacity(len);
-            while data.len() < len {
-                let Some(p) = parts.get(part) else { break };
-                let take = (len - data.len()).min(p.len() - offset);
-                data.extend_from_slice(&p[offset..offset + take]);
-                offset += take;
-                if offset == p.len() {
-                    part += 1;
-                    offset = 0;
-                }
-            }
-            self.push_fragment(data.into(), fragmentation, false);
-        }
-        if let Some(d) = deadline {
-            self.add_deadline((d, first, self.next_sequence - 1));
-        }
+        self.queue_shared_message(&Bytes::from(parts.concat()), max_fragment, deadline);
     }
 
     fn push_fragment(&mut self, data: Bytes, fragmentation: Fragmentation, final_fragment: bool) {

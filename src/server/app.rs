@@ -247,13 +247,7 @@ impl App {
         let remote = remote_publisher(from_shard);
         match relay {
             Relay::Published { stream } => {
-                // A mirror of an earlier publisher whose end has not reached us yet
-                // gives way: the directory already let the new one in.
-                if let Some(old) = self.live.publisher(&stream) {
-                    if old != remote && old.conn == REMOTE_CONN {
-                        self.live.unpublish(&stream, old);
-                    }
-                }
+                self.drop_stale_mirror(&stream, remote);
                 if self.live.publish(&stream, remote).is_ok() {
                     self.announce_publish(&stream);
                 }
@@ -541,17 +535,8 @@ impl App {
         }
         self.end_stream_role(conn, stream_id);
         let me = StreamRef { conn, stream_id };
-        let claimed = self.directory.claim_publish(&key, self.shard);
-        if claimed {
-            // A mirror of another shard's earlier publisher, whose end is still on its
-            // way here, gives way to the publisher the directory let in.
-            if let Some(old) = self.live.publisher(&key) {
-                if old.conn == REMOTE_CONN {
-                    self.live.unpublish(&key, old);
-                }
-            }
-        }
-        let published = if claimed {
+        let published = if self.directory.claim_publish(&key, self.shard) {
+            self.drop_stale_mirror(&key, me);
             self.live.publish(&key, me)
         } else {
             Err(PublishError::AlreadyPublished)
@@ -705,6 +690,16 @@ impl App {
             });
         }
         self.fan_out(&key, me, &message);
+    }
+
+    /// The directory let `new` publish `key`: a mirror of another shard's earlier
+    /// publisher, whose end has not reached this shard yet, gives way.
+    fn drop_stale_mirror(&mut self, key: &str, new: StreamRef) {
+        if let Some(old) = self.live.publisher(key) {
+            if old != new && old.conn == REMOTE_CONN {
+                self.live.unpublish(key, old);
+            }
+        }
     }
 
     /// Tells the players of `key` that it is published (again).
