@@ -162,7 +162,7 @@ fn report_shards(stats: Vec<Arc<ShardStats>>) {
                 .map(|(i, s)| {
                     let g = ShardStats::get;
                     format!(
-                        "shard {i}: received={} handled={} handed_off={} taken_over={} sent={} relayed_out={} relayed_in={} dropped={}",
+                        "shard {i}: received={} handled={} handed_off={} taken_over={} sent={} relayed_out={} relayed_in={} dropped={} lag_skipped_frames={}",
                         g(&s.received),
                         g(&s.handled),
                         g(&s.handed_off),
@@ -170,7 +170,8 @@ fn report_shards(stats: Vec<Arc<ShardStats>>) {
                         g(&s.sent),
                         g(&s.relayed_out),
                         g(&s.relayed_in),
-                        g(&s.dropped)
+                        g(&s.dropped),
+                        g(&s.frames_skipped_for_lag)
                     )
                 })
                 .collect();

@@ -70,6 +70,8 @@ pub struct ShardStats {
     /// Of those, for a session this shard does not have: with working steering or
     /// hand-off, only datagrams for sessions that really ended.
     pub unknown_session: AtomicU64,
+    /// Media frames players did not get because they lagged (they resume at a keyframe).
+    pub frames_skipped_for_lag: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -343,6 +345,9 @@ impl Shard {
         let stats = &self.links.stats;
         let unknown = drops.get(&DropReason::UnknownSession).copied().unwrap_or(0);
         stats.unknown_session.store(unknown, Ordering::Relaxed);
+        stats
+            .frames_skipped_for_lag
+            .store(self.server.frames_skipped_for_lag(), Ordering::Relaxed);
         stats.dropped.store(drops.values().sum(), Ordering::Relaxed);
         if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
             return false;

@@ -137,6 +137,11 @@ impl FragmentWindow {
         self.count
     }
 
+    /// The lowest sequence number still outstanding (holes at the front are trimmed).
+    pub fn lowest(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.base)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -211,6 +216,11 @@ impl FlowTable {
         debug_assert!(self.flows.last().map_or(true, |f| f.id < id));
         debug_assert_eq!(flow.id, id);
         self.flows.push(flow);
+    }
+
+    pub fn get(&self, id: &u64) -> Option<&SendFlow> {
+        let i = self.flows.binary_search_by_key(id, |f| f.id).ok()?;
+        self.flows.get(i)
     }
 
     pub fn get_mut(&mut self, id: &u64) -> Option<&mut SendFlow> {
@@ -397,6 +407,20 @@ impl SendFlow {
         self.deadlines.insert(at, entry);
     }
 
+    /// Drops deadlines of messages wholly acknowledged: without this a session would
+    /// wake at the deadline of every message it ever sent (in a fan-out, every player
+    /// for every frame) only to find nothing left to abandon.
+    fn forget_settled_deadlines(&mut self) {
+        let lowest = self.outstanding.lowest().unwrap_or(self.next_sequence);
+        while self
+            .deadlines
+            .front()
+            .is_some_and(|&(_, _, last)| last < lowest)
+        {
+            self.deadlines.pop_front();
+        }
+    }
+
     /// The earliest message deadline still pending, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.front().map(|&(d, _, _)| d)
@@ -542,6 +566,7 @@ impl SendFlow {
             }
         }
         self.in_flight_bytes -= bytes as u64;
+        self.forget_settled_deadlines();
         // Acknowledged sequence numbers left in the queue are skipped when it is drained.
         if self.state == SendFlowState::Closing && self.outstanding.is_empty() {
             self.state = SendFlowState::Complete;
@@ -605,6 +630,30 @@ mod tests {
         assert_eq!(f.forward_sequence(), 3);
         f.acknowledge(1, 3);
         assert!(f.outstanding.is_empty());
+    }
+
+    #[test]
+    fn acknowledged_messages_stop_waking_the_sender() {
+        let at = |ms| Some(Instant::ZERO + Duration::from_millis(ms));
+        let mut f = SendFlow::new(1, vec![], None);
+        f.queue_message(&[1; 1500], 1000, at(100)); // sequence numbers 1-2
+        f.queue_message(&[2; 10], 1000, at(110)); // 3
+        f.queue_message(&[3; 10], 1000, at(120)); // 4
+        assert_eq!(f.next_deadline(), at(100));
+        // Half of the first message: its deadline still matters.
+        f.acknowledge(1, 1);
+        assert_eq!(f.next_deadline(), at(100));
+        // The second message alone, out of order: the first still holds the front.
+        f.acknowledge(3, 3);
+        assert_eq!(f.next_deadline(), at(100));
+        f.acknowledge(2, 2);
+        assert_eq!(
+            f.next_deadline(),
+            at(120),
+            "settled messages leave no deadline"
+        );
+        f.acknowledge(4, 4);
+        assert_eq!(f.next_deadline(), None);
     }
 
     #[test]

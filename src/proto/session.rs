@@ -374,6 +374,20 @@ impl Session {
         }
     }
 
+    /// The deadline of the oldest message on `flow_id` not yet wholly acknowledged or
+    /// abandoned: how far behind the receiver is, for a sender that gives every message
+    /// the same lifetime.
+    pub fn oldest_pending_deadline(&self, flow_id: u64) -> Option<Instant> {
+        self.send_flows.get(&flow_id)?.next_deadline()
+    }
+
+    /// How long the peer has acknowledged nothing while data (or a ping) waited for it:
+    /// zero while it keeps up, growing while its path is dark.
+    pub fn unanswered_for(&self, now: Instant) -> Duration {
+        self.unacked_since
+            .map_or(Duration::ZERO, |since| now.saturating_since(since))
+    }
+
     pub fn close_flow(&mut self, flow_id: u64) {
         if let Some(f) = self.send_flows.get_mut(&flow_id) {
             f.close();
@@ -748,9 +762,13 @@ impl Session {
         flow.count_naks(max_tsn);
         self.in_flight = self.in_flight.saturating_sub(acked);
         self.keepalive_outstanding = None;
-        if acked > 0 {
+        // Something we sent arrived (abandoned fragments carry no bytes, but their
+        // acknowledgement shows the path works just the same).
+        if max_tsn > 0 {
             self.rto_backoff = 0;
             self.unacked_since = None;
+        }
+        if acked > 0 {
             let criticality = self.time_criticality(now);
             self.cc.on_ack(now, acked, self.srtt, criticality);
         }

@@ -31,6 +31,10 @@ use crate::rtmp::{
 
 /// Media older than this is abandoned rather than retransmitted to an RTMFP player.
 pub const MEDIA_DEADLINE: Duration = Duration::from_secs(2);
+/// An RTMFP player whose oldest unacknowledged media is this old skips to the next
+/// keyframe: live viewers stay live, and a slow one costs the server a check per frame
+/// instead of queuing frames only to abandon them at `MEDIA_DEADLINE`.
+pub const RTMFP_LAG_LIMIT: Duration = Duration::from_secs(1);
 /// An RTMP player this far behind skips to the next keyframe.
 pub const RTMP_BACKLOG_LIMIT: usize = 8 << 20;
 /// RFC 7425 §5.3.4 keepalive periods we ask clients for (server, peers).
@@ -79,6 +83,8 @@ struct RtmfpClient {
     /// RFC 7425 §5.2 barriers across the client's flows of a stream.
     flow_sync: FlowSyncReceiver,
     sync_ids: FlowSyncSender,
+    /// Streams this player lags on: their media is skipped up to the next keyframe.
+    skipping_to_keyframe: Vec<u32>,
 }
 
 struct RtmpClient {
@@ -104,6 +110,8 @@ pub struct EdgeServer {
     /// The last message framed for RTMFP: the same media message goes to every player
     /// in a row, framed once and shared by all their sessions.
     last_framed: Option<FramedMessage>,
+    /// Media frames not sent to RTMFP players that lagged (see [`RTMFP_LAG_LIMIT`]).
+    frames_skipped_for_lag: u64,
 }
 
 /// A message with its RFC 7425 header in front, and what it was made from (kept, so its
@@ -149,6 +157,7 @@ impl EdgeServer {
             rng,
             closing: HashMap::default(),
             last_framed: None,
+            frames_skipped_for_lag: 0,
         }
     }
 
@@ -453,7 +462,14 @@ impl EdgeServer {
         }
     }
 
+    /// Media frames RTMFP players did not get because they lagged by more than
+    /// [`RTMFP_LAG_LIMIT`] (they resumed at the next keyframe).
+    pub fn frames_skipped_for_lag(&self) -> u64 {
+        self.frames_skipped_for_lag
+    }
+
     fn deliver_rtmfp(&mut self, now: Instant, session: SessionId, out: Outgoing) {
+        let mut media_class = None;
         let (stream_id, lane, message, deadline) = match out {
             Outgoing::Message {
                 stream_id,
@@ -462,6 +478,7 @@ impl EdgeServer {
                 payload,
             } => (stream_id, Lane::Control, (kind, timestamp, payload), None),
             Outgoing::Media { stream_id, message } => {
+                media_class = Some(MediaClass::of(&message));
                 let (lane, kind) = Lane::for_media(message.kind);
                 let deadline = (lane != Lane::Data).then_some(now + MEDIA_DEADLINE);
                 (
@@ -525,6 +542,12 @@ impl EdgeServer {
                 f
             }
         };
+        if let Some(class) = media_class {
+            if !admit_to_rtmfp_player(client, s, now, stream_id, class) {
+                self.frames_skipped_for_lag += 1;
+                return;
+            }
+        }
         let (kind, timestamp, payload) = message;
         // Framed once for all players; each session's fragments are slices of it.
         let framed = framed(&mut self.last_framed, kind, timestamp, &payload);
@@ -607,6 +630,65 @@ fn framed(
         framed: framed.clone(),
     });
     framed
+}
+
+/// What the lag policy needs to know of a media message.
+#[derive(Debug, Clone, Copy)]
+struct MediaClass {
+    /// Codec headers and data messages: a player needs them whatever it skips.
+    always: bool,
+    keyframe: bool,
+}
+
+impl MediaClass {
+    fn of(message: &MediaMessage) -> Self {
+        Self {
+            always: message.is_sequence_header() || message.kind == MediaKind::Data,
+            keyframe: message.kind == MediaKind::Video && message.is_keyframe(),
+        }
+    }
+}
+
+/// A slow RTMFP player (its oldest unacknowledged media on `stream_id` older than
+/// [`RTMFP_LAG_LIMIT`], or nothing acknowledged for that long) skips audio and video up to the next keyframe, taken once it
+/// has caught up to half the limit, so what it plays still decodes.
+fn admit_to_rtmfp_player(
+    client: &mut RtmfpClient,
+    session: &crate::proto::session::Session,
+    now: Instant,
+    stream_id: u32,
+    class: MediaClass,
+) -> bool {
+    if class.always {
+        return true;
+    }
+    let lag = client
+        .outbound
+        .iter()
+        .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Control)
+        .filter_map(|&(_, flow)| session.oldest_pending_deadline(flow))
+        .map(|d| (now + MEDIA_DEADLINE).saturating_since(d))
+        .max()
+        .unwrap_or(Duration::ZERO)
+        // Stale messages abandoned unacknowledged leave no deadline behind: a player whose
+        // path went dark shows by its silence.
+        .max(session.unanswered_for(now));
+    let skipping = client
+        .skipping_to_keyframe
+        .iter()
+        .position(|&s| s == stream_id);
+    match skipping {
+        None if lag <= RTMFP_LAG_LIMIT => true,
+        None => {
+            client.skipping_to_keyframe.push(stream_id);
+            false
+        }
+        Some(i) if class.keyframe && lag <= RTMFP_LAG_LIMIT / 2 => {
+            client.skipping_to_keyframe.swap_remove(i);
+            true
+        }
+        Some(_) => false,
+    }
 }
 
 /// A slow RTMP player (TCP backlog over the limit) skips ahead to the next keyframe
