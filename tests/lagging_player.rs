@@ -112,12 +112,11 @@ impl World {
                     ClientEvent::Status { code, .. } if code == "NetStream.Play.Start" => {
                         peer.playing = true
                     }
-                    ClientEvent::Media { message, .. } => {
-                        if message.kind == MediaKind::Video && !message.is_sequence_header() {
-                            let index =
-                                u32::from_be_bytes(message.payload[5..9].try_into().unwrap());
-                            peer.frames.push((index, message.is_keyframe()));
-                        }
+                    ClientEvent::Media { message, .. }
+                        if message.kind == MediaKind::Video && !message.is_sequence_header() =>
+                    {
+                        let index = u32::from_be_bytes(message.payload[5..9].try_into().unwrap());
+                        peer.frames.push((index, message.is_keyframe()));
                     }
                     _ => {}
                 }
