@@ -11,6 +11,7 @@ pub mod cli;
 pub mod engine;
 pub mod flash;
 pub mod flv;
+pub mod group;
 pub mod media;
 pub mod net;
 pub mod proto;

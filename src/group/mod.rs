@@ -1,0 +1,13 @@
+//! Flash NetGroup (RTMFP peer-to-peer multicast) support.
+//!
+//! NetGroup is Flash's own layer above RFC 7016 flows; no RFC describes it. The facts this
+//! module builds on, with their sources, are in `docs/netgroup.md`.
+//!
+//! `spec` is the groupspec string (`G:` + hex option list) and the group id derived from it.
+
+pub mod spec;
+
+pub use spec::{
+    group_address, Capability, GroupId, GroupSpec, GroupSpecError, GroupSpecifier, HexCase,
+    SpecOption,
+};
