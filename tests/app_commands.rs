@@ -288,6 +288,7 @@ fn show(out: &Outgoing) -> String {
             )
         }
         Outgoing::PeerAddresses(addrs) => format!("peers {addrs:?}"),
+        Outgoing::GroupMember { group, peer } => format!("group {group} member {peer}"),
         Outgoing::Close => "close".into(),
     }
 }

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use rtmfp_edge::server::config::{ConfigError, RefusalKind, ServerConfig};
+use rtmfp_edge::group::GroupSpec;
+use rtmfp_edge::server::config::{ConfigError, Limit, RefusalKind, ServerConfig};
 
 fn docs(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -70,6 +71,38 @@ fn example_config_parses_and_means_what_its_comments_say() {
         RefusalKind::AddressDenied
     );
     assert_eq!(event.limits.max_publish_kbps, Some(6000));
+    let allowed = GroupSpec::parse("G:0101010c050e74657374011b00")
+        .unwrap()
+        .group_id();
+    assert!(event.authorize_group_join(&allowed, 9999).is_ok());
+    assert_eq!(
+        event
+            .authorize_group_join(&allowed, 10000)
+            .unwrap_err()
+            .kind,
+        RefusalKind::LimitReached(Limit::GroupMembers)
+    );
+    let other = GroupSpec::parse("G:027f0201010103010c050e74657374011b00")
+        .unwrap()
+        .group_id();
+    assert_eq!(
+        event.authorize_group_join(&other, 0).unwrap_err().kind,
+        RefusalKind::GroupNotAllowed
+    );
+    assert!(live.authorize_group_join(&other, 1_000_000).is_ok());
+}
+
+#[test]
+fn a_bad_groupspec_names_its_line_and_why() {
+    let text = "[[app]]\nname = \"live\"\n[app.group]\nallow = [\n  \"G:0101010c050e74657374011b00\",\n  \"G:01zz\",\n]\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (6, 3));
+    assert!(
+        message.starts_with(
+            r#"config.toml:6:3: app "live": group.allow: "G:01zz" is not a groupspec ("#
+        ),
+        "{message}"
+    );
 }
 
 #[test]

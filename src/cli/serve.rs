@@ -220,6 +220,9 @@ pub fn log_event(server: &EdgeServer, event: &ServerEvent) {
         ServerEvent::Introduced { from, target } => {
             println!("introduced {from} to peer {target}")
         }
+        ServerEvent::GroupJoinUnreadable { session, error } => {
+            println!("rtmfp session {session:08x}: group join refused: {error}")
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! `spec` is the groupspec string (`G:` + hex option list) and the group id derived from it.
 
 pub mod rendezvous;
+pub mod server_flow;
 pub mod spec;
 
 pub use spec::{

@@ -141,7 +141,10 @@ fn successor<'a, M>(
     address: &[u8; 32],
 ) -> Option<&'a Member<M>> {
     members
-        .range((std::ops::Bound::Excluded(*address), std::ops::Bound::Unbounded))
+        .range((
+            std::ops::Bound::Excluded(*address),
+            std::ops::Bound::Unbounded,
+        ))
         .chain(members.range(..*address))
         .map(|(_, m)| m)
         .next()
@@ -157,7 +160,10 @@ fn predecessor<'a, M>(
         .rev()
         .chain(
             members
-                .range((std::ops::Bound::Excluded(*address), std::ops::Bound::Unbounded))
+                .range((
+                    std::ops::Bound::Excluded(*address),
+                    std::ops::Bound::Unbounded,
+                ))
                 .rev(),
         )
         .map(|(_, m)| m)
@@ -173,7 +179,10 @@ fn ring_neighbours<'a, M>(
     let others = members.len().saturating_sub(1);
     let wanted = others.min(2 * NOTIFY_EACH_SIDE);
     let mut after = members
-        .range((std::ops::Bound::Excluded(*address), std::ops::Bound::Unbounded))
+        .range((
+            std::ops::Bound::Excluded(*address),
+            std::ops::Bound::Unbounded,
+        ))
         .chain(members.range(..*address))
         .map(|(_, m)| m);
     let mut before = members
@@ -181,7 +190,10 @@ fn ring_neighbours<'a, M>(
         .rev()
         .chain(
             members
-                .range((std::ops::Bound::Excluded(*address), std::ops::Bound::Unbounded))
+                .range((
+                    std::ops::Bound::Excluded(*address),
+                    std::ops::Bound::Unbounded,
+                ))
                 .rev(),
         )
         .map(|(_, m)| m);
@@ -237,7 +249,11 @@ mod tests {
             let joined = r.join(group(1), peer(n), n);
             let mut told = joined.notify.clone();
             told.sort();
-            assert_eq!(told, (0..n).collect::<Vec<_>>(), "with {n} others, all told");
+            assert_eq!(
+                told,
+                (0..n).collect::<Vec<_>>(),
+                "with {n} others, all told"
+            );
             assert_eq!(joined.members, n as usize + 1);
         }
     }
@@ -277,11 +293,18 @@ mod tests {
         r.join(group(1), peer(1), 1u32);
         r.join(group(1), peer(2), 2);
         r.join(group(2), peer(1), 1);
-        assert!(r.leave(&group(1), &peer(1), 99).is_none(), "a stale handle leaves nothing");
+        assert!(
+            r.leave(&group(1), &peer(1), 99).is_none(),
+            "a stale handle leaves nothing"
+        );
         assert!(r.leave(&group(1), &peer(1), 1).is_some());
         assert!(!r.contains(&group(1), &peer(1)));
         assert!(r.contains(&group(2), &peer(1)), "other groups unaffected");
-        assert_eq!(r.join(group(1), peer(3), 3).notify, vec![2], "the leaver is not told");
+        assert_eq!(
+            r.join(group(1), peer(3), 3).notify,
+            vec![2],
+            "the leaver is not told"
+        );
         assert!(r.leave(&group(1), &peer(2), 2).is_some());
         assert!(r.leave(&group(1), &peer(3), 3).is_some());
         assert_eq!(r.groups(), 1);
@@ -295,7 +318,10 @@ mod tests {
         let again = r.join(group(1), peer(2), 22);
         assert_eq!(again.members, 2);
         assert_eq!(again.notify, vec![1]);
-        assert!(r.leave(&group(1), &peer(2), 2).is_none(), "the old handle no longer owns it");
+        assert!(
+            r.leave(&group(1), &peer(2), 2).is_none(),
+            "the old handle no longer owns it"
+        );
         assert!(r.leave(&group(1), &peer(2), 22).is_some());
     }
 

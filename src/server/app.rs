@@ -13,13 +13,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::config::{ConnectRequest, RequestedStream, ServerConfig};
+use super::config::{ConnectRequest, Refusal, RefusalKind, RequestedStream, ServerConfig};
 use super::directory::Directory;
 use super::live::{LiveStreams, PublishError};
 use crate::flash::amf::Value;
 use crate::flash::command::{code, info, on_status, Command, Level};
 use crate::flash::tc::{self, kind};
+use crate::group::GroupId;
 use crate::media::{MediaKind, MediaMessage};
+use crate::proto::epd::PeerId;
 
 /// A connection of either transport, numbered by the application.
 pub type ConnId = u64;
@@ -49,6 +51,9 @@ pub enum Outgoing {
     /// The client reported the addresses it can be reached at (`setPeerInfo`): RTMFP
     /// hands them out in redirects when introducing peers.
     PeerAddresses(Vec<SocketAddr>),
+    /// Tell this NetGroup member of a peer to open a session to: a new neighbour on the
+    /// group's ring (docs/netgroup.md §2.2).
+    GroupMember { group: GroupId, peer: PeerId },
     /// Send what is queued, then close (a refused connect).
     Close,
 }
@@ -67,6 +72,12 @@ pub enum Relay {
     },
     Unpublished {
         stream: Arc<str>,
+    },
+    /// A member notice for a member connected to another shard (`to` carries it).
+    GroupMember {
+        to: ConnId,
+        group: GroupId,
+        peer: PeerId,
     },
 }
 
@@ -94,7 +105,20 @@ pub enum AppEvent {
         conn: ConnId,
         stream: String,
     },
+    GroupJoined {
+        conn: ConnId,
+        group: GroupId,
+        /// Members now, all shards.
+        members: usize,
+    },
+    GroupLeft {
+        conn: ConnId,
+        group: GroupId,
+    },
 }
+
+/// The status a NetGroup member gets when the server refuses its join.
+pub const GROUP_REJECTED: &str = "NetGroup.Connect.Rejected";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
@@ -114,6 +138,8 @@ struct Connection {
     app: Option<String>,
     streams: HashMap<u32, Role>,
     next_stream_id: u32,
+    /// NetGroups joined, with the peer id the member joined as.
+    groups: Vec<(GroupId, PeerId)>,
 }
 
 /// Live stream names are per app: `app/stream`.
@@ -209,6 +235,7 @@ impl App {
                 app: None,
                 streams: HashMap::default(),
                 next_stream_id: 1,
+                groups: Vec::new(),
             },
         );
         id
@@ -225,6 +252,94 @@ impl App {
         let app = c.app.unwrap_or_default();
         for (stream_id, role) in c.streams {
             self.end_role(&app, StreamRef { conn, stream_id }, role);
+        }
+        for (group, peer) in c.groups {
+            self.leave_group_as(conn, group, peer);
+        }
+    }
+
+    /// A connected client, known to the transport as `peer`, asks to join `group`. Refused
+    /// (with `NetGroup.Connect.Rejected` on its NetConnection, and nobody told of it) when
+    /// it has not connected, or its app's `[app.group]` does not allow it.
+    pub fn join_group(
+        &mut self,
+        conn: ConnId,
+        peer: PeerId,
+        group: GroupId,
+    ) -> Result<(), Refusal> {
+        let outcome = match self.conns.get(&conn).and_then(|c| c.app.clone()) {
+            None => Err(Refusal {
+                kind: RefusalKind::GroupNotAllowed,
+                reason: "a group may be joined only after NetConnection.Connect.Success".into(),
+            }),
+            Some(app) => {
+                let config = Arc::clone(&self.config);
+                let rule = config.app(&app);
+                self.directory.join_group(group, peer, conn, |current| {
+                    rule.map_or(Ok(()), |a| a.authorize_group_join(&group, current))
+                })
+            }
+        };
+        match outcome {
+            Ok(joined) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.groups.retain(|(g, _)| *g != group);
+                    c.groups.push((group, peer));
+                }
+                for member in joined.notify {
+                    self.tell_member(member, group, peer);
+                }
+                self.events.push_back(AppEvent::GroupJoined {
+                    conn,
+                    group,
+                    members: joined.members,
+                });
+                Ok(())
+            }
+            Err(refusal) => {
+                self.status(conn, 0, Level::Error, GROUP_REJECTED, &refusal.reason);
+                self.events.push_back(AppEvent::Refused {
+                    conn,
+                    code: GROUP_REJECTED,
+                    reason: refusal.reason.clone(),
+                });
+                Err(refusal)
+            }
+        }
+    }
+
+    /// The member closed its group flow: it leaves `group`.
+    pub fn leave_group(&mut self, conn: ConnId, group: GroupId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(i) = c.groups.iter().position(|(g, _)| *g == group) else {
+            return;
+        };
+        let (_, peer) = c.groups.swap_remove(i);
+        self.leave_group_as(conn, group, peer);
+    }
+
+    fn leave_group_as(&mut self, conn: ConnId, group: GroupId, peer: PeerId) {
+        if let Some(left) = self.directory.leave_group(&group, &peer, conn) {
+            if let Some((member, about)) = left.bridge {
+                self.tell_member(member, group, about);
+            }
+            self.events.push_back(AppEvent::GroupLeft { conn, group });
+        }
+    }
+
+    /// Queues a member notice for `member`, here or, through a relay, on its shard.
+    fn tell_member(&mut self, member: ConnId, group: GroupId, peer: PeerId) {
+        if self.conns.contains_key(&member) {
+            self.outgoing
+                .push_back((member, Outgoing::GroupMember { group, peer }));
+        } else if self.relaying {
+            self.relays.push_back(Relay::GroupMember {
+                to: member,
+                group,
+                peer,
+            });
         }
     }
 
@@ -254,6 +369,12 @@ impl App {
             }
             Relay::Media { stream, message } => self.fan_out(&stream, remote, &message),
             Relay::Unpublished { stream } => self.announce_unpublish(&stream, remote),
+            Relay::GroupMember { to, group, peer } => {
+                if self.conns.contains_key(&to) {
+                    self.outgoing
+                        .push_back((to, Outgoing::GroupMember { group, peer }));
+                }
+            }
         }
     }
 

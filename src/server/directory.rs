@@ -9,6 +9,13 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::group::rendezvous::{Joined, Left, Rendezvous};
+use crate::group::GroupId;
+use crate::proto::epd::PeerId;
+
+/// How the directory reaches a group member: its connection id (which carries its shard).
+pub type MemberHandle = u64;
+
 #[derive(Debug, Default)]
 pub struct Directory {
     state: Mutex<State>,
@@ -22,6 +29,8 @@ struct State {
     sessions: HashMap<String, usize>,
     /// Stream key -> players.
     players: HashMap<String, usize>,
+    /// NetGroup members of every shard.
+    groups: Rendezvous<MemberHandle>,
 }
 
 impl Directory {
@@ -94,6 +103,38 @@ impl Directory {
 
     pub fn leave_player(&self, key: &str) {
         decrement(&mut self.state().players, key);
+    }
+
+    /// Adds a member to `group` if `admit` allows it with the members there now; says
+    /// whom to tell about it.
+    pub fn join_group<E>(
+        &self,
+        group: GroupId,
+        peer: PeerId,
+        member: MemberHandle,
+        admit: impl FnOnce(usize) -> Result<(), E>,
+    ) -> Result<Joined<MemberHandle>, E> {
+        let mut s = self.state();
+        let already = s.groups.contains(&group, &peer);
+        if !already {
+            admit(s.groups.members(&group))?;
+        }
+        Ok(s.groups.join(group, peer, member))
+    }
+
+    /// Removes a member; says which remaining member to tell of which peer.
+    pub fn leave_group(
+        &self,
+        group: &GroupId,
+        peer: &PeerId,
+        member: MemberHandle,
+    ) -> Option<Left<MemberHandle>> {
+        self.state().groups.leave(group, peer, member)
+    }
+
+    /// Members of `group`, all shards.
+    pub fn group_members(&self, group: &GroupId) -> usize {
+        self.state().groups.members(group)
     }
 }
 

@@ -19,6 +19,7 @@ use super::config::ServerConfig;
 use super::directory::Directory;
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
+use crate::group::{self, server_flow::GROUP_FLOW_METADATA, GroupId};
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use crate::proto::epd::PeerId;
@@ -41,7 +42,7 @@ pub const RTMP_BACKLOG_LIMIT: usize = 8 << 20;
 const KEEPALIVE_MS: (u32, u32) = (15_000, 10_000);
 /// How long a refused client's last messages may take before its session closes.
 const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(3);
-/// Flow exception code for flows we do not serve (group flows until groups land).
+/// Flow exception code for flows we do not serve, and for refused group joins.
 const FLOW_REJECTED: u64 = 0;
 
 /// What happened, for logs and tests.
@@ -66,6 +67,12 @@ pub enum ServerEvent {
         from: SocketAddr,
         target: PeerId,
     },
+    /// A message on a member's group flow that is not a join we can read; the flow was
+    /// closed with an exception.
+    GroupJoinUnreadable {
+        session: SessionId,
+        error: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -85,6 +92,18 @@ struct RtmfpClient {
     sync_ids: FlowSyncSender,
     /// Streams this player lags on: their media is skipped up to the next keyframe.
     skipping_to_keyframe: Vec<u32>,
+    /// The client's NetGroup flows to us (`GC`), one per group it joins.
+    group_flows: Vec<GroupFlow>,
+}
+
+/// A member's `GC` flow and ours answering it (docs/netgroup.md §2.1).
+#[derive(Debug)]
+struct GroupFlow {
+    theirs: u64,
+    /// Known once its join message arrived and was accepted.
+    group: Option<GroupId>,
+    /// Our flow in return association with theirs, opened for the first member notice.
+    ours: Option<u64>,
 }
 
 struct RtmpClient {
@@ -402,6 +421,37 @@ impl EdgeServer {
         match event {
             SessionEvent::FlowOpened {
                 flow_id, metadata, ..
+            } if metadata == GROUP_FLOW_METADATA => client.group_flows.push(GroupFlow {
+                theirs: flow_id,
+                group: None,
+                ours: None,
+            }),
+            SessionEvent::Message { flow_id, data }
+                if client.group_flows.iter().any(|g| g.theirs == flow_id) =>
+            {
+                self.on_group_message(session, flow_id, &data);
+            }
+            SessionEvent::FlowFinished { flow_id }
+                if client.group_flows.iter().any(|g| g.theirs == flow_id) =>
+            {
+                let conn = client.conn;
+                let i = client
+                    .group_flows
+                    .iter()
+                    .position(|g| g.theirs == flow_id)
+                    .expect("checked by the guard");
+                let flow = client.group_flows.swap_remove(i);
+                if let Some(ours) = flow.ours {
+                    if let Some(s) = self.endpoint.session_mut(session) {
+                        s.close_flow(ours);
+                    }
+                }
+                if let Some(group) = flow.group {
+                    self.app.leave_group(conn, group);
+                }
+            }
+            SessionEvent::FlowOpened {
+                flow_id, metadata, ..
             } => match FlowMetadata::parse(&metadata) {
                 Ok(m) => {
                     client.inbound.insert(flow_id, m.stream_id);
@@ -433,6 +483,73 @@ impl EdgeServer {
             }
             _ => {}
         }
+    }
+
+    /// A message on a member's `GC` flow: its join. A join refused, or one that cannot be
+    /// read, closes the flow with an exception; the app has told the client why.
+    fn on_group_message(&mut self, session: SessionId, flow_id: u64, data: &[u8]) {
+        let Some(client) = self.rtmfp.get(&session) else {
+            return;
+        };
+        let conn = client.conn;
+        if client
+            .group_flows
+            .iter()
+            .any(|g| g.theirs == flow_id && g.group.is_some())
+        {
+            return; // One join per flow; Flash sends nothing else on it.
+        }
+        let Some(peer) = self.endpoint.session(session).map(|s| s.info.far_peer_id) else {
+            return;
+        };
+        let accepted = match group::server_flow::parse_join(data) {
+            Ok(group) => self.app.join_group(conn, peer, group).ok().map(|_| group),
+            Err(e) => {
+                self.events.push_back(ServerEvent::GroupJoinUnreadable {
+                    session,
+                    error: e.to_string(),
+                });
+                None
+            }
+        };
+        let Some(client) = self.rtmfp.get_mut(&session) else {
+            return;
+        };
+        match accepted {
+            Some(group) => {
+                if let Some(g) = client.group_flows.iter_mut().find(|g| g.theirs == flow_id) {
+                    g.group = Some(group);
+                }
+            }
+            None => {
+                client.group_flows.retain(|g| g.theirs != flow_id);
+                if let Some(s) = self.endpoint.session_mut(session) {
+                    s.reject_flow(flow_id, FLOW_REJECTED);
+                }
+            }
+        }
+    }
+
+    /// Tells a member, on our flow answering its `GC` flow for `group`, of a peer to
+    /// open a session to.
+    fn send_member_notice(&mut self, session: SessionId, group: GroupId, peer: PeerId) {
+        let Some(client) = self.rtmfp.get_mut(&session) else {
+            return;
+        };
+        let Some(flow) = client
+            .group_flows
+            .iter_mut()
+            .find(|g| g.group == Some(group))
+        else {
+            return;
+        };
+        let Some(s) = self.endpoint.session_mut(session) else {
+            return;
+        };
+        let ours = *flow
+            .ours
+            .get_or_insert_with(|| s.open_flow(GROUP_FLOW_METADATA.to_vec(), Some(flow.theirs)));
+        s.send(ours, &group::server_flow::member_notice(&peer), None);
     }
 
     /// Messages from a client's flows, past any flow-sync barrier, to the application.
@@ -494,6 +611,10 @@ impl EdgeServer {
             }
             Outgoing::Close => {
                 self.closing.insert(session, now + CLOSE_FLUSH_LIMIT);
+                return;
+            }
+            Outgoing::GroupMember { group, peer } => {
+                self.send_member_notice(session, group, peer);
                 return;
             }
         };
@@ -589,7 +710,7 @@ impl EdgeServer {
                 };
                 RtmpMessage::new(kind, message.timestamp, stream_id, message.payload.to_vec())
             }
-            Outgoing::PeerAddresses(_) => return,
+            Outgoing::PeerAddresses(_) | Outgoing::GroupMember { .. } => return,
             Outgoing::Close => {
                 client.close_after_flush = true;
                 return;

@@ -8,11 +8,12 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, Position, Source};
-use super::raw::{RawApp, RawConfig, RawLimits, RawServer};
+use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawServer};
 use super::{
-    AccessRule, AppConfig, Cidr, Limits, PublishRule, ServerConfig, SharedToken, StreamPattern,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
+    AccessRule, AppConfig, Cidr, GroupRule, Limits, PublishRule, ServerConfig, SharedToken,
+    StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
 };
+use crate::group::GroupSpec;
 use crate::proto::cookie::{FLASH_COOKIE_LEN, RFC_COOKIE_LEN};
 
 const MAX_APP_NAME: usize = 64;
@@ -22,10 +23,12 @@ const MAX_SHARDS: i64 = 4096;
 pub(super) fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
     let source = Source { text, origin };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let misplaced = ["connect", "publish", "limits"].into_iter().find(|t| {
-            e.message()
-                .starts_with(&format!("unknown field `{t}`, expected `server`"))
-        });
+        let misplaced = ["connect", "publish", "limits", "group"]
+            .into_iter()
+            .find(|t| {
+                e.message()
+                    .starts_with(&format!("unknown field `{t}`, expected `server`"))
+            });
         match misplaced {
             // The TOML trap: `[connect]` after `[[app]]` is a new top-level table.
             Some(table) => source.error_at(
@@ -214,6 +217,7 @@ impl Checker<'_> {
         };
         Ok(AppConfig {
             limits: self.limits(&ctx("limits"), raw.limits)?,
+            group: self.group(&ctx("group"), raw.group)?,
             name,
             connect,
             publish: PublishRule { access, streams },
@@ -278,6 +282,43 @@ impl Checker<'_> {
                 }
             })
             .collect()
+    }
+
+    fn group(&self, ctx: &str, raw: RawGroup) -> Result<GroupRule, ConfigError> {
+        let allow = match raw.allow {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(self.at(
+                    &list,
+                    format!(
+                        "{ctx}.allow: an empty list refuses every group; leave the key out \
+                         to allow any group"
+                    ),
+                ))
+            }
+            Some(list) => Some(
+                list.into_inner()
+                    .into_iter()
+                    .map(|text| {
+                        GroupSpec::parse(text.get_ref())
+                            .map(|spec| spec.group_id())
+                            .map_err(|e| {
+                                self.at(
+                                    &text,
+                                    format!(
+                                        "{ctx}.allow: {:?} is not a groupspec ({e})",
+                                        text.get_ref()
+                                    ),
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(GroupRule {
+            allow,
+            max_members: self.limit(ctx, "max_members", &raw.max_members)?,
+        })
     }
 
     fn limits(&self, ctx: &str, raw: RawLimits) -> Result<Limits, ConfigError> {

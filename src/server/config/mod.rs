@@ -28,6 +28,7 @@ pub use policy::{AccessRule, Limit, Limits, PublishRule, Refusal, RefusalKind};
 pub use request::{ConnectRequest, Query, RequestedApp, RequestedStream};
 pub use token::SharedToken;
 
+use crate::group::GroupId;
 use crate::proto::cookie::FLASH_COOKIE_LEN;
 use policy::Action;
 
@@ -62,6 +63,16 @@ pub struct AppConfig {
     pub connect: AccessRule,
     pub publish: PublishRule,
     pub limits: Limits,
+    pub group: GroupRule,
+}
+
+/// `[app.group]`: which NetGroups members of the app may join, and how big one may grow.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupRule {
+    /// Group ids derived from the allowed groupspecs; `None`: any group.
+    pub allow: Option<Vec<GroupId>>,
+    /// Members per group, server-wide.
+    pub max_members: Option<u32>,
 }
 
 impl ServerConfig {
@@ -134,6 +145,7 @@ impl AppConfig {
             connect: AccessRule::default(),
             publish: PublishRule::default(),
             limits: Limits::default(),
+            group: GroupRule::default(),
         }
     }
 
@@ -179,6 +191,28 @@ impl AppConfig {
             self.limits.max_players_per_stream,
             current,
             |max| format!("stream has its maximum of {max} players"),
+        )
+    }
+
+    /// May a member of this app join `group`, which has `current` members already?
+    pub fn authorize_group_join(&self, group: &GroupId, current: usize) -> Result<(), Refusal> {
+        if let Some(allowed) = &self.group.allow {
+            if !allowed.contains(group) {
+                return Err(Refusal {
+                    kind: RefusalKind::GroupNotAllowed,
+                    reason: format!(
+                        "group {} is not one application {:?} allows",
+                        group.to_hex(),
+                        self.name
+                    ),
+                });
+            }
+        }
+        Limits::check_count(
+            Limit::GroupMembers,
+            self.group.max_members,
+            current,
+            |max| format!("group has its maximum of {max} members"),
         )
     }
 

@@ -22,6 +22,8 @@ pub enum RefusalKind {
     AddressDenied,
     /// The stream name matches none of `publish.streams`.
     StreamNotAllowed,
+    /// The group is not in `[app.group] allow`.
+    GroupNotAllowed,
     LimitReached(Limit),
 }
 
@@ -32,6 +34,7 @@ pub enum Limit {
     Streams,
     PlayersPerStream,
     PublishKbps,
+    GroupMembers,
 }
 
 impl fmt::Display for Limit {
@@ -42,6 +45,7 @@ impl fmt::Display for Limit {
             Limit::Streams => "max_streams",
             Limit::PlayersPerStream => "max_players_per_stream",
             Limit::PublishKbps => "max_publish_kbps",
+            Limit::GroupMembers => "max_members",
         })
     }
 }

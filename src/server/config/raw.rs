@@ -33,6 +33,8 @@ pub(super) struct RawApp {
     pub publish: RawPublish,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub group: RawGroup,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,4 +65,11 @@ pub(super) struct RawLimits {
     pub max_streams: Option<Spanned<i64>>,
     pub max_players_per_stream: Option<Spanned<i64>>,
     pub max_publish_kbps: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_members: Option<Spanned<i64>>,
 }

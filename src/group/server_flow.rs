@@ -1,0 +1,174 @@
+//! The messages a NetGroup member and the rendezvous server exchange on the member's
+//! `GC` flow (docs/netgroup.md §2.1, §2.2).
+//!
+//! A member opens a flow whose metadata is `GC`, in return association with its
+//! NetConnection flow, and sends one join message naming the group. The server answers
+//! on a flow of its own (metadata `GC` too) in return association with the member's:
+//! nothing for the join itself, then one member notice per peer the member should open a
+//! session to. There is no leave message: closing the flow, or the session, leaves.
+
+use super::spec::{GroupId, GroupSpec};
+use crate::proto::epd::PeerId;
+use crate::proto::vlu::{put_option, Reader};
+
+/// Flow metadata of the group flows between a member and the server.
+pub const GROUP_FLOW_METADATA: &[u8] = b"GC";
+
+/// Message type of a join.
+const JOIN: u8 = 0x01;
+/// Message type of a member notice.
+const MEMBER: u8 = 0x0b;
+/// Join option: the group id, 32 bytes.
+const GROUP_ID_OPTION: u64 = 0x15;
+/// Join option sent by old Flash players instead: the groupspec text itself.
+const GROUP_SPEC_OPTION: u64 = 0x10;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupMessageError {
+    #[error("empty group message")]
+    Empty,
+    #[error("group message type {0:#04x} is not {1}")]
+    UnexpectedType(u8, &'static str),
+    #[error("group join truncated or malformed")]
+    Malformed,
+    #[error("group join option {0:#x} is neither a group id (0x15) nor a groupspec (0x10)")]
+    UnknownJoinOption(u64),
+    #[error("group id of {0} bytes, not 32")]
+    GroupIdLength(usize),
+    #[error("group join names an invalid groupspec: {0}")]
+    BadSpec(String),
+    #[error("member notice of {0} bytes, not 33")]
+    NoticeLength(usize),
+}
+
+/// The group a join message names. Recent clients send the group id; old Flash players
+/// sent the groupspec text, whose id the server derives.
+pub fn parse_join(message: &[u8]) -> Result<GroupId, GroupMessageError> {
+    let (&kind, rest) = message.split_first().ok_or(GroupMessageError::Empty)?;
+    if kind != JOIN {
+        return Err(GroupMessageError::UnexpectedType(kind, "a join (0x01)"));
+    }
+    let mut r = Reader::new(rest);
+    let (option, value) = r
+        .option()
+        .ok()
+        .flatten()
+        .ok_or(GroupMessageError::Malformed)?;
+    match option {
+        GROUP_ID_OPTION => {
+            let id: [u8; 32] = value
+                .try_into()
+                .map_err(|_| GroupMessageError::GroupIdLength(value.len()))?;
+            Ok(GroupId(id))
+        }
+        GROUP_SPEC_OPTION => {
+            let text = std::str::from_utf8(value)
+                .map_err(|_| GroupMessageError::BadSpec("not text".into()))?;
+            GroupSpec::parse(text)
+                .map(|spec| spec.group_id())
+                .map_err(|e| GroupMessageError::BadSpec(e.to_string()))
+        }
+        other => Err(GroupMessageError::UnknownJoinOption(other)),
+    }
+}
+
+/// A join naming `group` by id, as current clients send it.
+pub fn join_message(group: &GroupId) -> Vec<u8> {
+    let mut out = vec![JOIN];
+    put_option(&mut out, GROUP_ID_OPTION, &group.0);
+    out
+}
+
+/// "Open a session to this peer": the server tells a member of a new ring neighbour.
+pub fn member_notice(peer: &PeerId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(33);
+    out.push(MEMBER);
+    out.extend_from_slice(&peer.0);
+    out
+}
+
+/// The peer a member notice names.
+pub fn parse_member_notice(message: &[u8]) -> Result<PeerId, GroupMessageError> {
+    let (&kind, rest) = message.split_first().ok_or(GroupMessageError::Empty)?;
+    if kind != MEMBER {
+        return Err(GroupMessageError::UnexpectedType(
+            kind,
+            "a member notice (0x0b)",
+        ));
+    }
+    let id: [u8; 32] = rest
+        .try_into()
+        .map_err(|_| GroupMessageError::NoticeLength(message.len()))?;
+    Ok(PeerId(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_is_type_1_then_a_33_byte_option_0x15() {
+        let id = GroupId([0xab; 32]);
+        let m = join_message(&id);
+        assert_eq!(&m[..3], &[0x01, 0x21, 0x15]);
+        assert_eq!(&m[3..], &[0xab; 32]);
+        assert_eq!(parse_join(&m), Ok(id));
+    }
+
+    #[test]
+    fn an_old_flash_join_names_the_groupspec_and_the_server_derives_the_id() {
+        let text = "G:0101010c050e74657374011b00";
+        let spec = GroupSpec::parse(text).unwrap();
+        let mut m = vec![0x01];
+        put_option(&mut m, 0x10, text.as_bytes());
+        assert_eq!(parse_join(&m), Ok(spec.group_id()));
+    }
+
+    #[test]
+    fn malformed_joins_are_refused_with_the_reason() {
+        assert_eq!(parse_join(&[]), Err(GroupMessageError::Empty));
+        assert_eq!(
+            parse_join(&[0x0b]),
+            Err(GroupMessageError::UnexpectedType(0x0b, "a join (0x01)"))
+        );
+        assert_eq!(
+            parse_join(&[0x01, 0x21, 0x15, 1, 2]),
+            Err(GroupMessageError::Malformed)
+        );
+        assert_eq!(
+            parse_join(&[0x01, 0x03, 0x15, 1, 2]),
+            Err(GroupMessageError::GroupIdLength(2))
+        );
+        assert_eq!(
+            parse_join(&[0x01, 0x02, 0x33, 1]),
+            Err(GroupMessageError::UnknownJoinOption(0x33))
+        );
+        let mut bad_spec = vec![0x01];
+        put_option(&mut bad_spec, 0x10, b"G:zz");
+        assert!(matches!(
+            parse_join(&bad_spec),
+            Err(GroupMessageError::BadSpec(_))
+        ));
+    }
+
+    #[test]
+    fn member_notices_round_trip() {
+        let peer = PeerId([7; 32]);
+        let m = member_notice(&peer);
+        assert_eq!(m.len(), 33);
+        assert_eq!(m[0], 0x0b);
+        assert_eq!(parse_member_notice(&m), Ok(peer));
+        assert_eq!(
+            parse_member_notice(&m[..20]),
+            Err(GroupMessageError::NoticeLength(20))
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            let _ = parse_join(&bytes);
+            let _ = parse_member_notice(&bytes);
+        }
+    }
+}
