@@ -1959,3 +1959,59 @@ fn limits_hold_for_the_whole_server_not_per_shard() {
         "the stream's one player is on the other shard"
     );
 }
+
+#[test]
+fn group_members_on_different_shards_are_told_of_each_other() {
+    use rtmfp_edge::group::GroupId;
+    use rtmfp_edge::proto::epd::PeerId;
+    let (mut a, mut b) = two_shards(OPEN_APP);
+    let group = GroupId([5; 32]);
+    let first = connected(&mut a, "live");
+    a.join_group(first, PeerId([1; 32]), group).unwrap();
+    drain(&mut a);
+    let second = connected(&mut b, "live");
+    b.join_group(second, PeerId([2; 32]), group).unwrap();
+    assert!(
+        drain(&mut b).is_empty(),
+        "the first member is not on this shard: nothing for shard 1's clients"
+    );
+    assert_eq!(carry(&mut b, 1, &mut a), 1, "the notice crosses to its shard");
+    assert_eq!(
+        drain(&mut a),
+        vec![(
+            first,
+            Outgoing::GroupMember {
+                group,
+                peer: PeerId([2; 32])
+            }
+        )]
+    );
+    // The member count is server-wide.
+    let events: Vec<AppEvent> = events(&mut b);
+    assert!(
+        events.contains(&AppEvent::GroupJoined {
+            conn: second,
+            group,
+            members: 2
+        }),
+        "{events:?}"
+    );
+    // When the first leaves by closing, the group is left to the second alone; a third
+    // on shard 0 is announced to the second, across shards again.
+    a.close(first);
+    carry(&mut a, 0, &mut b);
+    drain(&mut b);
+    let third = connected(&mut a, "live");
+    a.join_group(third, PeerId([3; 32]), group).unwrap();
+    carry(&mut a, 0, &mut b);
+    assert_eq!(
+        drain(&mut b),
+        vec![(
+            second,
+            Outgoing::GroupMember {
+                group,
+                peer: PeerId([3; 32])
+            }
+        )]
+    );
+}
