@@ -1975,7 +1975,11 @@ fn group_members_on_different_shards_are_told_of_each_other() {
         drain(&mut b).is_empty(),
         "the first member is not on this shard: nothing for shard 1's clients"
     );
-    assert_eq!(carry(&mut b, 1, &mut a), 1, "the notice crosses to its shard");
+    assert_eq!(
+        carry(&mut b, 1, &mut a),
+        1,
+        "the notice crosses to its shard"
+    );
     assert_eq!(
         drain(&mut a),
         vec![(

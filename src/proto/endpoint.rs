@@ -17,7 +17,7 @@ use super::cookie::{CookieCheck, CookieJar};
 use super::dh::{DhGroup, DhKeyPair, SUPPORTED_GROUPS};
 use super::epd::{cert_option, Certificate, EndpointDiscriminator, PeerId};
 use super::handshake::{HandshakeFailure, HandshakeStep, Initiator};
-use super::keying::{self, HandshakeLayout, KeyingComponent, ProtectionPolicy};
+use super::keying::{self, GroupKeyBases, HandshakeLayout, KeyingComponent, ProtectionPolicy};
 use super::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHeader, MIN_DATAGRAM};
 use super::session::{Session, SessionConfig, SessionEvent, SessionInfo};
 use super::time::Instant;
@@ -768,6 +768,7 @@ impl Endpoint {
             rx_hmac: rx.hmac_len,
             tx_sequence_numbers: tx.sequence_numbers,
             rx_sequence_numbers: rx.sequence_numbers,
+            group_key_bases: GroupKeyBases::derive(&secret, &init.our_component, component),
         };
         Ok((cipher, info))
     }
@@ -1015,6 +1016,7 @@ impl Endpoint {
             rx_hmac: rx.hmac_len,
             tx_sequence_numbers: tx.sequence_numbers,
             rx_sequence_numbers: rx.sequence_numbers,
+            group_key_bases: GroupKeyBases::derive(&secret, &our_component, component),
         };
         let session = Session::new(
             now,

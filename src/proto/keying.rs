@@ -327,9 +327,63 @@ pub fn derive_session_keys(secret: &[u8], near: &[u8], far: &[u8]) -> SessionKey
     }
 }
 
+/// What a session contributes to the NetGroup group keys two peers exchange
+/// (docs/netgroup.md §3.3): HMAC-SHA256 keyed by the DH shared secret over the receiver's
+/// keying component. The key a member sends for a group is HMAC-SHA256 keyed by the
+/// groupspec text over `for_far`; the one it expects, the same over `from_far`. The
+/// secret itself is not kept.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GroupKeyBases {
+    /// Over the far end's component: for the key we send.
+    pub for_far: [u8; 32],
+    /// Over our component: for the key we expect from the far end.
+    pub from_far: [u8; 32],
+}
+
+impl std::fmt::Debug for GroupKeyBases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupKeyBases(..)")
+    }
+}
+
+impl GroupKeyBases {
+    /// `near` is our keying component, `far` theirs, `secret` the DH shared secret.
+    pub fn derive(secret: &[u8], near: &[u8], far: &[u8]) -> Self {
+        GroupKeyBases {
+            for_far: hmac_sha256(secret, far),
+            from_far: hmac_sha256(secret, near),
+        }
+    }
+
+    /// The group key for the group whose groupspec text (up to its end marker) is
+    /// `group_text`, from a base.
+    pub fn group_key(group_text: &[u8], base: &[u8; 32]) -> [u8; 32] {
+        hmac_sha256(group_text, base)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_ends_agree_on_each_others_group_keys() {
+        let secret = [7u8; 128];
+        let (a, b) = (b"initiator component".as_slice(), b"responder".as_slice());
+        let at_a = GroupKeyBases::derive(&secret, a, b);
+        let at_b = GroupKeyBases::derive(&secret, b, a);
+        assert_eq!(
+            at_a.for_far, at_b.from_far,
+            "what A sends is what B expects"
+        );
+        assert_eq!(at_b.for_far, at_a.from_far);
+        assert_ne!(at_a.for_far, at_a.from_far);
+        let text = b"G:0101010c050e74657374011b";
+        assert_eq!(
+            GroupKeyBases::group_key(text, &at_a.for_far),
+            GroupKeyBases::group_key(text, &at_b.from_far)
+        );
+    }
 
     #[test]
     fn flash_era_components_have_the_deployed_bytes() {

@@ -126,6 +126,8 @@ pub struct SessionInfo {
     pub rx_hmac: Option<usize>,
     pub tx_sequence_numbers: bool,
     pub rx_sequence_numbers: bool,
+    /// For NetGroup group keys between peers (docs/netgroup.md §3.3).
+    pub group_key_bases: super::keying::GroupKeyBases,
 }
 
 pub struct Session {
