@@ -1,7 +1,9 @@
-//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `demo`, `bench`.
+//! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `join`, `demo`,
+//! `bench`.
 
 mod bench;
 mod demo;
+mod join;
 mod play;
 mod probe;
 mod publish;
@@ -98,6 +100,24 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         timeout: u64,
     },
+    /// Join a NetGroup through the server and print the overlay it forms (members
+    /// named, handshakes passed, reports).
+    Join {
+        /// rtmfp://HOST[:PORT]/APP
+        url: String,
+        /// The groupspec (`G:...`), as Flash's GroupSpecifier builds it.
+        #[arg(long)]
+        group: String,
+        /// A token for servers that ask for one (sent as the connect argument).
+        #[arg(long)]
+        token: Option<String>,
+        /// Stay in the group this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Give up if the server does not answer the connect within this many seconds.
+        #[arg(long, default_value_t = 15)]
+        timeout: u64,
+    },
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
     Demo,
@@ -168,6 +188,19 @@ pub fn main() -> ExitCode {
             duration.map(Duration::from_secs_f64),
             token,
             peer.as_deref(),
+            Duration::from_secs(timeout),
+        ),
+        Command::Join {
+            url,
+            group,
+            token,
+            duration,
+            timeout,
+        } => join::join(
+            &url,
+            &group,
+            token,
+            Duration::from_secs_f64(duration),
             Duration::from_secs(timeout),
         ),
         Command::Demo => demo::demo(),

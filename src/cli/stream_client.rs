@@ -17,6 +17,16 @@ pub type ClientDriver = UdpDriver<FlashClient>;
 
 /// Connects to the URL's app; fails with the server's code and description if refused.
 pub fn connect(url: &RtmfpUrl, token: Option<String>, timeout: Duration) -> Result<ClientDriver> {
+    connect_with(url, token, timeout, EndpointConfig::default())
+}
+
+/// [`connect`] with a chosen endpoint configuration (handshake layouts, say).
+pub fn connect_with(
+    url: &RtmfpUrl,
+    token: Option<String>,
+    timeout: Duration,
+    config: EndpointConfig,
+) -> Result<ClientDriver> {
     let args = token.into_iter().map(Value::from).collect();
     let seed = os_seed();
     // The client's clock starts with the driver's: connect at the driver's now.
@@ -28,7 +38,7 @@ pub fn connect(url: &RtmfpUrl, token: Option<String>, timeout: Duration) -> Resu
             &url.tc_url,
             &url.app,
             args,
-            EndpointConfig::default(),
+            config,
             seed,
         ),
     )?;

@@ -14,6 +14,8 @@ use super::amf::Value;
 use super::command::{code, on_status, status_code, Command, Level};
 use super::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use super::tc::{self, kind, message_header, FlowMetadata, Lane, TcMessage};
+use crate::group::member::{GroupEvent, GroupMember};
+use crate::group::GroupSpec;
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use crate::proto::epd::{EndpointDiscriminator, PeerId};
@@ -51,6 +53,8 @@ pub enum ClientEvent {
         stream_id: u32,
         message: MediaMessage,
     },
+    /// Something happened in the NetGroup we joined.
+    Group(GroupEvent),
     /// The session with the server ended.
     Closed(CloseReason),
 }
@@ -170,6 +174,9 @@ pub struct FlashClient {
     direct: LiveStreams<DirectSubscriber>,
     direct_names: HashMap<u32, String>,
     peers: HashMap<SessionId, DirectPeer>,
+    server: SocketAddr,
+    /// The NetGroup we joined, if any.
+    group: Option<GroupMember>,
 }
 
 impl FlashClient {
@@ -203,7 +210,32 @@ impl FlashClient {
             direct: LiveStreams::default(),
             direct_names: HashMap::new(),
             peers: HashMap::new(),
+            server,
+            group: None,
         }
+    }
+
+    /// Joins the NetGroup `spec` through the server (after `Connected`): the server
+    /// names members to open sessions to, and each passes the group handshake. False if
+    /// the connection is not up yet.
+    pub fn join_group(&mut self, spec: &GroupSpec) -> bool {
+        let peer_id = self.peer_id();
+        let (Some(session), Some(&nc_flow), Some(peer_id)) = (
+            self.session,
+            self.flows.ours.get(&(0, Lane::Control)),
+            peer_id,
+        ) else {
+            return false;
+        };
+        let mut member = GroupMember::new(spec, peer_id, self.server);
+        member.join(&mut self.endpoint, session, nc_flow);
+        self.group = Some(member);
+        true
+    }
+
+    /// The NetGroup we joined.
+    pub fn group(&self) -> Option<&GroupMember> {
+        self.group.as_ref()
     }
 
     pub fn session(&self) -> Option<SessionId> {
@@ -237,11 +269,18 @@ impl FlashClient {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        if let Some(g) = &mut self.group {
+            g.handle_timeout(now, &mut self.endpoint);
+        }
         self.pump(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
+        let group = self.group.as_ref().and_then(GroupMember::poll_timeout);
+        match (self.endpoint.poll_timeout(), group) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
@@ -461,7 +500,9 @@ impl FlashClient {
                     session,
                     as_initiator,
                     ..
-                } if Some(session) != self.session => self.on_peer_opened(session, as_initiator),
+                } if Some(session) != self.session => {
+                    self.on_peer_opened(now, session, as_initiator)
+                }
                 Event::HandshakeFailed { session, failure } if Some(session) == self.session => {
                     self.session = None;
                     self.events.push_back(ClientEvent::Failed {
@@ -469,6 +510,11 @@ impl FlashClient {
                         description: failure.to_string(),
                     });
                 }
+                Event::HandshakeFailed { session, .. }
+                    if self
+                        .group
+                        .as_mut()
+                        .is_some_and(|g| g.on_peer_failed(session)) => {}
                 Event::HandshakeFailed { session, failure }
                     if self.peers.remove(&session).is_some() =>
                 {
@@ -481,8 +527,13 @@ impl FlashClient {
                 Event::Session { session, event } if Some(session) == self.session => {
                     self.on_session_event(now, event)
                 }
-                Event::Session { session, event } => self.on_peer_event(session, event),
+                Event::Session { session, event } => self.on_peer_event(now, session, event),
                 _ => {}
+            }
+        }
+        if let Some(g) = &mut self.group {
+            while let Some(e) = g.poll_event() {
+                self.events.push_back(ClientEvent::Group(e));
             }
         }
     }
@@ -508,7 +559,12 @@ impl FlashClient {
         self.call(0, &cmd);
     }
 
-    fn on_session_event(&mut self, _now: Instant, event: SessionEvent) {
+    fn on_session_event(&mut self, now: Instant, event: SessionEvent) {
+        if let Some(g) = &mut self.group {
+            if g.on_server_event(now, &mut self.endpoint, &event) {
+                return;
+            }
+        }
         match event {
             SessionEvent::FlowOpened {
                 flow_id, metadata, ..
@@ -577,7 +633,15 @@ impl FlashClient {
 
     // ---------------- direct sessions ----------------
 
-    fn on_peer_opened(&mut self, session: SessionId, as_initiator: bool) {
+    fn on_peer_opened(&mut self, now: Instant, session: SessionId, as_initiator: bool) {
+        if let Some(g) = &mut self.group {
+            // A member we connected to, or one that connects to us: group links are
+            // told apart from direct playback by whose session it is.
+            if !(as_initiator && self.peers.contains_key(&session)) {
+                g.on_peer_opened(now, &mut self.endpoint, session, as_initiator);
+                return;
+            }
+        }
         if as_initiator {
             // We asked for this publisher: play what we came for.
             let Some(name) = self.peers.get_mut(&session).and_then(|p| p.wants.take()) else {
@@ -594,7 +658,12 @@ impl FlashClient {
         }
     }
 
-    fn on_peer_event(&mut self, session: SessionId, event: SessionEvent) {
+    fn on_peer_event(&mut self, now: Instant, session: SessionId, event: SessionEvent) {
+        if let Some(g) = &mut self.group {
+            if g.on_peer_event(now, &mut self.endpoint, session, &event) {
+                return;
+            }
+        }
         let Some(peer) = self.peers.get_mut(&session) else {
             return;
         };

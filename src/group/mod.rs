@@ -5,6 +5,7 @@
 //!
 //! `spec` is the groupspec string (`G:` + hex option list) and the group id derived from it.
 
+pub mod member;
 pub mod peer_messages;
 pub mod rendezvous;
 pub mod server_flow;

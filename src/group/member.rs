@@ -1,0 +1,466 @@
+//! A NetGroup member's group plumbing: the join over the server session, sessions to the
+//! peers the server names, and on each, the group handshake and the exchange of reports
+//! (docs/netgroup.md §2, §3.3, §3.4).
+//!
+//! Sans-IO like the rest: the caller owns the [`Endpoint`] and hands it in with each
+//! event; the member opens flows and queues messages on it. Media (subscriptions, maps,
+//! fragments) builds on the neighbours this keeps.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::peer_messages::{
+    AddressKind, GroupFlowRole, GroupHandshake, GroupReport, PeerAddress, ReportFlowMessage,
+    ReportedPeer,
+};
+use super::server_flow::{join_message, parse_member_notice, GROUP_FLOW_METADATA};
+use super::spec::{group_address, GroupId, GroupSpec};
+use crate::proto::endpoint::SessionId;
+use crate::proto::epd::{EndpointDiscriminator, PeerId};
+use crate::proto::keying::GroupKeyBases;
+use crate::proto::session::SessionEvent;
+use crate::proto::{Endpoint, Instant};
+
+/// How often a member sends a report to one of its neighbours.
+pub const REPORT_PERIOD: Duration = Duration::from_secs(10);
+/// Peers recommended in one report at most.
+const REPORT_PEERS: usize = 12;
+
+/// What happened in the group, for the application and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// The server refused our join (its reason came as a NetConnection status).
+    JoinRefused,
+    /// We learned of a member (from the server or a report).
+    Heard(PeerId),
+    /// A neighbour passed the group handshake: the link carries group traffic now.
+    NeighbourUp(PeerId),
+    /// A neighbour's session ended.
+    NeighbourDown(PeerId),
+    /// A peer's group handshake was wrong (other group, wrong key, not meant for us);
+    /// its session was closed.
+    HandshakeRejected { peer: PeerId, why: &'static str },
+    /// A neighbour reported on the group.
+    Report { from: PeerId, peers: usize },
+}
+
+/// One session with a peer that is (or may become) a neighbour.
+#[derive(Debug)]
+struct Link {
+    peer_id: PeerId,
+    /// Our report flow to it.
+    report_flow: Option<u64>,
+    /// Its report flow to us.
+    their_report_flow: Option<u64>,
+    handshake_sent: bool,
+    /// Its handshake checked out.
+    verified: bool,
+    report_sent: bool,
+}
+
+/// A peer we know of.
+#[derive(Debug, Clone)]
+struct Heard {
+    /// When a report last mentioned it (or the server named it).
+    last_heard: Instant,
+    addresses: Vec<PeerAddress>,
+}
+
+pub struct GroupMember {
+    group: GroupId,
+    /// The groupspec text the peer group keys are keyed with.
+    key_text: String,
+    our_peer_id: PeerId,
+    server: SocketAddr,
+    /// Our `GC` flow on the server session, once joined.
+    server_flow: Option<u64>,
+    /// The server's flows answering it, which carry member notices.
+    notice_flows: Vec<u64>,
+    heard: BTreeMap<PeerId, Heard>,
+    links: HashMap<SessionId, Link>,
+    /// Sessions we started toward peers, until they open.
+    connecting: HashMap<SessionId, PeerId>,
+    next_report: Option<Instant>,
+    report_turn: usize,
+    events: VecDeque<GroupEvent>,
+}
+
+impl GroupMember {
+    /// A member of `spec`'s group, known as `our_peer_id`, whose server is at `server`.
+    pub fn new(spec: &GroupSpec, our_peer_id: PeerId, server: SocketAddr) -> Self {
+        GroupMember {
+            group: spec.group_id(),
+            key_text: spec.identity_text(),
+            our_peer_id,
+            server,
+            server_flow: None,
+            notice_flows: Vec::new(),
+            heard: BTreeMap::new(),
+            links: HashMap::new(),
+            connecting: HashMap::new(),
+            next_report: None,
+            report_turn: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn poll_event(&mut self) -> Option<GroupEvent> {
+        self.events.pop_front()
+    }
+
+    /// Peers whose group handshake passed.
+    pub fn neighbours(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.links
+            .values()
+            .filter(|l| l.verified)
+            .map(|l| l.peer_id)
+    }
+
+    /// Members we know of.
+    pub fn heard(&self) -> usize {
+        self.heard.len()
+    }
+
+    /// Sends the join on a new `GC` flow of the server session, answering its
+    /// NetConnection flow `nc_flow`.
+    pub fn join(&mut self, endpoint: &mut Endpoint, server_session: SessionId, nc_flow: u64) {
+        let Some(s) = endpoint.session_mut(server_session) else {
+            return;
+        };
+        let flow = s.open_flow(GROUP_FLOW_METADATA.to_vec(), Some(nc_flow));
+        s.send(flow, &join_message(&self.group), None);
+        self.server_flow = Some(flow);
+    }
+
+    /// An event of the server session; true if it was ours (a member notice, or the
+    /// server refusing our join).
+    pub fn on_server_event(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        event: &SessionEvent,
+    ) -> bool {
+        match event {
+            SessionEvent::FlowOpened {
+                flow_id, metadata, ..
+            } if metadata == GROUP_FLOW_METADATA => {
+                self.notice_flows.push(*flow_id);
+                true
+            }
+            SessionEvent::FlowRejected { flow_id, .. } if Some(*flow_id) == self.server_flow => {
+                self.server_flow = None;
+                self.events.push_back(GroupEvent::JoinRefused);
+                true
+            }
+            SessionEvent::Message { flow_id, data } if self.notice_flows.contains(flow_id) => {
+                if let Ok(peer) = parse_member_notice(data) {
+                    self.hear(now, peer, vec![]);
+                    self.connect(now, endpoint, peer);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a session to `peer` through the server, unless we have or want one.
+    fn connect(&mut self, now: Instant, endpoint: &mut Endpoint, peer: PeerId) {
+        let known = self.links.values().any(|l| l.peer_id == peer)
+            || self.connecting.values().any(|p| *p == peer);
+        if peer == self.our_peer_id || known {
+            return;
+        }
+        let session = endpoint.connect(now, self.server, EndpointDiscriminator::for_peer(peer));
+        self.connecting.insert(session, peer);
+    }
+
+    fn hear(&mut self, now: Instant, peer: PeerId, addresses: Vec<PeerAddress>) {
+        if peer == self.our_peer_id {
+            return;
+        }
+        let new = !self.heard.contains_key(&peer);
+        let entry = self.heard.entry(peer).or_insert(Heard {
+            last_heard: now,
+            addresses: Vec::new(),
+        });
+        entry.last_heard = now;
+        if !addresses.is_empty() {
+            entry.addresses = addresses;
+        }
+        if new {
+            self.events.push_back(GroupEvent::Heard(peer));
+        }
+    }
+
+    /// A session with a peer opened. Ours (we connected to a member the server named)
+    /// starts the group handshake; one a peer started waits for its handshake.
+    pub fn on_peer_opened(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        session: SessionId,
+        as_initiator: bool,
+    ) {
+        let Some(far) = endpoint.session(session).map(|s| s.info.far_peer_id) else {
+            return;
+        };
+        let peer_id = self.connecting.remove(&session).unwrap_or(far);
+        self.links.insert(
+            session,
+            Link {
+                peer_id,
+                report_flow: None,
+                their_report_flow: None,
+                handshake_sent: false,
+                verified: false,
+                report_sent: false,
+            },
+        );
+        self.hear(now, peer_id, vec![]);
+        if as_initiator {
+            self.send_handshake(endpoint, session);
+        }
+        self.next_report.get_or_insert(now + REPORT_PERIOD);
+    }
+
+    /// An event of a peer session; true if it was group traffic.
+    pub fn on_peer_event(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        session: SessionId,
+        event: &SessionEvent,
+    ) -> bool {
+        let Some(link) = self.links.get_mut(&session) else {
+            return false;
+        };
+        match event {
+            SessionEvent::FlowOpened {
+                flow_id, metadata, ..
+            } => match GroupFlowRole::from_metadata(metadata) {
+                Some(GroupFlowRole::Report) => {
+                    link.their_report_flow = Some(*flow_id);
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            },
+            SessionEvent::Message { flow_id, data } if Some(*flow_id) == link.their_report_flow => {
+                match ReportFlowMessage::parse(data) {
+                    Ok(message) => self.on_report_flow(now, endpoint, session, message),
+                    Err(_) => {} // Unreadable group traffic is dropped, never fatal.
+                }
+                true
+            }
+            SessionEvent::Closed(_) => {
+                if let Some(link) = self.links.remove(&session) {
+                    if link.verified {
+                        self.events
+                            .push_back(GroupEvent::NeighbourDown(link.peer_id));
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A session we started toward a peer failed.
+    pub fn on_peer_failed(&mut self, session: SessionId) -> bool {
+        self.connecting.remove(&session).is_some()
+    }
+
+    fn on_report_flow(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        session: SessionId,
+        message: ReportFlowMessage,
+    ) {
+        match message {
+            ReportFlowMessage::Handshake(h) => self.on_handshake(endpoint, session, &h),
+            ReportFlowMessage::Begin { .. } => {
+                let verified = self.links.get(&session).is_some_and(|l| l.verified);
+                let sent = self.links.get(&session).is_some_and(|l| l.report_sent);
+                if verified && !sent {
+                    self.send_report(endpoint, session);
+                }
+            }
+            ReportFlowMessage::Report(report) => {
+                let Some(link) = self.links.get(&session) else {
+                    return;
+                };
+                if !link.verified {
+                    return;
+                }
+                let from = link.peer_id;
+                let answered = link.report_sent;
+                for p in &report.peers {
+                    // Reports about peers not heard of for 5 minutes are stale.
+                    if p.seconds_since_report < 300 {
+                        self.hear(now, p.peer_id, p.addresses.clone());
+                    }
+                }
+                self.events.push_back(GroupEvent::Report {
+                    from,
+                    peers: report.peers.len(),
+                });
+                if !answered {
+                    self.send_report(endpoint, session);
+                }
+            }
+            ReportFlowMessage::Abort | ReportFlowMessage::AskClose => {}
+        }
+    }
+
+    fn on_handshake(&mut self, endpoint: &mut Endpoint, session: SessionId, h: &GroupHandshake) {
+        let Some(bases) = endpoint.session(session).map(|s| s.info.group_key_bases) else {
+            return;
+        };
+        let expected = GroupKeyBases::group_key(self.key_text.as_bytes(), &bases.from_far);
+        let why = if h.group != self.group {
+            Some("another group")
+        } else if h.receiver != self.our_peer_id {
+            Some("addressed to another peer")
+        } else if h.key != expected {
+            Some("wrong group key")
+        } else {
+            None
+        };
+        let Some(link) = self.links.get_mut(&session) else {
+            return;
+        };
+        if let Some(why) = why {
+            let peer = link.peer_id;
+            self.links.remove(&session);
+            if let Some(s) = endpoint.session_mut(session) {
+                s.abort();
+            }
+            self.events
+                .push_back(GroupEvent::HandshakeRejected { peer, why });
+            return;
+        }
+        if !link.verified {
+            link.verified = true;
+            let peer = link.peer_id;
+            self.events.push_back(GroupEvent::NeighbourUp(peer));
+        }
+        if !self.links[&session].handshake_sent {
+            self.send_handshake(endpoint, session);
+        }
+    }
+
+    /// `01` handshake, `02`, `0e` on our report flow (opened on first use).
+    fn send_handshake(&mut self, endpoint: &mut Endpoint, session: SessionId) {
+        let Some(link) = self.links.get_mut(&session) else {
+            return;
+        };
+        let Some(s) = endpoint.session_mut(session) else {
+            return;
+        };
+        let bases = s.info.group_key_bases;
+        let flow = *link
+            .report_flow
+            .get_or_insert_with(|| s.open_flow(GroupFlowRole::Report.metadata(), None));
+        let handshake = ReportFlowMessage::Handshake(GroupHandshake {
+            group: self.group,
+            key: GroupKeyBases::group_key(self.key_text.as_bytes(), &bases.for_far),
+            receiver: link.peer_id,
+        });
+        s.send(flow, &handshake.encode(), None);
+        s.send(flow, &ReportFlowMessage::Abort.encode(), None);
+        s.send(
+            flow,
+            &ReportFlowMessage::Begin { nearest: false }.encode(),
+            None,
+        );
+        link.handshake_sent = true;
+    }
+
+    fn send_report(&mut self, endpoint: &mut Endpoint, session: SessionId) {
+        let Some(link) = self.links.get(&session) else {
+            return;
+        };
+        let Some(flow) = link.report_flow else {
+            return;
+        };
+        let receiver = link.peer_id;
+        let Some(s) = endpoint.session_mut(session) else {
+            return;
+        };
+        let report = GroupReport {
+            receiver_address: PeerAddress::new(AddressKind::Public, s.peer),
+            sender_addresses: vec![PeerAddress::new(AddressKind::Redirection, self.server)],
+            peers: self.best_for(&receiver),
+        };
+        s.send(flow, &ReportFlowMessage::Report(report).encode(), None);
+        if let Some(link) = self.links.get_mut(&session) {
+            link.report_sent = true;
+        }
+    }
+
+    /// The peers we recommend to `receiver`: those nearest it on the ring.
+    fn best_for(&self, receiver: &PeerId) -> Vec<ReportedPeer> {
+        let target = group_address(receiver);
+        let mut by_distance: Vec<(u128, &PeerId, &Heard)> = self
+            .heard
+            .iter()
+            .filter(|(p, _)| *p != receiver)
+            .map(|(p, h)| (ring_distance(&target, &group_address(p)), p, h))
+            .collect();
+        by_distance.sort_by_key(|e| e.0);
+        by_distance
+            .into_iter()
+            .take(REPORT_PEERS)
+            .map(|(_, p, h)| ReportedPeer {
+                peer_id: *p,
+                seconds_since_report: 0,
+                addresses: if h.addresses.is_empty() {
+                    vec![PeerAddress::new(AddressKind::Redirection, self.server)]
+                } else {
+                    h.addresses.clone()
+                },
+            })
+            .collect()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_report
+    }
+
+    /// Periodic work: a report to one neighbour in turn.
+    pub fn handle_timeout(&mut self, now: Instant, endpoint: &mut Endpoint) {
+        let Some(due) = self.next_report else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.next_report = Some(now + REPORT_PERIOD);
+        let mut verified: Vec<SessionId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.verified && l.report_flow.is_some())
+            .map(|(s, _)| *s)
+            .collect();
+        if verified.is_empty() {
+            return;
+        }
+        verified.sort_unstable();
+        self.report_turn = (self.report_turn + 1) % verified.len();
+        self.send_report(endpoint, verified[self.report_turn]);
+    }
+}
+
+/// Distance between two ring positions, by their first 128 bits, the shorter way round.
+fn ring_distance(a: &[u8; 32], b: &[u8; 32]) -> u128 {
+    let x = u128::from_be_bytes(a[..16].try_into().unwrap_or([0; 16]));
+    let y = u128::from_be_bytes(b[..16].try_into().unwrap_or([0; 16]));
+    let d = x.wrapping_sub(y);
+    d.min(d.wrapping_neg())
+}
