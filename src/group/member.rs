@@ -84,6 +84,8 @@ pub struct GroupMember {
     next_report: Option<Instant>,
     report_turn: usize,
     events: VecDeque<GroupEvent>,
+    /// Group messages from peers that could not be read (dropped).
+    unreadable: u64,
 }
 
 impl GroupMember {
@@ -102,6 +104,7 @@ impl GroupMember {
             next_report: None,
             report_turn: 0,
             events: VecDeque::new(),
+            unreadable: 0,
         }
     }
 
@@ -119,6 +122,11 @@ impl GroupMember {
             .values()
             .filter(|l| l.verified)
             .map(|l| l.peer_id)
+    }
+
+    /// Group messages from peers dropped because they could not be read.
+    pub fn unreadable_messages(&self) -> u64 {
+        self.unreadable
     }
 
     /// Members we know of.
@@ -251,9 +259,10 @@ impl GroupMember {
                 None => false,
             },
             SessionEvent::Message { flow_id, data } if Some(*flow_id) == link.their_report_flow => {
+                // Unreadable group traffic is dropped and counted, never fatal.
                 match ReportFlowMessage::parse(data) {
                     Ok(message) => self.on_report_flow(now, endpoint, session, message),
-                    Err(_) => {} // Unreadable group traffic is dropped, never fatal.
+                    Err(_) => self.unreadable += 1,
                 }
                 true
             }
