@@ -4,7 +4,10 @@
 //! module builds on, with their sources, are in `docs/netgroup.md`.
 //!
 //! `spec` is the groupspec string (`G:` + hex option list) and the group id derived from it.
+//! `fragments` is the P2P media stream: numbered fragments, their store and availability
+//! maps, and reassembly for the member's player.
 
+pub mod fragments;
 pub mod rendezvous;
 pub mod server_flow;
 pub mod spec;

@@ -1,0 +1,1115 @@
+//! Group media fragments: the pieces a NetGroup stream travels in between members
+//! (docs/netgroup.md §3.6–§3.8).
+//!
+//! The publisher cuts each media message into pieces of at most 959 bytes and numbers them
+//! with one counter per stream starting at 1 ([`Fragmenter`]). Members keep the pieces of the
+//! last window in a [`FragmentStore`] to serve pulls and pushes, tell neighbours what they
+//! hold with a [`FragmentsMap`] (`22`), and rebuild the media messages for their own player
+//! with a [`Reassembler`], which also holds back what a decoder could not use yet
+//! ([`DecodableStart`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::media::{MediaKind, MediaMessage};
+use crate::proto::vlu::{put_vlu, vlu_len, Reader};
+use crate::proto::{Instant, ParseError};
+
+/// Largest payload of one fragment (librtmfp: include/NetGroup.h `NETGROUP_MAX_PACKET_SIZE`).
+pub const MAX_FRAGMENT_PAYLOAD: usize = 959;
+/// A split message has one first piece and at most 255 more: `rest` is a single byte.
+pub const MAX_PIECES: usize = 256;
+/// The largest media message the wire format can carry.
+pub const MAX_MESSAGE_LEN: usize = MAX_PIECES * MAX_FRAGMENT_PAYLOAD;
+/// Bitmap bytes kept in a fragments map, built or parsed (librtmfp: include/PeerMedia.h
+/// `MAX_FRAGMENT_MAP_SIZE`): 8192 ids before `lastId`.
+pub const MAX_MAP_BITMAP_LEN: usize = 1024;
+/// Subscription option `03` default (docs/netgroup.md §5).
+pub const DEFAULT_WINDOW: Duration = Duration::from_millis(8000);
+/// librtmfp's `relayMargin` default: how much longer than the window fragments stay.
+pub const DEFAULT_RELAY_MARGIN: Duration = Duration::from_millis(2000);
+
+/// Flow message type of a fragments map (docs/netgroup.md §3.2).
+pub const FRAGMENTS_MAP_TYPE: u8 = 0x22;
+
+/// RTMP message types a group stream carries (docs/netgroup.md §3.8).
+pub mod rtmp_type {
+    pub const AUDIO: u8 = 0x08;
+    pub const VIDEO: u8 = 0x09;
+    /// AMF3 data: the payload is a `00` byte then AMF0.
+    pub const DATA_AMF3: u8 = 0x0f;
+    /// AMF3 invocation (`UnpublishNotify`, `closeStream` at the end of a publication).
+    pub const INVOCATION_AMF3: u8 = 0x11;
+    pub const DATA_AMF0: u8 = 0x12;
+}
+
+/// The RTMP type byte a fragment carries for a media message of this kind.
+pub fn rtmp_type_of(kind: MediaKind) -> u8 {
+    match kind {
+        MediaKind::Audio => rtmp_type::AUDIO,
+        MediaKind::Video => rtmp_type::VIDEO,
+        MediaKind::Data => rtmp_type::DATA_AMF0,
+    }
+}
+
+/// Why a group media flow message was not understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GroupMediaParseError {
+    #[error("empty message: expected a type byte (20, 30, 10 or 00 for a fragment, 22 for a map)")]
+    Empty,
+    #[error("message type {0:#04x} is not a fragment (20, 30, 10, 00)")]
+    NotAFragment(u8),
+    #[error("message type {0:#04x} is not a fragments map (22)")]
+    NotAMap(u8),
+    #[error("message ends inside its header (id, rest, type or time)")]
+    Truncated,
+    #[error("fragment id wider than 64 bits")]
+    IdOverflow,
+    #[error("fragment id 0: ids start at 1")]
+    ZeroId,
+    #[error("split piece with rest = 0: only the last piece (00) ends a message")]
+    ZeroRest,
+}
+
+impl From<ParseError> for GroupMediaParseError {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::VluOverflow => GroupMediaParseError::IdOverflow,
+            ParseError::Truncated | ParseError::BadValue => GroupMediaParseError::Truncated,
+        }
+    }
+}
+
+/// Which part of a media message a fragment holds, with the header fields that part
+/// carries on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Piece {
+    /// `20`: the whole message.
+    Whole { media_type: u8, time: u32 },
+    /// `30`: the first piece; `rest` pieces follow with the next ids.
+    First { rest: u8, media_type: u8, time: u32 },
+    /// `10`: a middle piece; `rest` pieces follow it (counts down to 1).
+    Middle { rest: u8 },
+    /// `00`: the last piece.
+    Last,
+}
+
+impl Piece {
+    pub const WHOLE: u8 = 0x20;
+    pub const FIRST: u8 = 0x30;
+    pub const MIDDLE: u8 = 0x10;
+    pub const LAST: u8 = 0x00;
+
+    /// The flow message type byte.
+    pub fn marker(&self) -> u8 {
+        match self {
+            Piece::Whole { .. } => Self::WHOLE,
+            Piece::First { .. } => Self::FIRST,
+            Piece::Middle { .. } => Self::MIDDLE,
+            Piece::Last => Self::LAST,
+        }
+    }
+
+    /// Whether a message starts with this piece.
+    pub fn starts_message(&self) -> bool {
+        matches!(self, Piece::Whole { .. } | Piece::First { .. })
+    }
+}
+
+/// One numbered piece of a group stream, as carried on a media flow (`00 47 52 12`).
+/// The payload is a slice of the message it came from: cloning never copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFragment {
+    pub id: u64,
+    pub piece: Piece,
+    pub payload: Bytes,
+}
+
+impl GroupFragment {
+    /// Reads one media flow message. The payload is a slice of `message`; any payload size
+    /// is accepted (librtmfp does not check it either), the store's byte cap bounds memory.
+    pub fn parse(message: &Bytes) -> Result<GroupFragment, GroupMediaParseError> {
+        let mut r = Reader::new(message);
+        let marker = r.u8().map_err(|_| GroupMediaParseError::Empty)?;
+        let id = r.vlu()?;
+        if id == 0 {
+            return Err(GroupMediaParseError::ZeroId);
+        }
+        let piece = match marker {
+            Piece::WHOLE => Piece::Whole {
+                media_type: r.u8()?,
+                time: r.u32()?,
+            },
+            Piece::FIRST => {
+                let rest = r.u8()?;
+                if rest == 0 {
+                    return Err(GroupMediaParseError::ZeroRest);
+                }
+                Piece::First {
+                    rest,
+                    media_type: r.u8()?,
+                    time: r.u32()?,
+                }
+            }
+            Piece::MIDDLE => {
+                let rest = r.u8()?;
+                if rest == 0 {
+                    return Err(GroupMediaParseError::ZeroRest);
+                }
+                Piece::Middle { rest }
+            }
+            Piece::LAST => Piece::Last,
+            other => return Err(GroupMediaParseError::NotAFragment(other)),
+        };
+        let header = message.len() - r.remaining();
+        Ok(GroupFragment {
+            id,
+            piece,
+            payload: message.slice(header..),
+        })
+    }
+
+    /// Bytes before the payload on the wire.
+    pub fn header_len(&self) -> usize {
+        let fixed = match self.piece {
+            Piece::Whole { .. } => 1 + 4,
+            Piece::First { .. } => 1 + 1 + 4,
+            Piece::Middle { .. } => 1,
+            Piece::Last => 0,
+        };
+        1 + vlu_len(self.id) + fixed
+    }
+
+    /// Appends the header only, for senders that gather the payload separately.
+    pub fn write_header(&self, out: &mut Vec<u8>) {
+        out.push(self.piece.marker());
+        put_vlu(out, self.id);
+        match self.piece {
+            Piece::Whole { media_type, time } => {
+                out.push(media_type);
+                out.extend_from_slice(&time.to_be_bytes());
+            }
+            Piece::First {
+                rest,
+                media_type,
+                time,
+            } => {
+                out.push(rest);
+                out.push(media_type);
+                out.extend_from_slice(&time.to_be_bytes());
+            }
+            Piece::Middle { rest } => out.push(rest),
+            Piece::Last => {}
+        }
+    }
+
+    /// Appends the whole flow message: header then payload.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.header_len() + self.payload.len());
+        self.write_header(out);
+        out.extend_from_slice(&self.payload);
+    }
+
+    /// The first id after the message this fragment belongs to, when the fragment says it;
+    /// for a first piece or a whole message, that is where the *next* message starts.
+    fn message_end(&self) -> u64 {
+        let rest = match self.piece {
+            Piece::Whole { .. } | Piece::Last => 0,
+            Piece::First { rest, .. } | Piece::Middle { rest } => rest,
+        };
+        self.id.saturating_add(u64::from(rest) + 1)
+    }
+
+    /// The lowest message boundary this fragment proves that is above `after`: its own id
+    /// if it starts a message, else the id after its message's end.
+    fn boundary_after(&self, after: u64) -> u64 {
+        if self.piece.starts_message() && self.id > after {
+            self.id
+        } else {
+            self.message_end()
+        }
+    }
+}
+
+/// A media message too long for one group stream message: more than 256 pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("media message of {len} bytes is longer than a group stream carries ({MAX_MESSAGE_LEN} bytes, 256 pieces of 959)")]
+pub struct MessageTooLarge {
+    pub len: usize,
+}
+
+/// Cuts a stream's media messages into numbered fragments (the publisher's side;
+/// librtmfp: sources/GroupMedia.cpp `onMedia`).
+#[derive(Debug, Clone)]
+pub struct Fragmenter {
+    next_id: u64,
+}
+
+impl Default for Fragmenter {
+    fn default() -> Self {
+        Fragmenter::new()
+    }
+}
+
+impl Fragmenter {
+    /// A new stream: its first fragment is id 1.
+    pub fn new() -> Self {
+        Fragmenter { next_id: 1 }
+    }
+
+    /// The id the next fragment will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// The fragments of one media message.
+    pub fn fragment(
+        &mut self,
+        message: &MediaMessage,
+    ) -> Result<Vec<GroupFragment>, MessageTooLarge> {
+        self.fragment_raw(
+            rtmp_type_of(message.kind),
+            message.timestamp,
+            &message.payload,
+        )
+    }
+
+    /// The fragments of a message given by its RTMP type byte (for the `0f`/`11` messages
+    /// that are not [`MediaMessage`]s). An empty payload yields no fragment and takes no
+    /// id, as in librtmfp.
+    pub fn fragment_raw(
+        &mut self,
+        media_type: u8,
+        time: u32,
+        payload: &Bytes,
+    ) -> Result<Vec<GroupFragment>, MessageTooLarge> {
+        let len = payload.len();
+        if len > MAX_MESSAGE_LEN {
+            return Err(MessageTooLarge { len });
+        }
+        let pieces = len.div_ceil(MAX_FRAGMENT_PAYLOAD);
+        let first_id = self.next_id;
+        self.next_id += pieces as u64;
+        Ok((0..pieces)
+            .map(|i| {
+                let start = i * MAX_FRAGMENT_PAYLOAD;
+                let end = (start + MAX_FRAGMENT_PAYLOAD).min(len);
+                // `pieces <= 256`, so the rest count fits a byte.
+                let rest = (pieces - 1 - i) as u8;
+                let piece = match (i, rest) {
+                    (0, 0) => Piece::Whole { media_type, time },
+                    (0, _) => Piece::First {
+                        rest,
+                        media_type,
+                        time,
+                    },
+                    (_, 0) => Piece::Last,
+                    _ => Piece::Middle { rest },
+                };
+                GroupFragment {
+                    id: first_id + i as u64,
+                    piece,
+                    payload: payload.slice(start..end),
+                }
+            })
+            .collect())
+    }
+}
+
+/// A media message rebuilt from its fragments, typed by its RTMP type byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMessage {
+    /// Id of its first fragment.
+    pub id: u64,
+    pub media_type: u8,
+    /// Milliseconds from the start of the group publication.
+    pub time: u32,
+    pub payload: Bytes,
+}
+
+impl GroupMessage {
+    /// As a player-side media message, for the types that are one (`08`, `09`, `12`, and
+    /// `0f` without its leading `00`).
+    pub fn to_media(&self) -> Option<MediaMessage> {
+        let (kind, payload) = match self.media_type {
+            rtmp_type::AUDIO => (MediaKind::Audio, self.payload.clone()),
+            rtmp_type::VIDEO => (MediaKind::Video, self.payload.clone()),
+            rtmp_type::DATA_AMF0 => (MediaKind::Data, self.payload.clone()),
+            rtmp_type::DATA_AMF3 => match self.payload.first() {
+                Some(0) => (MediaKind::Data, self.payload.slice(1..)),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(MediaMessage {
+            kind,
+            timestamp: self.time,
+            payload,
+        })
+    }
+}
+
+/// The player-side start rule: what a member writes to its player always decodes.
+///
+/// Until the first video keyframe, codec headers (AVC/HEVC/AAC sequence headers) and
+/// metadata are held back, the latest of each kind, and every other audio, video and data
+/// message is dropped. The keyframe releases the held headers (in stream order) and then
+/// itself. After a loss ([`DecodableStart::gap`]) video waits for the next keyframe again,
+/// since the inter frames after a lost picture do not decode; audio goes on.
+///
+/// An audio-only stream has no keyframe: when no video message has been seen while audio
+/// spans `audio_only_after_ms` of media time, the next audio message starts the output.
+/// Messages that are neither media nor data (`11` invocations such as `closeStream`) always
+/// pass: they never confuse a decoder and a player must not miss the end of a stream.
+#[derive(Debug, Clone)]
+pub struct DecodableStart {
+    audio_only_after_ms: u32,
+    started: bool,
+    video_needs_keyframe: bool,
+    video_seen: bool,
+    first_audio_time: Option<u32>,
+    dropped: u64,
+    video_header: Option<GroupMessage>,
+    audio_header: Option<GroupMessage>,
+    metadata: Option<GroupMessage>,
+}
+
+/// Default media time of audio without any video before an audio-only stream starts.
+pub const DEFAULT_AUDIO_ONLY_AFTER_MS: u32 = 1000;
+
+impl Default for DecodableStart {
+    fn default() -> Self {
+        DecodableStart::new(DEFAULT_AUDIO_ONLY_AFTER_MS)
+    }
+}
+
+impl DecodableStart {
+    pub fn new(audio_only_after_ms: u32) -> Self {
+        DecodableStart {
+            audio_only_after_ms,
+            started: false,
+            video_needs_keyframe: true,
+            video_seen: false,
+            first_audio_time: None,
+            dropped: 0,
+            video_header: None,
+            audio_header: None,
+            metadata: None,
+        }
+    }
+
+    /// Whether output has started.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Messages dropped so far, including held headers replaced by newer ones.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Some message was lost: video resumes at the next keyframe.
+    pub fn gap(&mut self) {
+        self.video_needs_keyframe = true;
+    }
+
+    /// Feeds one message in stream order; what the player should get is appended to `out`.
+    pub fn push(&mut self, message: GroupMessage, out: &mut VecDeque<GroupMessage>) {
+        let Some(media) = message.to_media() else {
+            out.push_back(message);
+            return;
+        };
+        let header = media.is_sequence_header();
+        if media.kind == MediaKind::Video {
+            self.video_seen = true;
+        }
+        if self.started {
+            if media.kind == MediaKind::Video && !header {
+                if media.is_keyframe() {
+                    self.video_needs_keyframe = false;
+                } else if self.video_needs_keyframe {
+                    self.dropped += 1;
+                    return;
+                }
+            }
+            out.push_back(message);
+            return;
+        }
+        let slot = if header {
+            match media.kind {
+                MediaKind::Video => Some(&mut self.video_header),
+                _ => Some(&mut self.audio_header),
+            }
+        } else if media.is_metadata() {
+            Some(&mut self.metadata)
+        } else {
+            None
+        };
+        if let Some(slot) = slot {
+            if slot.replace(message).is_some() {
+                self.dropped += 1;
+            }
+            return;
+        }
+        let starts = match media.kind {
+            MediaKind::Video => media.is_keyframe(),
+            MediaKind::Audio => {
+                let first = *self.first_audio_time.get_or_insert(media.timestamp);
+                !self.video_seen
+                    && media.timestamp.saturating_sub(first) >= self.audio_only_after_ms
+            }
+            MediaKind::Data => false,
+        };
+        if !starts {
+            self.dropped += 1;
+            return;
+        }
+        self.started = true;
+        self.video_needs_keyframe = media.kind != MediaKind::Video;
+        let mut held: Vec<GroupMessage> = [
+            self.metadata.take(),
+            self.video_header.take(),
+            self.audio_header.take(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        held.sort_by_key(|m| m.id);
+        out.extend(held);
+        out.push_back(message);
+    }
+}
+
+/// Tuning of a [`Reassembler`].
+#[derive(Debug, Clone)]
+pub struct ReassemblerConfig {
+    /// How long a missing fragment may hold back fragments that arrived after it before its
+    /// message is given up. librtmfp retries a pull after one fetch period (2.5 s), so the
+    /// default of two fetch periods allows one retry.
+    pub max_wait: Duration,
+    /// Bytes of fragments waiting behind a hole; beyond it the oldest hole is given up at
+    /// once, whatever `max_wait` says, so memory stays bounded.
+    pub max_pending_bytes: usize,
+    /// Apply the [`DecodableStart`] rule; off, every complete message is output.
+    pub decodable_start: bool,
+    /// See [`DecodableStart`].
+    pub audio_only_after_ms: u32,
+}
+
+impl Default for ReassemblerConfig {
+    fn default() -> Self {
+        ReassemblerConfig {
+            max_wait: Duration::from_millis(5000),
+            max_pending_bytes: 8 << 20,
+            decodable_start: true,
+            audio_only_after_ms: DEFAULT_AUDIO_ONLY_AFTER_MS,
+        }
+    }
+}
+
+/// What a [`Reassembler`] did with what it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReassemblyStats {
+    /// Messages output to the player.
+    pub delivered: u64,
+    /// Complete messages dropped by the decodable start rule (held headers that a newer
+    /// one replaced included).
+    pub held_back: u64,
+    /// Times the output skipped over a hole (each skips at least one message).
+    pub gaps: u64,
+    /// Fragment ids given up without having arrived.
+    pub missing: u64,
+    /// Fragments that arrived but were dropped because their message was incomplete.
+    pub discarded: u64,
+    /// Fragments that arrived after their id was given up.
+    pub late: u64,
+    /// Fragments already held or already output, and fragments from before the start.
+    pub duplicates: u64,
+}
+
+/// Per-fragment memory charged on top of the payload, so that empty payloads still count.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// How many given-up id ranges are remembered to tell late fragments from duplicates.
+const REMEMBERED_GAPS: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Pending {
+    fragment: GroupFragment,
+    arrived: Instant,
+}
+
+/// Rebuilds a stream's media messages from fragments that arrive in any order, possibly
+/// twice, possibly never, and outputs them in id order (the member's player side;
+/// librtmfp: sources/GroupBuffer.cpp).
+///
+/// Output starts at the first message boundary the first fragment proves (or at
+/// [`Reassembler::start_at`]). A hole holds later messages back until `max_wait` after the
+/// first fragment behind it arrived, or until the bytes waiting pass the cap; then the
+/// output skips to the next message boundary it knows of, counting the skipped ids as
+/// missing. Sans-IO: time comes in as `now`; [`Reassembler::poll_timeout`] says when to call
+/// [`Reassembler::handle_timeout`].
+#[derive(Debug, Clone)]
+pub struct Reassembler {
+    config: ReassemblerConfig,
+    next_id: Option<u64>,
+    pending: BTreeMap<u64, Pending>,
+    pending_bytes: usize,
+    gaps: VecDeque<(u64, u64)>,
+    start: Option<DecodableStart>,
+    out: VecDeque<GroupMessage>,
+    stats: ReassemblyStats,
+}
+
+impl Default for Reassembler {
+    fn default() -> Self {
+        Reassembler::new(ReassemblerConfig::default())
+    }
+}
+
+impl Reassembler {
+    pub fn new(config: ReassemblerConfig) -> Self {
+        let start = config
+            .decodable_start
+            .then(|| DecodableStart::new(config.audio_only_after_ms));
+        Reassembler {
+            config,
+            next_id: None,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            gaps: VecDeque::new(),
+            start,
+            out: VecDeque::new(),
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Starts the output at `id`, which must be a message boundary (for instance the first
+    /// id a member pulls). Only before the first fragment; later calls are ignored.
+    pub fn start_at(&mut self, id: u64) {
+        if self.next_id.is_none() {
+            self.next_id = Some(id.max(1));
+        }
+    }
+
+    /// The next id the output waits for.
+    pub fn next_id(&self) -> Option<u64> {
+        self.next_id
+    }
+
+    pub fn stats(&self) -> ReassemblyStats {
+        self.stats
+    }
+
+    /// Bytes held waiting behind a hole (payload plus a fixed overhead per fragment).
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Takes one fragment.
+    pub fn insert(&mut self, now: Instant, fragment: GroupFragment) {
+        let next = *self
+            .next_id
+            .get_or_insert_with(|| fragment.boundary_after(0).max(1));
+        if fragment.id < next {
+            if self
+                .gaps
+                .iter()
+                .any(|&(a, b)| (a..b).contains(&fragment.id))
+            {
+                self.stats.late += 1;
+            } else {
+                self.stats.duplicates += 1;
+            }
+            return;
+        }
+        if self.pending.contains_key(&fragment.id) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.pending_bytes += fragment.payload.len() + ENTRY_OVERHEAD;
+        self.pending.insert(
+            fragment.id,
+            Pending {
+                fragment,
+                arrived: now,
+            },
+        );
+        self.advance();
+        while self.pending_bytes > self.config.max_pending_bytes && self.give_up_head() {
+            self.advance();
+        }
+    }
+
+    /// Gives up every message that starts below `id`, for instance when the store evicted
+    /// them: nobody can serve them any more.
+    pub fn skip_before(&mut self, id: u64) {
+        while self.next_id.is_some_and(|next| next < id) {
+            if !self.give_up_head() {
+                // Nothing known beyond: jump straight there.
+                let next = self.next_id.unwrap_or(id);
+                self.skip(next, id);
+            }
+            self.advance();
+        }
+    }
+
+    /// When a hole's wait runs out, if the output is held back by one.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let blocked = self.blocked_at()?;
+        let (_, behind) = self.pending.range(blocked + 1..).next()?;
+        Some(behind.arrived + self.config.max_wait)
+    }
+
+    /// Gives up the holes whose wait has run out.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while self.poll_timeout().is_some_and(|t| t <= now) {
+            if !self.give_up_head() {
+                break;
+            }
+            self.advance();
+        }
+    }
+
+    /// The next message for the player, in stream order.
+    pub fn poll_message(&mut self) -> Option<GroupMessage> {
+        self.out.pop_front()
+    }
+
+    /// The first id the output is waiting for, if it is waiting.
+    fn blocked_at(&self) -> Option<u64> {
+        let next = self.next_id?;
+        let head = self.pending.get(&next);
+        match head.map(|p| p.fragment.piece) {
+            None => (!self.pending.is_empty()).then_some(next),
+            Some(Piece::First { rest, .. }) => (1..=u64::from(rest))
+                .map(|k| next + k)
+                .find(|id| !self.pending.contains_key(id)),
+            Some(_) => None,
+        }
+    }
+
+    /// Outputs every message that is complete at the head.
+    fn advance(&mut self) {
+        while let Some(next) = self.next_id {
+            let Some(head) = self.pending.get(&next) else {
+                return;
+            };
+            match head.fragment.piece {
+                Piece::Whole { media_type, time } => {
+                    let payload = head.fragment.payload.clone();
+                    self.remove(next);
+                    self.next_id = Some(next + 1);
+                    self.output(GroupMessage {
+                        id: next,
+                        media_type,
+                        time,
+                        payload,
+                    });
+                }
+                Piece::First {
+                    rest,
+                    media_type,
+                    time,
+                } => {
+                    let rest = u64::from(rest);
+                    for k in 1..=rest {
+                        let expected = if k == rest {
+                            Piece::Last
+                        } else {
+                            Piece::Middle {
+                                rest: (rest - k) as u8,
+                            }
+                        };
+                        match self.pending.get(&(next + k)) {
+                            None => return,
+                            Some(p) if p.fragment.piece == expected => {}
+                            Some(_) => {
+                                // Pieces that do not fit together: the message is broken.
+                                self.skip(next, next + k);
+                                break;
+                            }
+                        }
+                    }
+                    if self.next_id != Some(next) {
+                        continue;
+                    }
+                    let mut payload = BytesMut::new();
+                    for id in next..=next + rest {
+                        if let Some(p) = self.remove(id) {
+                            payload.extend_from_slice(&p.fragment.payload);
+                        }
+                    }
+                    self.next_id = Some(next + rest + 1);
+                    self.output(GroupMessage {
+                        id: next,
+                        media_type,
+                        time,
+                        payload: payload.freeze(),
+                    });
+                }
+                // A lone last piece right after a complete message: Flash sometimes sends
+                // one (librtmfp: sources/GroupBuffer.cpp); it has no type to play it as.
+                Piece::Last => {
+                    self.remove(next);
+                    self.stats.discarded += 1;
+                    self.next_id = Some(next + 1);
+                }
+                // The rest of a message whose first piece is gone.
+                Piece::Middle { .. } => {
+                    let end = head.fragment.message_end();
+                    self.skip(next, end);
+                }
+            }
+        }
+    }
+
+    /// Skips the blocked head message to the next boundary known. False if nothing is
+    /// known beyond the head.
+    fn give_up_head(&mut self) -> bool {
+        let Some(next) = self.next_id else {
+            return false;
+        };
+        let mut best: Option<u64> = None;
+        for (&id, p) in self.pending.range(next..) {
+            if best.is_some_and(|b| id >= b) {
+                break;
+            }
+            let boundary = p.fragment.boundary_after(next);
+            if boundary > next {
+                best = Some(best.map_or(boundary, |b| b.min(boundary)));
+            }
+        }
+        match best {
+            Some(to) => {
+                self.skip(next, to);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops ids `from..to`, counting what was there and what was not.
+    fn skip(&mut self, from: u64, to: u64) {
+        let mut rest = self.pending.split_off(&to);
+        std::mem::swap(&mut rest, &mut self.pending);
+        let mut present = 0;
+        for p in rest.values() {
+            self.pending_bytes -= p.fragment.payload.len() + ENTRY_OVERHEAD;
+            present += 1;
+        }
+        self.stats.discarded += present;
+        self.stats.missing += (to - from).saturating_sub(present);
+        self.stats.gaps += 1;
+        self.record_gap(from, to);
+        self.next_id = Some(to);
+        if let Some(start) = &mut self.start {
+            start.gap();
+        }
+    }
+
+    fn record_gap(&mut self, from: u64, to: u64) {
+        if from >= to {
+            return;
+        }
+        if self.gaps.len() == REMEMBERED_GAPS {
+            self.gaps.pop_front();
+        }
+        self.gaps.push_back((from, to));
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        self.pending_bytes -= p.fragment.payload.len() + ENTRY_OVERHEAD;
+        Some(p)
+    }
+
+    fn output(&mut self, message: GroupMessage) {
+        let before = self.out.len();
+        match &mut self.start {
+            Some(start) => {
+                start.push(message, &mut self.out);
+                self.stats.held_back = start.dropped();
+            }
+            None => self.out.push_back(message),
+        }
+        self.stats.delivered += (self.out.len() - before) as u64;
+    }
+}
+
+/// Bounds of a [`FragmentStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The stream's window duration (subscription option `03`).
+    pub window: Duration,
+    /// Extra time fragments stay available for relaying.
+    pub relay_margin: Duration,
+    /// Memory cap: payload bytes plus a fixed overhead per fragment. The oldest ids go
+    /// first when it is passed, whatever their age.
+    pub max_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            window: DEFAULT_WINDOW,
+            relay_margin: DEFAULT_RELAY_MARGIN,
+            max_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What [`FragmentStore::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Kept (it may already be gone again if it alone passed the byte cap).
+    New,
+    /// The id was already held.
+    Duplicate,
+    /// Below the window: already evicted or never wanted (id 0).
+    TooOld,
+}
+
+/// The fragments of one stream that a member holds to serve neighbours: pulls
+/// ([`FragmentStore::get`]), pushes and availability maps ([`FragmentStore::map`]).
+///
+/// A fragment's age is counted from when the stream's newest id first reached it
+/// (librtmfp: sources/GroupMedia.cpp `eraseOldFragments`), not from when the fragment
+/// itself arrived: a hole filled late by a pull leaves with its neighbours. Fragments
+/// older than window + relay margin are evicted, and so are the oldest ids when the byte cap
+/// is passed; ids below what was evicted are refused afterwards.
+#[derive(Debug, Clone)]
+pub struct FragmentStore {
+    config: StoreConfig,
+    fragments: BTreeMap<u64, GroupFragment>,
+    bytes: usize,
+    /// `(when, id)`: `id` became the newest id at `when`; increasing in both.
+    marks: VecDeque<(Instant, u64)>,
+    /// The lowest id that may still be stored.
+    floor: u64,
+    evicted: u64,
+}
+
+impl Default for FragmentStore {
+    fn default() -> Self {
+        FragmentStore::new(StoreConfig::default())
+    }
+}
+
+impl FragmentStore {
+    pub fn new(config: StoreConfig) -> Self {
+        FragmentStore {
+            config,
+            fragments: BTreeMap::new(),
+            bytes: 0,
+            marks: VecDeque::new(),
+            floor: 1,
+            evicted: 0,
+        }
+    }
+
+    /// Adds a fragment received at (or created at) `now`, evicting what `now` makes too old.
+    pub fn insert(&mut self, now: Instant, fragment: GroupFragment) -> Stored {
+        self.expire(now);
+        let id = fragment.id;
+        if id < self.floor {
+            return Stored::TooOld;
+        }
+        if self.fragments.contains_key(&id) {
+            return Stored::Duplicate;
+        }
+        if self.marks.back().map_or(true, |&(_, newest)| id > newest) {
+            self.marks.push_back((now, id));
+        }
+        self.bytes += fragment.payload.len() + ENTRY_OVERHEAD;
+        self.fragments.insert(id, fragment);
+        while self.bytes > self.config.max_bytes {
+            let Some((&oldest, _)) = self.fragments.first_key_value() else {
+                break;
+            };
+            self.evict_below(oldest + 1);
+        }
+        Stored::New
+    }
+
+    /// Evicts the fragments older than window + relay margin at `now`.
+    pub fn expire(&mut self, now: Instant) {
+        let keep = self.config.window + self.config.relay_margin;
+        while let Some(&(when, id)) = self.marks.front() {
+            if when + keep > now {
+                break;
+            }
+            self.evict_below(id + 1);
+        }
+    }
+
+    /// When the oldest fragment expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let keep = self.config.window + self.config.relay_margin;
+        self.marks.front().map(|&(when, _)| when + keep)
+    }
+
+    /// Drops every id below `id`, and refuses them from now on.
+    pub fn evict_below(&mut self, id: u64) {
+        if id <= self.floor {
+            return;
+        }
+        let kept = self.fragments.split_off(&id);
+        for f in std::mem::replace(&mut self.fragments, kept).into_values() {
+            self.bytes -= f.payload.len() + ENTRY_OVERHEAD;
+            self.evicted += 1;
+        }
+        self.floor = id;
+        while self.marks.front().is_some_and(|&(_, m)| m < id) {
+            self.marks.pop_front();
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&GroupFragment> {
+        self.fragments.get(&id)
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.fragments.contains_key(&id)
+    }
+
+    /// The newest id held.
+    pub fn newest(&self) -> Option<u64> {
+        self.fragments.last_key_value().map(|(&id, _)| id)
+    }
+
+    /// The oldest id held.
+    pub fn oldest(&self) -> Option<u64> {
+        self.fragments.first_key_value().map(|(&id, _)| id)
+    }
+
+    /// The lowest id the store still accepts: everything below was evicted.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    pub fn len(&self) -> usize {
+        self.fragments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fragments.is_empty()
+    }
+
+    /// Memory charged against the cap.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Fragments evicted so far, by age or by the byte cap.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Held fragments from `from` up, in id order (for pushing what a neighbour asks).
+    pub fn range_from(&self, from: u64) -> impl Iterator<Item = &GroupFragment> {
+        self.fragments.range(from..).map(|(_, f)| f)
+    }
+
+    /// Our availability map, or `None` while we hold nothing.
+    pub fn map(&self) -> Option<FragmentsMap> {
+        let last_id = self.newest()?;
+        let oldest = self.oldest().unwrap_or(last_id);
+        let len = ((last_id - oldest).div_ceil(8) as usize).min(MAX_MAP_BITMAP_LEN);
+        let mut bitmap = vec![0u8; len];
+        for (&id, _) in self.fragments.range(..last_id).rev() {
+            let distance = last_id - 1 - id;
+            let byte = (distance / 8) as usize;
+            if byte >= len {
+                break;
+            }
+            bitmap[byte] |= 1 << (distance % 8);
+        }
+        Some(FragmentsMap {
+            last_id,
+            bitmap: Bytes::from(bitmap),
+        })
+    }
+
+    /// The ids a neighbour's map shows that we lack and may still store, from `from` to
+    /// `to` (both included), oldest first: librtmfp pulls the holes in ascending order from
+    /// where its previous pass stopped up to the newest id announced one fetch period ago
+    /// (sources/GroupMedia.cpp `sendPullRequests`).
+    pub fn pull_candidates<'a>(
+        &'a self,
+        map: &'a FragmentsMap,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = u64> + 'a {
+        let from = from.max(self.floor).max(map.oldest_covered());
+        let to = to.min(map.last_id);
+        (from..=to).filter(move |&id| map.contains(id) && !self.contains(id))
+    }
+}
+
+/// A fragments map (`22`): the ids a member holds, as `lastId` and a bitmap of the ids
+/// before it (docs/netgroup.md §3.6). Bit `k` (LSB = 0) of bitmap byte `j` stands for
+/// `lastId − 1 − 8j − k`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentsMap {
+    /// The newest id the sender holds; held by definition.
+    pub last_id: u64,
+    /// At most [`MAX_MAP_BITMAP_LEN`] bytes.
+    pub bitmap: Bytes,
+}
+
+impl FragmentsMap {
+    /// Reads a whole `22` message. A longer bitmap than 1024 bytes is cut (it only speaks
+    /// of ids older than any window keeps).
+    pub fn parse(message: &Bytes) -> Result<FragmentsMap, GroupMediaParseError> {
+        let mut r = Reader::new(message);
+        let kind = r.u8().map_err(|_| GroupMediaParseError::Empty)?;
+        if kind != FRAGMENTS_MAP_TYPE {
+            return Err(GroupMediaParseError::NotAMap(kind));
+        }
+        let last_id = r.vlu()?;
+        if last_id == 0 {
+            return Err(GroupMediaParseError::ZeroId);
+        }
+        let start = message.len() - r.remaining();
+        let end = message.len().min(start + MAX_MAP_BITMAP_LEN);
+        Ok(FragmentsMap {
+            last_id,
+            bitmap: message.slice(start..end),
+        })
+    }
+
+    /// Appends the whole `22` message.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FRAGMENTS_MAP_TYPE);
+        put_vlu(out, self.last_id);
+        out.extend_from_slice(&self.bitmap);
+    }
+
+    /// Whether the map shows `id`.
+    pub fn contains(&self, id: u64) -> bool {
+        if id == 0 || id > self.last_id {
+            return false;
+        }
+        if id == self.last_id {
+            return true;
+        }
+        let distance = self.last_id - 1 - id;
+        let byte = distance / 8;
+        byte < self.bitmap.len() as u64 && self.bitmap[byte as usize] & (1 << (distance % 8)) != 0
+    }
+
+    /// The oldest id the bitmap speaks about (at least 1).
+    pub fn oldest_covered(&self) -> u64 {
+        self.last_id
+            .saturating_sub(8 * self.bitmap.len() as u64)
+            .max(1)
+    }
+
+    /// The ids shown, oldest first.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        (self.oldest_covered()..=self.last_id).filter(|&id| self.contains(id))
+    }
+}
