@@ -532,7 +532,7 @@ pub struct ReassemblyStats {
 /// Per-fragment memory charged on top of the payload, so that empty payloads still count.
 const ENTRY_OVERHEAD: usize = 64;
 
-/// How many given-up id ranges are remembered to tell late fragments from duplicates.
+/// How many ranges of given-up ids are remembered to tell late fragments from duplicates.
 const REMEMBERED_GAPS: usize = 64;
 
 #[derive(Debug, Clone)]
@@ -557,7 +557,8 @@ pub struct Reassembler {
     next_id: Option<u64>,
     pending: BTreeMap<u64, Pending>,
     pending_bytes: usize,
-    gaps: VecDeque<(u64, u64)>,
+    /// Recent ranges of ids given up without having arrived, to tell late from duplicate.
+    missing: VecDeque<(u64, u64)>,
     start: Option<DecodableStart>,
     out: VecDeque<GroupMessage>,
     stats: ReassemblyStats,
@@ -579,7 +580,7 @@ impl Reassembler {
             next_id: None,
             pending: BTreeMap::new(),
             pending_bytes: 0,
-            gaps: VecDeque::new(),
+            missing: VecDeque::new(),
             start,
             out: VecDeque::new(),
             stats: ReassemblyStats::default(),
@@ -603,6 +604,11 @@ impl Reassembler {
         self.stats
     }
 
+    /// Fragments held waiting behind a hole.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Bytes held waiting behind a hole (payload plus a fixed overhead per fragment).
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes
@@ -614,11 +620,7 @@ impl Reassembler {
             .next_id
             .get_or_insert_with(|| fragment.boundary_after(0).max(1));
         if fragment.id < next {
-            if self
-                .gaps
-                .iter()
-                .any(|&(a, b)| (a..b).contains(&fragment.id))
-            {
+            if self.take_missing(fragment.id) {
                 self.stats.late += 1;
             } else {
                 self.stats.duplicates += 1;
@@ -646,12 +648,11 @@ impl Reassembler {
     /// Gives up every message that starts below `id`, for instance when the store evicted
     /// them: nobody can serve them any more.
     pub fn skip_before(&mut self, id: u64) {
-        while self.next_id.is_some_and(|next| next < id) {
-            if !self.give_up_head() {
-                // Nothing known beyond: jump straight there.
-                let next = self.next_id.unwrap_or(id);
-                self.skip(next, id);
-            }
+        while let Some(next) = self.next_id.filter(|&next| next < id) {
+            // Up to the next boundary, but not beyond `id`: what follows may still come. If
+            // `id` is inside a message, the head is then an orphan piece and goes too.
+            let to = self.next_boundary().map_or(id, |b| b.min(id));
+            self.skip(next, to);
             self.advance();
         }
     }
@@ -769,9 +770,18 @@ impl Reassembler {
     /// Skips the blocked head message to the next boundary known. False if nothing is
     /// known beyond the head.
     fn give_up_head(&mut self) -> bool {
-        let Some(next) = self.next_id else {
-            return false;
-        };
+        match self.next_boundary() {
+            Some(to) => {
+                self.skip(self.next_id.unwrap_or(to), to);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The lowest message boundary above the head that the fragments held prove.
+    fn next_boundary(&self) -> Option<u64> {
+        let next = self.next_id?;
         let mut best: Option<u64> = None;
         for (&id, p) in self.pending.range(next..) {
             if best.is_some_and(|b| id >= b) {
@@ -782,42 +792,53 @@ impl Reassembler {
                 best = Some(best.map_or(boundary, |b| b.min(boundary)));
             }
         }
-        match best {
-            Some(to) => {
-                self.skip(next, to);
-                true
-            }
-            None => false,
-        }
+        best
     }
 
     /// Drops ids `from..to`, counting what was there and what was not.
     fn skip(&mut self, from: u64, to: u64) {
-        let mut rest = self.pending.split_off(&to);
-        std::mem::swap(&mut rest, &mut self.pending);
-        let mut present = 0;
-        for p in rest.values() {
+        let mut dropped = self.pending.split_off(&to);
+        std::mem::swap(&mut dropped, &mut self.pending);
+        let mut cursor = from;
+        for (&id, p) in &dropped {
             self.pending_bytes -= p.fragment.payload.len() + ENTRY_OVERHEAD;
-            present += 1;
+            self.remember_missing(cursor, id);
+            cursor = id + 1;
         }
-        self.stats.discarded += present;
-        self.stats.missing += (to - from).saturating_sub(present);
+        self.remember_missing(cursor, to);
+        self.stats.discarded += dropped.len() as u64;
+        self.stats.missing += (to - from).saturating_sub(dropped.len() as u64);
         self.stats.gaps += 1;
-        self.record_gap(from, to);
         self.next_id = Some(to);
         if let Some(start) = &mut self.start {
             start.gap();
         }
     }
 
-    fn record_gap(&mut self, from: u64, to: u64) {
+    fn remember_missing(&mut self, from: u64, to: u64) {
         if from >= to {
             return;
         }
-        if self.gaps.len() == REMEMBERED_GAPS {
-            self.gaps.pop_front();
+        if self.missing.len() == REMEMBERED_GAPS {
+            self.missing.pop_front();
         }
-        self.gaps.push_back((from, to));
+        self.missing.push_back((from, to));
+    }
+
+    /// Whether `id` was given up without having arrived; forgets it, so that it is late
+    /// only once.
+    fn take_missing(&mut self, id: u64) -> bool {
+        let Some(i) = self.missing.iter().position(|&(a, b)| (a..b).contains(&id)) else {
+            return false;
+        };
+        let (a, b) = self.missing[i];
+        self.missing[i] = (a, id);
+        self.missing.insert(i + 1, (id + 1, b));
+        self.missing.retain(|&(a, b)| a < b);
+        while self.missing.len() > REMEMBERED_GAPS {
+            self.missing.pop_front();
+        }
+        true
     }
 
     fn remove(&mut self, id: u64) -> Option<Pending> {
@@ -1111,5 +1132,801 @@ impl FragmentsMap {
     /// The ids shown, oldest first.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
         (self.oldest_covered()..=self.last_id).filter(|&id| self.contains(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ms(n: u64) -> Instant {
+        Instant::ZERO + Duration::from_millis(n)
+    }
+
+    fn bytes(b: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(b)
+    }
+
+    fn encoded(f: &GroupFragment) -> Vec<u8> {
+        let mut out = Vec::new();
+        f.encode(&mut out);
+        out
+    }
+
+    fn whole(id: u64, payload: &[u8]) -> GroupFragment {
+        GroupFragment {
+            id,
+            piece: Piece::Whole {
+                media_type: rtmp_type::AUDIO,
+                time: 0,
+            },
+            payload: bytes(payload),
+        }
+    }
+
+    // ---- wire codec ----
+
+    #[test]
+    fn whole_fragment_bytes_follow_the_documented_layout() {
+        // 20 id(VLU) type(1) time(4) payload
+        let f = GroupFragment {
+            id: 1,
+            piece: Piece::Whole {
+                media_type: rtmp_type::VIDEO,
+                time: 0x0102_0304,
+            },
+            payload: bytes(&[0x17, 0x01]),
+        };
+        let wire = [0x20, 0x01, 0x09, 0x01, 0x02, 0x03, 0x04, 0x17, 0x01];
+        assert_eq!(encoded(&f), wire);
+        assert_eq!(f.header_len(), 7);
+        assert_eq!(GroupFragment::parse(&bytes(&wire)), Ok(f));
+    }
+
+    #[test]
+    fn split_fragment_bytes_follow_the_documented_layout() {
+        // id 200 is the two-byte VLU 81 48.
+        let first = GroupFragment {
+            id: 200,
+            piece: Piece::First {
+                rest: 2,
+                media_type: rtmp_type::AUDIO,
+                time: 0x10,
+            },
+            payload: bytes(b"ab"),
+        };
+        let middle = GroupFragment {
+            id: 201,
+            piece: Piece::Middle { rest: 1 },
+            payload: bytes(b"cd"),
+        };
+        let last = GroupFragment {
+            id: 202,
+            piece: Piece::Last,
+            payload: bytes(b"e"),
+        };
+        let expected: [&[u8]; 3] = [
+            &[0x30, 0x81, 0x48, 0x02, 0x08, 0, 0, 0, 0x10, b'a', b'b'],
+            &[0x10, 0x81, 0x49, 0x01, b'c', b'd'],
+            &[0x00, 0x81, 0x4a, b'e'],
+        ];
+        for (f, wire) in [first, middle, last].iter().zip(expected) {
+            assert_eq!(encoded(f), wire);
+            assert_eq!(f.header_len() + f.payload.len(), wire.len());
+            assert_eq!(GroupFragment::parse(&bytes(wire)).as_ref(), Ok(f));
+        }
+    }
+
+    #[test]
+    fn malformed_fragments_are_refused_with_a_reason() {
+        use GroupMediaParseError::*;
+        let parse = |b: &[u8]| GroupFragment::parse(&bytes(b));
+        assert_eq!(parse(&[]), Err(Empty));
+        assert_eq!(parse(&[0x22, 0x01]), Err(NotAFragment(0x22)));
+        assert_eq!(parse(&[0x20]), Err(Truncated));
+        assert_eq!(parse(&[0x20, 0x81]), Err(Truncated));
+        assert_eq!(parse(&[0x20, 0x01, 0x09, 0, 0, 0]), Err(Truncated));
+        assert_eq!(parse(&[0x30, 0x01, 0x02, 0x09, 0, 0, 0]), Err(Truncated));
+        assert_eq!(parse(&[0x10, 0x01]), Err(Truncated));
+        assert_eq!(parse(&[0x00, 0x00]), Err(ZeroId));
+        assert_eq!(parse(&[0x30, 0x01, 0x00, 0x09, 0, 0, 0, 0]), Err(ZeroRest));
+        assert_eq!(parse(&[0x10, 0x01, 0x00]), Err(ZeroRest));
+        assert_eq!(
+            parse(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+            Err(IdOverflow)
+        );
+        // Headers without payload are fine: the payload may be empty.
+        assert_eq!(parse(&[0x00, 0x05]).map(|f| f.payload.len()), Ok(0));
+    }
+
+    #[test]
+    fn parsed_payload_shares_the_message_buffer() {
+        let wire = bytes(&[0x00, 0x05, 1, 2, 3]);
+        let f = GroupFragment::parse(&wire).unwrap();
+        assert_eq!(f.payload.as_ptr(), wire[2..].as_ptr());
+    }
+
+    fn any_piece() -> impl Strategy<Value = Piece> {
+        prop_oneof![
+            (any::<u8>(), any::<u32>())
+                .prop_map(|(media_type, time)| Piece::Whole { media_type, time }),
+            (1..=255u8, any::<u8>(), any::<u32>()).prop_map(|(rest, media_type, time)| {
+                Piece::First {
+                    rest,
+                    media_type,
+                    time,
+                }
+            }),
+            (1..=255u8).prop_map(|rest| Piece::Middle { rest }),
+            Just(Piece::Last),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fragments_round_trip(
+            id in 1..=u64::MAX,
+            piece in any_piece(),
+            payload in proptest::collection::vec(any::<u8>(), 0..1200),
+        ) {
+            let f = GroupFragment { id, piece, payload: Bytes::from(payload) };
+            let wire = encoded(&f);
+            prop_assert_eq!(wire.len(), f.header_len() + f.payload.len());
+            prop_assert_eq!(GroupFragment::parse(&Bytes::from(wire)), Ok(f));
+        }
+
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(wire in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let wire = Bytes::from(wire);
+            if let Ok(f) = GroupFragment::parse(&wire) {
+                prop_assert_eq!(encoded(&f), &wire[..]);
+            }
+            if let Ok(m) = FragmentsMap::parse(&wire) {
+                let mut out = Vec::new();
+                m.encode(&mut out);
+                prop_assert_eq!(&out[..], &wire[..]);
+            }
+        }
+    }
+
+    // ---- fragmenter ----
+
+    fn message_of_len(len: usize) -> MediaMessage {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        MediaMessage::new(MediaKind::Video, 40, payload)
+    }
+
+    #[test]
+    fn messages_up_to_959_bytes_travel_whole() {
+        let mut f = Fragmenter::new();
+        let out = f.fragment(&message_of_len(959)).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, 1);
+        assert_eq!(
+            out[0].piece,
+            Piece::Whole {
+                media_type: 0x09,
+                time: 40
+            }
+        );
+        assert_eq!(out[0].payload.len(), 959);
+        assert_eq!(f.next_id(), 2);
+    }
+
+    #[test]
+    fn longer_messages_split_into_959_byte_pieces_with_rest_counting_down() {
+        let mut f = Fragmenter::new();
+        let message = message_of_len(959 * 3 + 1);
+        let out = f.fragment(&message).unwrap();
+        let pieces: Vec<Piece> = out.iter().map(|f| f.piece).collect();
+        assert_eq!(
+            pieces,
+            [
+                Piece::First {
+                    rest: 3,
+                    media_type: 0x09,
+                    time: 40
+                },
+                Piece::Middle { rest: 2 },
+                Piece::Middle { rest: 1 },
+                Piece::Last,
+            ]
+        );
+        let sizes: Vec<usize> = out.iter().map(|f| f.payload.len()).collect();
+        assert_eq!(sizes, [959, 959, 959, 1]);
+        assert_eq!(out.iter().map(|f| f.id).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        // Slices of the message, not copies.
+        for (i, piece) in out.iter().enumerate() {
+            assert_eq!(piece.payload.as_ptr(), message.payload[i * 959..].as_ptr());
+        }
+        // Exactly two pieces when the message is one byte over.
+        let two = f.fragment(&message_of_len(960)).unwrap();
+        assert_eq!(two.iter().map(|f| f.id).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(two[1].piece, Piece::Last);
+    }
+
+    #[test]
+    fn kinds_map_to_rtmp_type_bytes() {
+        let mut f = Fragmenter::new();
+        for (kind, byte) in [
+            (MediaKind::Audio, 0x08),
+            (MediaKind::Video, 0x09),
+            (MediaKind::Data, 0x12),
+        ] {
+            let out = f.fragment(&MediaMessage::new(kind, 7, &b"x"[..])).unwrap();
+            assert_eq!(
+                out[0].piece,
+                Piece::Whole {
+                    media_type: byte,
+                    time: 7
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn empty_messages_take_no_id_and_oversized_ones_are_refused() {
+        let mut f = Fragmenter::new();
+        assert!(f.fragment(&message_of_len(0)).unwrap().is_empty());
+        assert_eq!(f.next_id(), 1);
+        let largest = f.fragment(&message_of_len(MAX_MESSAGE_LEN)).unwrap();
+        assert_eq!(largest.len(), 256);
+        assert!(matches!(largest[0].piece, Piece::First { rest: 255, .. }));
+        assert_eq!(
+            f.fragment(&message_of_len(MAX_MESSAGE_LEN + 1)),
+            Err(MessageTooLarge {
+                len: MAX_MESSAGE_LEN + 1
+            })
+        );
+        assert_eq!(f.next_id(), 257, "a refused message takes no id");
+    }
+
+    // ---- reassembly ----
+
+    fn plain() -> ReassemblerConfig {
+        ReassemblerConfig {
+            decodable_start: false,
+            ..ReassemblerConfig::default()
+        }
+    }
+
+    /// Messages of the given lengths, fragmented; returns (messages with their first id, fragments).
+    fn stream(lens: &[usize]) -> (Vec<(u64, usize, Bytes)>, Vec<GroupFragment>) {
+        let mut f = Fragmenter::new();
+        let mut messages = Vec::new();
+        let mut fragments = Vec::new();
+        for (n, &len) in lens.iter().enumerate() {
+            let payload: Bytes = (0..len).map(|i| (i + n) as u8).collect::<Vec<u8>>().into();
+            let pieces = f
+                .fragment_raw(rtmp_type::AUDIO, n as u32, &payload)
+                .unwrap();
+            messages.push((pieces[0].id, pieces.len(), payload));
+            fragments.extend(pieces);
+        }
+        (messages, fragments)
+    }
+
+    fn drain(r: &mut Reassembler) -> Vec<GroupMessage> {
+        std::iter::from_fn(|| r.poll_message()).collect()
+    }
+
+    #[test]
+    fn out_of_order_pieces_come_out_as_whole_messages_in_order() {
+        let (messages, mut fragments) = stream(&[10, 2000, 959, 3000]);
+        fragments.reverse();
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        for f in fragments {
+            r.insert(ms(0), f);
+        }
+        let out = drain(&mut r);
+        assert_eq!(out.len(), 4);
+        for (got, (id, _, payload)) in out.iter().zip(&messages) {
+            assert_eq!((got.id, &got.payload), (*id, payload));
+        }
+        assert_eq!(r.stats().delivered, 4);
+        assert_eq!(r.pending_len(), 0);
+        assert_eq!(r.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn a_hole_holds_later_messages_until_the_wait_runs_out_then_is_counted_missing() {
+        let (_, fragments) = stream(&[10, 2000, 10]); // ids 1, 2..=4, 5
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        r.insert(ms(0), fragments[0].clone());
+        r.insert(ms(10), fragments[1].clone()); // first piece of message 2
+        r.insert(ms(20), fragments[3].clone()); // its last piece; 3 is lost
+        r.insert(ms(30), fragments[4].clone());
+        assert_eq!(drain(&mut r).len(), 1);
+        // The wait counts from the first fragment behind the hole (id 4, at 20 ms).
+        assert_eq!(r.poll_timeout(), Some(ms(20) + Duration::from_millis(5000)));
+        r.handle_timeout(ms(5019));
+        assert!(r.poll_message().is_none());
+        r.handle_timeout(ms(5020));
+        let out = drain(&mut r);
+        assert_eq!(out.iter().map(|m| m.id).collect::<Vec<_>>(), [5]);
+        let s = r.stats();
+        assert_eq!((s.delivered, s.gaps, s.missing, s.discarded), (2, 1, 1, 2));
+        // The lost piece turns up after all: late, and nothing else moves.
+        r.insert(ms(6000), fragments[2].clone());
+        assert_eq!(r.stats().late, 1);
+        assert!(r.poll_message().is_none());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_first_fragment_fixes_the_start_at_a_message_boundary() {
+        let (_, fragments) = stream(&[2000, 10, 10]); // ids 1..=3, 4, 5
+        let mut r = Reassembler::new(plain());
+        r.insert(ms(0), fragments[1].clone()); // middle piece (rest 1): start after its message
+        assert_eq!(r.next_id(), Some(4));
+        for f in &fragments {
+            r.insert(ms(0), f.clone());
+        }
+        assert_eq!(
+            drain(&mut r).iter().map(|m| m.id).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        assert_eq!(
+            r.stats().duplicates,
+            4,
+            "three from before the start, one repeat"
+        );
+        assert_eq!(r.stats().missing, 0);
+    }
+
+    #[test]
+    fn pieces_that_do_not_fit_together_are_discarded() {
+        let (_, fragments) = stream(&[2000, 10]); // ids 1..=3, 4
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        r.insert(ms(0), fragments[0].clone());
+        // id 2 claims to be a whole message inside message 1.
+        r.insert(ms(0), whole(2, b"bogus"));
+        let out = drain(&mut r);
+        assert_eq!(out.iter().map(|m| m.id).collect::<Vec<_>>(), [2]);
+        r.insert(ms(0), fragments[2].clone()); // orphan last piece of message 1
+        r.insert(ms(0), fragments[3].clone());
+        assert_eq!(drain(&mut r).iter().map(|m| m.id).collect::<Vec<_>>(), [4]);
+        assert_eq!(r.stats().discarded, 2);
+    }
+
+    #[test]
+    fn waiting_memory_is_capped() {
+        let (_, fragments) = stream(&[500; 200]);
+        let mut r = Reassembler::new(ReassemblerConfig {
+            max_pending_bytes: 10_000,
+            ..plain()
+        });
+        r.start_at(1);
+        // Id 1 never comes: without the cap everything would wait behind it.
+        for f in fragments.into_iter().skip(1) {
+            r.insert(ms(0), f);
+            assert!(r.pending_bytes() <= 10_000);
+        }
+        assert_eq!(drain(&mut r).len(), 199);
+        assert_eq!(r.stats().missing, 1);
+    }
+
+    #[test]
+    fn skipping_below_an_evicted_id_releases_the_output() {
+        let (_, fragments) = stream(&[10, 10, 10, 10]);
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        r.insert(ms(0), fragments[3].clone());
+        r.skip_before(3);
+        assert!(r.poll_message().is_none(), "id 3 may still come");
+        r.skip_before(4);
+        assert_eq!(drain(&mut r).iter().map(|m| m.id).collect::<Vec<_>>(), [4]);
+        assert_eq!(r.stats().missing, 3);
+    }
+
+    proptest! {
+        /// All fragments arrive (shuffled, some twice, some never) before any wait runs out.
+        #[test]
+        fn every_complete_message_is_delivered_once_in_order(
+            lens in proptest::collection::vec(1..3000usize, 1..30),
+            order in proptest::collection::vec(any::<u32>(), 200),
+            fate in proptest::collection::vec(0..10u8, 200),
+        ) {
+            let (messages, fragments) = stream(&lens);
+            let n = fragments.len();
+            let mut sends: Vec<(u32, usize)> = Vec::new();
+            let mut dropped = std::collections::BTreeSet::new();
+            for i in 0..n {
+                match fate[i % fate.len()] {
+                    0 => { dropped.insert(fragments[i].id); }
+                    1 => {
+                        sends.push((order[i % order.len()], i));
+                        sends.push((order[(i + 7) % order.len()], i));
+                    }
+                    _ => sends.push((order[i % order.len()], i)),
+                }
+            }
+            sends.sort();
+            let mut r = Reassembler::new(plain());
+            r.start_at(1);
+            for &(_, i) in &sends {
+                r.insert(ms(0), fragments[i].clone());
+            }
+            r.handle_timeout(ms(1_000_000));
+            let out = drain(&mut r);
+
+            let complete: Vec<&(u64, usize, Bytes)> = messages
+                .iter()
+                .filter(|(id, pieces, _)| (*id..*id + *pieces as u64).all(|i| !dropped.contains(&i)))
+                .collect();
+            prop_assert_eq!(out.len(), complete.len());
+            for (got, (id, _, payload)) in out.iter().zip(&complete) {
+                prop_assert_eq!(got.id, *id);
+                prop_assert_eq!(&got.payload, payload);
+            }
+            let s = r.stats();
+            let next = r.next_id().unwrap();
+            prop_assert_eq!(s.missing, dropped.range(..next).count() as u64);
+            let delivered_pieces: u64 = complete.iter().map(|m| m.1 as u64).sum();
+            prop_assert_eq!(s.discarded + delivered_pieces + s.missing, next - 1);
+            prop_assert_eq!(s.duplicates as usize, sends.len() - (n - dropped.len()));
+            prop_assert_eq!(s.late, 0);
+        }
+
+        /// Fragments arrive over time with jitter, waits run out on the way.
+        #[test]
+        fn with_timeouts_every_message_is_delivered_at_most_once_or_counted(
+            lens in proptest::collection::vec(1..2500usize, 1..25),
+            delay in proptest::collection::vec(0..300u64, 200),
+            fate in proptest::collection::vec(0..12u8, 200),
+        ) {
+            let (messages, fragments) = stream(&lens);
+            let mut sends: Vec<(u64, usize)> = Vec::new();
+            for (i, _) in fragments.iter().enumerate() {
+                let at = i as u64 * 10 + delay[i % delay.len()];
+                match fate[i % fate.len()] {
+                    0 => {}
+                    1 => { sends.push((at, i)); sends.push((at + 50, i)); }
+                    _ => sends.push((at, i)),
+                }
+            }
+            sends.sort();
+            let mut r = Reassembler::new(ReassemblerConfig { max_wait: Duration::from_millis(100), ..plain() });
+            r.start_at(1);
+            let mut out = Vec::new();
+            let mut first_arrivals = std::collections::BTreeSet::new();
+            for &(at, i) in &sends {
+                r.handle_timeout(ms(at));
+                r.insert(ms(at), fragments[i].clone());
+                first_arrivals.insert(fragments[i].id);
+                out.extend(drain(&mut r));
+            }
+            r.handle_timeout(ms(1_000_000));
+            out.extend(drain(&mut r));
+
+            // In order, each at most once, each intact.
+            prop_assert!(out.windows(2).all(|w| w[0].id < w[1].id));
+            let mut delivered_pieces = 0;
+            for m in &out {
+                let original = messages.iter().find(|o| o.0 == m.id);
+                prop_assert!(original.is_some());
+                let original = original.unwrap();
+                prop_assert_eq!(&m.payload, &original.2);
+                delivered_pieces += original.1 as u64;
+            }
+            // Every id below the output point was delivered, discarded or given up.
+            let s = r.stats();
+            let next = r.next_id().unwrap();
+            prop_assert_eq!(delivered_pieces + s.discarded + s.missing, next - 1);
+            // Every fragment that came was used, discarded, counted late, or still waits.
+            prop_assert_eq!(
+                delivered_pieces + s.discarded + s.late + r.pending_len() as u64,
+                first_arrivals.len() as u64
+            );
+            prop_assert!(s.late <= s.missing);
+        }
+    }
+
+    // ---- decodable start ----
+
+    const AVC_HEADER: &[u8] = b"\x17\x00\x00\x00\x00";
+    const KEYFRAME: &[u8] = b"\x17\x01\x00\x00\x00";
+    const INTER: &[u8] = b"\x27\x01\x00\x00\x00";
+    const AAC_HEADER: &[u8] = b"\xaf\x00\x12\x10";
+    const AAC: &[u8] = b"\xaf\x01\x21";
+    const METADATA: &[u8] = b"\x02\x00\x0aonMetaData\x08";
+
+    fn media_stream(items: &[(u8, u32, &[u8])]) -> Vec<GroupFragment> {
+        let mut f = Fragmenter::new();
+        items
+            .iter()
+            .flat_map(|&(t, time, p)| f.fragment_raw(t, time, &bytes(p)).unwrap())
+            .collect()
+    }
+
+    fn played(items: &[(u8, u32, &[u8])], skip_ids: &[u64]) -> (Vec<u64>, ReassemblyStats) {
+        let mut r = Reassembler::default();
+        r.start_at(1);
+        for f in media_stream(items) {
+            if !skip_ids.contains(&f.id) {
+                r.insert(ms(0), f);
+            }
+        }
+        r.handle_timeout(ms(1_000_000));
+        (drain(&mut r).iter().map(|m| m.id).collect(), r.stats())
+    }
+
+    #[test]
+    fn output_starts_at_a_keyframe_with_the_latest_headers_first() {
+        use rtmp_type::*;
+        let (ids, stats) = played(
+            &[
+                (DATA_AMF0, 0, METADATA), // 1
+                (VIDEO, 0, AVC_HEADER),   // 2: replaced by 5
+                (AUDIO, 0, AAC_HEADER),   // 3
+                (VIDEO, 40, INTER),       // 4: undecodable
+                (VIDEO, 80, AVC_HEADER),  // 5
+                (AUDIO, 90, AAC),         // 6: before the start
+                (VIDEO, 120, KEYFRAME),   // 7
+                (AUDIO, 130, AAC),        // 8
+                (VIDEO, 160, INTER),      // 9
+            ],
+            &[],
+        );
+        assert_eq!(ids, [1, 3, 5, 7, 8, 9]);
+        assert_eq!(stats.held_back, 3);
+        assert_eq!(stats.delivered, 6);
+    }
+
+    #[test]
+    fn after_a_loss_video_waits_for_the_next_keyframe_and_audio_goes_on() {
+        use rtmp_type::*;
+        let (ids, _) = played(
+            &[
+                (VIDEO, 0, AVC_HEADER), // 1
+                (VIDEO, 0, KEYFRAME),   // 2
+                (VIDEO, 40, INTER),     // 3: lost
+                (VIDEO, 80, INTER),     // 4: depends on 3
+                (AUDIO, 90, AAC),       // 5
+                (VIDEO, 120, KEYFRAME), // 6
+                (VIDEO, 160, INTER),    // 7
+            ],
+            &[3],
+        );
+        assert_eq!(ids, [1, 2, 5, 6, 7]);
+    }
+
+    #[test]
+    fn audio_only_streams_start_once_no_video_came_for_a_while() {
+        use rtmp_type::*;
+        let (ids, _) = played(
+            &[
+                (AUDIO, 0, AAC_HEADER),  // 1
+                (AUDIO, 0, AAC),         // 2
+                (AUDIO, 500, AAC),       // 3
+                (AUDIO, 1000, AAC),      // 4: a second of audio and no video
+                (AUDIO, 1023, AAC),      // 5
+                (VIDEO, 1040, INTER),    // 6: video joins late, needs its keyframe
+                (VIDEO, 1080, KEYFRAME), // 7
+            ],
+            &[],
+        );
+        assert_eq!(ids, [1, 4, 5, 7]);
+    }
+
+    #[test]
+    fn invocations_pass_even_before_the_start() {
+        use rtmp_type::*;
+        let (ids, _) = played(
+            &[
+                (VIDEO, 0, INTER),
+                (INVOCATION_AMF3, 0, b"\x00\x02\x00\x0bcloseStream"),
+            ],
+            &[],
+        );
+        assert_eq!(ids, [2]);
+    }
+
+    #[test]
+    fn amf3_data_plays_as_amf0_without_its_leading_zero() {
+        let m = GroupMessage {
+            id: 1,
+            media_type: rtmp_type::DATA_AMF3,
+            time: 5,
+            payload: bytes(b"\x00\x02\x00\x0aonMetaData"),
+        };
+        let media = m.to_media().unwrap();
+        assert_eq!(media.kind, MediaKind::Data);
+        assert!(media.is_metadata());
+    }
+
+    // ---- store ----
+
+    fn store(window_ms: u64, margin_ms: u64, max_bytes: usize) -> FragmentStore {
+        FragmentStore::new(StoreConfig {
+            window: Duration::from_millis(window_ms),
+            relay_margin: Duration::from_millis(margin_ms),
+            max_bytes,
+        })
+    }
+
+    #[test]
+    fn fragments_older_than_window_plus_margin_are_evicted() {
+        let mut s = FragmentStore::default();
+        for id in 1..=10 {
+            // One fragment a second.
+            assert_eq!(s.insert(ms((id - 1) * 1000), whole(id, b"x")), Stored::New);
+        }
+        assert_eq!(s.next_expiry(), Some(ms(10_000)));
+        s.expire(ms(9_999));
+        assert_eq!(s.oldest(), Some(1));
+        s.expire(ms(12_000)); // ids created at 0, 1 and 2 s are 10 s old
+        assert_eq!((s.oldest(), s.newest(), s.len()), (Some(4), Some(10), 7));
+        assert_eq!(s.floor(), 4);
+        assert_eq!(s.evicted(), 3);
+        assert!(!s.contains(3) && s.get(3).is_none());
+        assert_eq!(s.get(4).map(|f| f.id), Some(4));
+        assert_eq!(s.insert(ms(12_000), whole(2, b"x")), Stored::TooOld);
+        assert_eq!(s.insert(ms(12_000), whole(4, b"x")), Stored::Duplicate);
+        assert_eq!(s.insert(ms(12_000), whole(0, b"x")), Stored::TooOld);
+    }
+
+    #[test]
+    fn a_late_pulled_fragment_ages_with_its_neighbours() {
+        let mut s = store(8000, 2000, usize::MAX);
+        s.insert(ms(0), whole(5, b"x"));
+        s.insert(ms(5_000), whole(6, b"x"));
+        s.insert(ms(9_000), whole(4, b"x")); // pulled long after 5 was seen
+        s.expire(ms(10_000));
+        assert_eq!(s.oldest(), Some(6), "4 and 5 were reached at 0 s");
+    }
+
+    #[test]
+    fn the_byte_cap_evicts_the_oldest_ids_first() {
+        let per = 100 + ENTRY_OVERHEAD;
+        let mut s = store(8000, 2000, per * 3);
+        for id in 1..=5 {
+            s.insert(ms(0), whole(id, &[0; 100]));
+        }
+        assert_eq!((s.oldest(), s.len(), s.bytes()), (Some(3), 3, per * 3));
+        // One fragment bigger than the cap does not stay either.
+        s.insert(ms(0), whole(6, &vec![0; per * 4]));
+        assert!(s.is_empty());
+        assert_eq!(s.floor(), 7);
+        assert_eq!(s.bytes(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn store_memory_stays_bounded_whatever_arrives(
+            arrivals in proptest::collection::vec((1..2000u64, 0..3000usize, 0..50u64), 1..300),
+        ) {
+            let max = 20_000;
+            let mut s = store(1000, 500, max);
+            let mut now = 0;
+            for (id, len, step) in arrivals {
+                now += step;
+                s.insert(ms(now), whole(id, &vec![0; len]));
+                prop_assert!(s.bytes() <= max);
+                let held: usize = s.range_from(0).map(|f| f.payload.len() + ENTRY_OVERHEAD).sum();
+                prop_assert_eq!(held, s.bytes());
+                prop_assert!(s.oldest().map_or(true, |o| o >= s.floor()));
+                prop_assert!(s.marks.len() <= s.len());
+            }
+        }
+    }
+
+    // ---- availability maps ----
+
+    #[test]
+    fn map_bits_count_back_from_last_id_lsb_first() {
+        let mut s = FragmentStore::default();
+        // Hold 20 (last), 19, 17, 12, 11.
+        for id in [11, 12, 17, 19, 20] {
+            s.insert(ms(0), whole(id, b"x"));
+        }
+        let map = s.map().unwrap();
+        // byte 0: ids 19..=12 at bits 0..=7 -> 19 (bit 0), 17 (bit 2), 12 (bit 7)
+        // byte 1: ids 11..=4 -> 11 (bit 0)
+        assert_eq!(map.last_id, 20);
+        assert_eq!(&map.bitmap[..], &[0b1000_0101, 0b0000_0001]);
+        let mut wire = Vec::new();
+        map.encode(&mut wire);
+        assert_eq!(wire, [0x22, 20, 0x85, 0x01]);
+        let parsed = FragmentsMap::parse(&Bytes::from(wire)).unwrap();
+        assert_eq!(parsed, map);
+        assert_eq!(parsed.ids().collect::<Vec<_>>(), [11, 12, 17, 19, 20]);
+        assert!(!parsed.contains(18) && !parsed.contains(21) && !parsed.contains(0));
+    }
+
+    #[test]
+    fn a_complete_store_writes_the_publishers_ff_form() {
+        let mut s = FragmentStore::default();
+        for id in 1..=18 {
+            s.insert(ms(0), whole(id, b"x"));
+        }
+        // 17 ids before the last: two full bytes and one bit.
+        let map = s.map().unwrap();
+        assert_eq!(&map.bitmap[..], &[0xff, 0xff, 0x01]);
+        assert_eq!(FragmentStore::default().map(), None);
+        let mut only = FragmentStore::default();
+        only.insert(ms(0), whole(7, b"x"));
+        assert_eq!(only.map().map(|m| m.bitmap.len()), Some(0));
+    }
+
+    #[test]
+    fn maps_are_cut_at_1024_bitmap_bytes() {
+        let mut wire = vec![0x22, 0xc0, 0x00]; // lastId 8192
+        wire.extend(std::iter::repeat(0xff).take(2000));
+        let map = FragmentsMap::parse(&Bytes::from(wire)).unwrap();
+        assert_eq!(map.bitmap.len(), MAX_MAP_BITMAP_LEN);
+        assert_eq!(map.oldest_covered(), 1);
+        assert!(map.contains(1) && map.contains(8192));
+        assert_eq!(
+            FragmentsMap::parse(&bytes(&[0x22, 0x00])),
+            Err(GroupMediaParseError::ZeroId)
+        );
+        assert_eq!(
+            FragmentsMap::parse(&bytes(&[0x20, 0x01])),
+            Err(GroupMediaParseError::NotAMap(0x20))
+        );
+        assert_eq!(
+            FragmentsMap::parse(&bytes(&[0x22])),
+            Err(GroupMediaParseError::Truncated)
+        );
+
+        let mut s = FragmentStore::default();
+        for id in 1..=10_000 {
+            s.insert(ms(0), whole(id, b""));
+        }
+        let built = s.map().unwrap();
+        assert_eq!(built.bitmap.len(), MAX_MAP_BITMAP_LEN);
+        assert_eq!(built.oldest_covered(), 10_000 - 8192);
+    }
+
+    #[test]
+    fn pull_candidates_are_the_holes_a_neighbour_can_fill_oldest_first() {
+        let mut theirs = FragmentStore::default();
+        for id in [3, 4, 5, 7, 8, 9, 10] {
+            theirs.insert(ms(0), whole(id, b"x"));
+        }
+        let map = theirs.map().unwrap();
+        let mut ours = FragmentStore::default();
+        for id in [4, 8] {
+            ours.insert(ms(0), whole(id, b"x"));
+        }
+        assert_eq!(
+            ours.pull_candidates(&map, 1, 100).collect::<Vec<_>>(),
+            [3, 5, 7, 9, 10]
+        );
+        assert_eq!(
+            ours.pull_candidates(&map, 5, 9).collect::<Vec<_>>(),
+            [5, 7, 9]
+        );
+        ours.evict_below(6);
+        assert_eq!(
+            ours.pull_candidates(&map, 1, 100).collect::<Vec<_>>(),
+            [7, 9, 10]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn maps_round_trip_and_show_exactly_what_is_held(
+            ids in proptest::collection::btree_set(1..3000u64, 1..200),
+        ) {
+            let mut s = FragmentStore::default();
+            for &id in &ids {
+                s.insert(ms(0), whole(id, b""));
+            }
+            let map = s.map().unwrap();
+            let mut wire = Vec::new();
+            map.encode(&mut wire);
+            let parsed = FragmentsMap::parse(&Bytes::from(wire)).unwrap();
+            prop_assert_eq!(&parsed, &map);
+            prop_assert_eq!(parsed.ids().collect::<Vec<_>>(), ids.iter().copied().collect::<Vec<_>>());
+            for id in 0..3100 {
+                prop_assert_eq!(parsed.contains(id), ids.contains(&id));
+            }
+        }
     }
 }
