@@ -31,6 +31,15 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_millis(8000);
 /// librtmfp's `relayMargin` default: how much longer than the window fragments stay.
 pub const DEFAULT_RELAY_MARGIN: Duration = Duration::from_millis(2000);
 
+/// Ids above this are refused: no stream reaches it (2^62 fragments), and it leaves room
+/// for `id + rest + 1` without overflow anywhere.
+pub const MAX_FRAGMENT_ID: u64 = 1 << 62;
+/// Default distance ahead of the newest id (store) or of the output point (reassembler)
+/// beyond which a fragment is refused: one stray far-future id would otherwise end a
+/// stream for everyone (everything real would then be "too old"). Far more than a window
+/// holds (8192 ids in a full map).
+pub const DEFAULT_MAX_AHEAD: u64 = 1 << 16;
+
 /// Flow message type of a fragments map (docs/netgroup.md §3.2).
 pub const FRAGMENTS_MAP_TYPE: u8 = 0x22;
 
@@ -65,7 +74,7 @@ pub enum GroupMediaParseError {
     NotAMap(u8),
     #[error("message ends inside its header (id, rest, type or time)")]
     Truncated,
-    #[error("fragment id wider than 64 bits")]
+    #[error("fragment id above 2^62 (no stream gets that far)")]
     IdOverflow,
     #[error("fragment id 0: ids start at 1")]
     ZeroId,
@@ -79,6 +88,14 @@ impl From<ParseError> for GroupMediaParseError {
             ParseError::VluOverflow => GroupMediaParseError::IdOverflow,
             ParseError::Truncated | ParseError::BadValue => GroupMediaParseError::Truncated,
         }
+    }
+}
+
+fn checked_id(id: u64) -> Result<u64, GroupMediaParseError> {
+    match id {
+        0 => Err(GroupMediaParseError::ZeroId),
+        id if id > MAX_FRAGMENT_ID => Err(GroupMediaParseError::IdOverflow),
+        id => Ok(id),
     }
 }
 
@@ -133,10 +150,7 @@ impl GroupFragment {
     pub fn parse(message: &Bytes) -> Result<GroupFragment, GroupMediaParseError> {
         let mut r = Reader::new(message);
         let marker = r.u8().map_err(|_| GroupMediaParseError::Empty)?;
-        let id = r.vlu()?;
-        if id == 0 {
-            return Err(GroupMediaParseError::ZeroId);
-        }
+        let id = checked_id(r.vlu()?)?;
         let piece = match marker {
             Piece::WHOLE => Piece::Whole {
                 media_type: r.u8()?,
@@ -356,7 +370,7 @@ impl GroupMessage {
 /// Until the first video keyframe, codec headers (AVC/HEVC/AAC sequence headers) and
 /// metadata are held back, the latest of each kind, and every other audio, video and data
 /// message is dropped. The keyframe releases the held headers (in stream order) and then
-/// itself. After a loss ([`DecodableStart::gap`]) video waits for the next keyframe again,
+/// itself; the headers therefore follow any message that passed while waiting. After a loss ([`DecodableStart::gap`]) video waits for the next keyframe again,
 /// since the inter frames after a lost picture do not decode; audio goes on.
 ///
 /// An audio-only stream has no keyframe: when no video message has been seen while audio
@@ -492,6 +506,8 @@ pub struct ReassemblerConfig {
     /// Bytes of fragments waiting behind a hole; beyond it the oldest hole is given up at
     /// once, whatever `max_wait` says, so memory stays bounded.
     pub max_pending_bytes: usize,
+    /// Fragments further than this ahead of the output point are refused.
+    pub max_ahead: u64,
     /// Apply the [`DecodableStart`] rule; off, every complete message is output.
     pub decodable_start: bool,
     /// See [`DecodableStart`].
@@ -503,6 +519,7 @@ impl Default for ReassemblerConfig {
         ReassemblerConfig {
             max_wait: Duration::from_millis(5000),
             max_pending_bytes: 8 << 20,
+            max_ahead: DEFAULT_MAX_AHEAD,
             decodable_start: true,
             audio_only_after_ms: DEFAULT_AUDIO_ONLY_AFTER_MS,
         }
@@ -527,6 +544,8 @@ pub struct ReassemblyStats {
     pub late: u64,
     /// Fragments already held or already output, and fragments from before the start.
     pub duplicates: u64,
+    /// Fragments refused for an id out of range (above [`MAX_FRAGMENT_ID`] or too far ahead).
+    pub refused: u64,
 }
 
 /// Per-fragment memory charged on top of the payload, so that empty payloads still count.
@@ -616,6 +635,10 @@ impl Reassembler {
 
     /// Takes one fragment.
     pub fn insert(&mut self, now: Instant, fragment: GroupFragment) {
+        if fragment.id == 0 || fragment.id > MAX_FRAGMENT_ID {
+            self.stats.refused += 1;
+            return;
+        }
         let next = *self
             .next_id
             .get_or_insert_with(|| fragment.boundary_after(0).max(1));
@@ -625,6 +648,10 @@ impl Reassembler {
             } else {
                 self.stats.duplicates += 1;
             }
+            return;
+        }
+        if fragment.id - next > self.config.max_ahead {
+            self.stats.refused += 1;
             return;
         }
         if self.pending.contains_key(&fragment.id) {
@@ -870,6 +897,8 @@ pub struct StoreConfig {
     /// Memory cap: payload bytes plus a fixed overhead per fragment. The oldest ids go
     /// first when it is passed, whatever their age.
     pub max_bytes: usize,
+    /// Fragments further than this ahead of the newest id held are refused.
+    pub max_ahead: u64,
 }
 
 impl Default for StoreConfig {
@@ -878,6 +907,7 @@ impl Default for StoreConfig {
             window: DEFAULT_WINDOW,
             relay_margin: DEFAULT_RELAY_MARGIN,
             max_bytes: 16 << 20,
+            max_ahead: DEFAULT_MAX_AHEAD,
         }
     }
 }
@@ -889,8 +919,10 @@ pub enum Stored {
     New,
     /// The id was already held.
     Duplicate,
-    /// Below the window: already evicted or never wanted (id 0).
+    /// Below the window: already evicted.
     TooOld,
+    /// Id 0, above [`MAX_FRAGMENT_ID`], or too far ahead of the newest id held.
+    OutOfRange,
 }
 
 /// The fragments of one stream that a member holds to serve neighbours: pulls
@@ -935,6 +967,14 @@ impl FragmentStore {
     pub fn insert(&mut self, now: Instant, fragment: GroupFragment) -> Stored {
         self.expire(now);
         let id = fragment.id;
+        if id == 0
+            || id > MAX_FRAGMENT_ID
+            || self
+                .newest()
+                .is_some_and(|newest| id > newest.saturating_add(self.config.max_ahead))
+        {
+            return Stored::OutOfRange;
+        }
         if id < self.floor {
             return Stored::TooOld;
         }
@@ -1090,10 +1130,7 @@ impl FragmentsMap {
         if kind != FRAGMENTS_MAP_TYPE {
             return Err(GroupMediaParseError::NotAMap(kind));
         }
-        let last_id = r.vlu()?;
-        if last_id == 0 {
-            return Err(GroupMediaParseError::ZeroId);
-        }
+        let last_id = checked_id(r.vlu()?)?;
         let start = message.len() - r.remaining();
         let end = message.len().min(start + MAX_MAP_BITMAP_LEN);
         Ok(FragmentsMap {
@@ -1236,6 +1273,11 @@ mod tests {
             parse(&[0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
             Err(IdOverflow)
         );
+        // 2^62 + 1 is a valid VLU, but no stream gets there.
+        let above = [0x00, 0xc0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert_eq!(parse(&above), Err(IdOverflow));
+        let max = [0x00, 0xc0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00];
+        assert_eq!(parse(&max).map(|f| f.id), Ok(MAX_FRAGMENT_ID));
         // Headers without payload are fine: the payload may be empty.
         assert_eq!(parse(&[0x00, 0x05]).map(|f| f.payload.len()), Ok(0));
     }
@@ -1266,7 +1308,7 @@ mod tests {
     proptest! {
         #[test]
         fn fragments_round_trip(
-            id in 1..=u64::MAX,
+            id in 1..=MAX_FRAGMENT_ID,
             piece in any_piece(),
             payload in proptest::collection::vec(any::<u8>(), 0..1200),
         ) {
@@ -1523,6 +1565,22 @@ mod tests {
         assert_eq!(r.stats().missing, 3);
     }
 
+    #[test]
+    fn a_stray_far_future_id_cannot_end_the_stream() {
+        let (_, fragments) = stream(&[10, 10, 10]);
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        r.insert(ms(0), whole(1 + DEFAULT_MAX_AHEAD + 1, b"stray"));
+        r.insert(ms(0), whole(MAX_FRAGMENT_ID + 1, b"stray"));
+        r.handle_timeout(ms(1_000_000));
+        for f in fragments {
+            r.insert(ms(1_000_000), f);
+        }
+        assert_eq!(drain(&mut r).len(), 3);
+        assert_eq!(r.stats().refused, 2);
+        assert_eq!(r.stats().missing, 0);
+    }
+
     proptest! {
         /// All fragments arrive (shuffled, some twice, some never) before any wait runs out.
         #[test]
@@ -1623,6 +1681,35 @@ mod tests {
                 first_arrivals.len() as u64
             );
             prop_assert!(s.late <= s.missing);
+        }
+    }
+
+    proptest! {
+        /// Garbage from a hostile peer: no panic, bounded memory, output still in order.
+        #[test]
+        fn arbitrary_fragments_keep_the_reassembler_sane(
+            input in proptest::collection::vec(
+                (1..400u64, any_piece(), 0..1500usize, 0..200u64),
+                1..300,
+            ),
+        ) {
+            let mut r = Reassembler::new(ReassemblerConfig {
+                max_pending_bytes: 20_000,
+                max_wait: Duration::from_millis(300),
+                ..ReassemblerConfig::default()
+            });
+            let mut now = 0;
+            let mut last_out = 0;
+            for (id, piece, len, step) in input {
+                now += step;
+                r.handle_timeout(ms(now));
+                r.insert(ms(now), GroupFragment { id, piece, payload: Bytes::from(vec![0x17; len]) });
+                prop_assert!(r.pending_bytes() <= 20_000);
+                for m in drain(&mut r) {
+                    prop_assert!(m.id > last_out);
+                    last_out = m.id;
+                }
+            }
         }
     }
 
@@ -1746,6 +1833,7 @@ mod tests {
             window: Duration::from_millis(window_ms),
             relay_margin: Duration::from_millis(margin_ms),
             max_bytes,
+            max_ahead: DEFAULT_MAX_AHEAD,
         })
     }
 
@@ -1767,7 +1855,10 @@ mod tests {
         assert_eq!(s.get(4).map(|f| f.id), Some(4));
         assert_eq!(s.insert(ms(12_000), whole(2, b"x")), Stored::TooOld);
         assert_eq!(s.insert(ms(12_000), whole(4, b"x")), Stored::Duplicate);
-        assert_eq!(s.insert(ms(12_000), whole(0, b"x")), Stored::TooOld);
+        assert_eq!(s.insert(ms(12_000), whole(0, b"x")), Stored::OutOfRange);
+        let far = 10 + DEFAULT_MAX_AHEAD + 1;
+        assert_eq!(s.insert(ms(12_000), whole(far, b"x")), Stored::OutOfRange);
+        assert_eq!(s.insert(ms(12_000), whole(far - 1, b"x")), Stored::New);
     }
 
     #[test]
