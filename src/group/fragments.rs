@@ -506,7 +506,9 @@ pub struct ReassemblerConfig {
     /// Bytes of fragments waiting behind a hole; beyond it the oldest hole is given up at
     /// once, whatever `max_wait` says, so memory stays bounded.
     pub max_pending_bytes: usize,
-    /// Fragments further than this ahead of the output point are refused.
+    /// Fragments further than this ahead of the output point are refused, unless nothing
+    /// was accepted for `max_wait` and nothing waits: then the output jumps to them (the
+    /// stream went on without us).
     pub max_ahead: u64,
     /// Apply the [`DecodableStart`] rule; off, every complete message is output.
     pub decodable_start: bool,
@@ -576,6 +578,8 @@ pub struct Reassembler {
     next_id: Option<u64>,
     pending: BTreeMap<u64, Pending>,
     pending_bytes: usize,
+    /// When a fragment was last taken (or first offered).
+    last_accepted: Option<Instant>,
     /// Recent ranges of ids given up without having arrived, to tell late from duplicate.
     missing: VecDeque<(u64, u64)>,
     start: Option<DecodableStart>,
@@ -599,6 +603,7 @@ impl Reassembler {
             next_id: None,
             pending: BTreeMap::new(),
             pending_bytes: 0,
+            last_accepted: None,
             missing: VecDeque::new(),
             start,
             out: VecDeque::new(),
@@ -608,6 +613,7 @@ impl Reassembler {
 
     /// Starts the output at `id`, which must be a message boundary (for instance the first
     /// id a member pulls). Only before the first fragment; later calls are ignored.
+    /// Fragments below it count as duplicates.
     pub fn start_at(&mut self, id: u64) {
         if self.next_id.is_none() {
             self.next_id = Some(id.max(1));
@@ -650,14 +656,23 @@ impl Reassembler {
             }
             return;
         }
+        let mut resync = None;
         if fragment.id - next > self.config.max_ahead {
-            self.stats.refused += 1;
-            return;
+            // Far ahead: a stray id while the stream flows, or the stream itself after an
+            // outage. Only the second kind finds us idle for a whole wait.
+            let since = *self.last_accepted.get_or_insert(now);
+            let idle = self.pending.is_empty() && now >= since + self.config.max_wait;
+            if !idle {
+                self.stats.refused += 1;
+                return;
+            }
+            resync = Some(fragment.boundary_after(next));
         }
         if self.pending.contains_key(&fragment.id) {
             self.stats.duplicates += 1;
             return;
         }
+        self.last_accepted = Some(now);
         self.pending_bytes += fragment.payload.len() + ENTRY_OVERHEAD;
         self.pending.insert(
             fragment.id,
@@ -666,6 +681,11 @@ impl Reassembler {
                 arrived: now,
             },
         );
+        if let Some(to) = resync {
+            // Everything before goes, this fragment too if it ends a message we missed the
+            // start of.
+            self.skip(next, to);
+        }
         self.advance();
         while self.pending_bytes > self.config.max_pending_bytes && self.give_up_head() {
             self.advance();
@@ -1579,6 +1599,41 @@ mod tests {
         assert_eq!(drain(&mut r).len(), 3);
         assert_eq!(r.stats().refused, 2);
         assert_eq!(r.stats().missing, 0);
+    }
+
+    #[test]
+    fn after_an_outage_the_output_jumps_to_where_the_stream_is() {
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        r.insert(ms(0), whole(1, b"a"));
+        let far = 2 + DEFAULT_MAX_AHEAD + 10;
+        r.insert(ms(4_999), whole(far, b"b"));
+        assert_eq!(r.stats().refused, 1, "not idle for a whole wait yet");
+        r.insert(ms(5_000), whole(far, b"b"));
+        let out = drain(&mut r);
+        assert_eq!(out.iter().map(|m| m.id).collect::<Vec<_>>(), [1, far]);
+        let s = r.stats();
+        assert_eq!((s.gaps, s.missing), (1, far - 2));
+    }
+
+    #[test]
+    fn coming_back_in_the_middle_of_a_message_starts_at_the_next_one() {
+        let mut r = Reassembler::new(plain());
+        r.start_at(1);
+        r.insert(ms(0), whole(1, b"a"));
+        let far = 2 + DEFAULT_MAX_AHEAD + 10;
+        let middle = GroupFragment {
+            id: far,
+            piece: Piece::Middle { rest: 1 },
+            payload: bytes(b"m"),
+        };
+        r.insert(ms(10_000), middle);
+        r.insert(ms(10_000), whole(far + 2, b"c"));
+        let out = drain(&mut r);
+        assert_eq!(out.iter().map(|m| m.id).collect::<Vec<_>>(), [1, far + 2]);
+        let s = r.stats();
+        assert_eq!((s.discarded, s.missing), (1, far + 1 - 2 - 1 + 1));
+        assert_eq!(r.pending_len(), 0);
     }
 
     proptest! {
