@@ -4,7 +4,13 @@
 //! module builds on, with their sources, are in `docs/netgroup.md`.
 //!
 //! `spec` is the groupspec string (`G:` + hex option list) and the group id derived from it.
+//! `rendezvous` and `server_flow` are the server's side: the ring of members and the
+//! join and notice messages. `peer_messages` and `member` are a member's side: the
+//! group flows between peers, the handshake and reports. `fragments` is the P2P media
+//! stream: numbered fragments, their store and availability maps, and reassembly for
+//! the member's player.
 
+pub mod fragments;
 pub mod member;
 pub mod peer_messages;
 pub mod rendezvous;
