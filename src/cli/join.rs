@@ -1,26 +1,71 @@
 //! `join`: join a NetGroup through the server and report the overlay it forms: which
 //! members the server names, which pass the group handshake, what reports say.
 //!
-//! Receiving the group's live stream from peers builds on this (the media layer is not
-//! wired to this command yet: it prints group events only).
+//! With `--play NAME` it also takes that stream from its neighbours (relaying it to
+//! others as members do) and, with `--output`, writes it as FLV.
 
 use std::time::{Duration, Instant as StdInstant};
+
+use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 
 use super::stream_client;
 use super::url::RtmfpUrl;
 use crate::flash::client::ClientEvent;
+use crate::flv::{FlvHeader, FlvTag, FlvWriter, TagType};
 use crate::group::member::GroupEvent;
 use crate::group::GroupSpec;
+use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::keying::HandshakeLayout;
 
-/// Joins `spec` on the server of `url` and prints group events for `duration`.
+/// Writes what the group brings as FLV, timestamps rebased to start at 0.
+struct FlvOut {
+    sink: std::io::BufWriter<std::fs::File>,
+    writer: FlvWriter,
+    base: Option<u32>,
+    buf: Vec<u8>,
+}
+
+impl FlvOut {
+    fn create(path: &str) -> Result<Self> {
+        let file = std::fs::File::create(path).with_context(|| format!("creating {path}"))?;
+        Ok(FlvOut {
+            sink: std::io::BufWriter::new(file),
+            writer: FlvWriter::new(FlvHeader::new(true, true)),
+            base: None,
+            buf: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, m: &MediaMessage) -> Result<()> {
+        let tag_type = match m.kind {
+            MediaKind::Audio => TagType::Audio,
+            MediaKind::Video => TagType::Video,
+            MediaKind::Data => TagType::Script,
+        };
+        let base = *self.base.get_or_insert(m.timestamp);
+        let ts = m.timestamp.saturating_sub(base);
+        self.buf.clear();
+        self.writer
+            .write_tag(
+                &FlvTag::new(tag_type, ts, m.payload.to_vec()),
+                &mut self.buf,
+            )
+            .map_err(|e| anyhow::anyhow!("writing FLV: {e}"))?;
+        self.sink.write_all(&self.buf).context("writing output")
+    }
+}
+
+/// Joins `spec` on the server of `url` and prints group events for `duration`; plays
+/// `play` from the group into `output` if given.
 pub fn join(
     url: &str,
     spec: &str,
     token: Option<String>,
+    play: Option<&str>,
+    output: Option<&str>,
     duration: Duration,
     timeout: Duration,
 ) -> Result<()> {
@@ -36,6 +81,12 @@ pub fn join(
     if !driver.endpoint.join_group(&spec) {
         bail!("the connection is not up: cannot join");
     }
+    if let Some(name) = play {
+        driver.endpoint.play_from_group(name);
+    }
+    let mut out = output.map(FlvOut::create).transpose()?;
+    let mut media = 0u64;
+    let mut failure: Option<anyhow::Error> = None;
     let id = driver
         .endpoint
         .peer_id()
@@ -45,7 +96,7 @@ pub fn join(
     let started = StdInstant::now();
     let mut refused = false;
     let mut closed = None;
-    while started.elapsed() < duration && !refused && closed.is_none() {
+    while started.elapsed() < duration && !refused && closed.is_none() && failure.is_none() {
         let left = duration.saturating_sub(started.elapsed());
         driver.run(left, |c, _| {
             while let Some(e) = c.poll_event() {
@@ -61,6 +112,15 @@ pub fn join(
                             }
                             GroupEvent::Report { from, peers } => {
                                 println!("report from {from}: {peers} peers")
+                            }
+                            GroupEvent::Media(m) => {
+                                media += 1;
+                                if let Some(out) = &mut out {
+                                    if let Err(e) = out.write(m) {
+                                        failure = Some(e);
+                                        return false;
+                                    }
+                                }
                             }
                         }
                         if refused {
@@ -82,6 +142,12 @@ pub fn join(
             true
         })?;
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(out) = &mut out {
+        out.sink.flush().context("writing output")?;
+    }
     if refused {
         bail!("the server refused the join");
     }
@@ -93,6 +159,17 @@ pub fn join(
         .group()
         .map_or(0, |g| g.neighbours().count());
     let heard = driver.endpoint.group().map_or(0, |g| g.heard());
-    println!("neighbours={neighbours} heard={heard}");
+    let (received, pulls, sent) =
+        driver
+            .endpoint
+            .group()
+            .and_then(|g| g.stream())
+            .map_or((0, 0, 0), |s| {
+                let c = s.counters();
+                (c.fragments_received, c.pulls_sent, c.fragments_sent)
+            });
+    println!(
+        "neighbours={neighbours} heard={heard} media_messages={media} fragments_received={received} pulls_sent={pulls} fragments_relayed={sent}"
+    );
     stream_client::close(&mut driver)
 }

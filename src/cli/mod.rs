@@ -108,6 +108,12 @@ enum Command {
         /// The groupspec (`G:...`), as Flash's GroupSpecifier builds it.
         #[arg(long)]
         group: String,
+        /// Play this stream from the group (taking it from neighbours, relaying it on).
+        #[arg(long)]
+        play: Option<String>,
+        /// Write what is played as FLV to this file.
+        #[arg(long)]
+        output: Option<String>,
         /// A token for servers that ask for one (sent as the connect argument).
         #[arg(long)]
         token: Option<String>,
@@ -193,6 +199,8 @@ pub fn main() -> ExitCode {
         Command::Join {
             url,
             group,
+            play,
+            output,
             token,
             duration,
             timeout,
@@ -200,6 +208,8 @@ pub fn main() -> ExitCode {
             &url,
             &group,
             token,
+            play.as_deref(),
+            output.as_deref(),
             Duration::from_secs_f64(duration),
             Duration::from_secs(timeout),
         ),

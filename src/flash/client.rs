@@ -238,6 +238,28 @@ impl FlashClient {
         self.group.as_ref()
     }
 
+    /// Plays `name` from the group we joined (its messages come as
+    /// `ClientEvent::Group(GroupEvent::Media)`).
+    pub fn play_from_group(&mut self, name: &str) {
+        if let Some(g) = &mut self.group {
+            g.play(name);
+        }
+    }
+
+    /// Publishes `name` into the group we joined; `key` (32 random bytes) names it there.
+    pub fn publish_to_group(&mut self, now: Instant, name: &str, key: [u8; 32]) {
+        if let Some(g) = &mut self.group {
+            g.publish(now, &mut self.endpoint, name, key);
+        }
+    }
+
+    /// Media for the stream we publish into the group.
+    pub fn send_group_media(&mut self, now: Instant, message: &MediaMessage) {
+        if let Some(g) = &mut self.group {
+            g.send_media(now, &mut self.endpoint, message);
+        }
+    }
+
     pub fn session(&self) -> Option<SessionId> {
         self.session
     }

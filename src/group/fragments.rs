@@ -388,6 +388,21 @@ pub struct DecodableStart {
     video_header: Option<GroupMessage>,
     audio_header: Option<GroupMessage>,
     metadata: Option<GroupMessage>,
+    /// An AAC configuration went out: AAC frames decode from here on.
+    aac_config_out: bool,
+}
+
+/// Video whose decoder needs a sequence header before any frame: AVC (codec 7), HEVC
+/// (12), and enhanced-RTMP codecs (the high bit of the first byte).
+fn video_needs_header(payload: &[u8]) -> bool {
+    payload
+        .first()
+        .is_some_and(|b| b & 0x80 != 0 || matches!(b & 0x0f, 7 | 12))
+}
+
+/// AAC audio (sound format 10), which needs its AudioSpecificConfig first.
+fn is_aac(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|b| b >> 4 == 10)
 }
 
 /// Default media time of audio without any video before an audio-only stream starts.
@@ -411,6 +426,7 @@ impl DecodableStart {
             video_header: None,
             audio_header: None,
             metadata: None,
+            aac_config_out: false,
         }
     }
 
@@ -448,6 +464,15 @@ impl DecodableStart {
                     return;
                 }
             }
+            if media.kind == MediaKind::Audio && is_aac(&media.payload) {
+                if header {
+                    self.aac_config_out = true;
+                } else if !self.aac_config_out {
+                    // AAC frames before their configuration do not decode.
+                    self.dropped += 1;
+                    return;
+                }
+            }
             out.push_back(message);
             return;
         }
@@ -468,7 +493,12 @@ impl DecodableStart {
             return;
         }
         let starts = match media.kind {
-            MediaKind::Video => media.is_keyframe(),
+            // A keyframe decodes only after its codec's sequence header: one that came
+            // before the header (a member joining between the two) does not start.
+            MediaKind::Video => {
+                media.is_keyframe()
+                    && (self.video_header.is_some() || !video_needs_header(&media.payload))
+            }
             MediaKind::Audio => {
                 let first = *self.first_audio_time.get_or_insert(media.timestamp);
                 !self.video_seen
@@ -491,6 +521,9 @@ impl DecodableStart {
         .flatten()
         .collect();
         held.sort_by_key(|m| m.id);
+        self.aac_config_out |= held
+            .iter()
+            .any(|m| m.media_type == rtmp_type::AUDIO && is_aac(&m.payload));
         out.extend(held);
         out.push_back(message);
     }
@@ -1775,6 +1808,7 @@ mod tests {
     const INTER: &[u8] = b"\x27\x01\x00\x00\x00";
     const AAC_HEADER: &[u8] = b"\xaf\x00\x12\x10";
     const AAC: &[u8] = b"\xaf\x01\x21";
+    const MP3: &[u8] = b"\x2f\xff\xfb";
     const METADATA: &[u8] = b"\x02\x00\x0aonMetaData\x08";
 
     fn media_stream(items: &[(u8, u32, &[u8])]) -> Vec<GroupFragment> {
@@ -1820,6 +1854,28 @@ mod tests {
     }
 
     #[test]
+    fn a_keyframe_before_its_codec_header_does_not_start_the_output() {
+        use rtmp_type::*;
+        // A member that joins mid-stream: the first keyframe it gets came before any
+        // AVC sequence header it has, and AAC frames before their configuration.
+        let (ids, _) = played(
+            &[
+                (AUDIO, 0, AAC),          // 1: no configuration yet
+                (VIDEO, 0, KEYFRAME),     // 2: no header yet: does not decode
+                (VIDEO, 40, INTER),       // 3
+                (VIDEO, 80, AVC_HEADER),  // 4: re-sent before the next keyframe
+                (VIDEO, 120, KEYFRAME),   // 5: starts
+                (AUDIO, 130, AAC),        // 6: AAC still without its configuration
+                (AUDIO, 140, AAC_HEADER), // 7
+                (AUDIO, 150, AAC),        // 8
+                (VIDEO, 160, INTER),      // 9
+            ],
+            &[],
+        );
+        assert_eq!(ids, [4, 5, 7, 8, 9]);
+    }
+
+    #[test]
     fn after_a_loss_video_waits_for_the_next_keyframe_and_audio_goes_on() {
         use rtmp_type::*;
         let (ids, _) = played(
@@ -1828,7 +1884,7 @@ mod tests {
                 (VIDEO, 0, KEYFRAME),   // 2
                 (VIDEO, 40, INTER),     // 3: lost
                 (VIDEO, 80, INTER),     // 4: depends on 3
-                (AUDIO, 90, AAC),       // 5
+                (AUDIO, 90, MP3),       // 5
                 (VIDEO, 120, KEYFRAME), // 6
                 (VIDEO, 160, INTER),    // 7
             ],

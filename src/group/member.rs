@@ -11,11 +11,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::peer_messages::{
-    AddressKind, GroupFlowRole, GroupHandshake, GroupReport, PeerAddress, ReportFlowMessage,
-    ReportedPeer,
+    AddressKind, GroupFlowRole, GroupHandshake, GroupReport, MediaReportMessage, PeerAddress,
+    ReportFlowMessage, ReportedPeer,
 };
 use super::server_flow::{join_message, parse_member_notice, GROUP_FLOW_METADATA};
 use super::spec::{group_address, GroupId, GroupSpec};
+use super::stream::GroupStream;
+use crate::media::MediaMessage;
 use crate::proto::endpoint::SessionId;
 use crate::proto::epd::{EndpointDiscriminator, PeerId};
 use crate::proto::keying::GroupKeyBases;
@@ -43,6 +45,8 @@ pub enum GroupEvent {
     HandshakeRejected { peer: PeerId, why: &'static str },
     /// A neighbour reported on the group.
     Report { from: PeerId, peers: usize },
+    /// A message of the stream we play, in order, starting where it decodes.
+    Media(MediaMessage),
 }
 
 /// One session with a peer that is (or may become) a neighbour.
@@ -57,6 +61,9 @@ struct Link {
     /// Its handshake checked out.
     verified: bool,
     report_sent: bool,
+    /// Its media report flows and media flows (one of each per stream).
+    media_report_flows: Vec<u64>,
+    media_flows: Vec<u64>,
 }
 
 /// A peer we know of.
@@ -86,6 +93,10 @@ pub struct GroupMember {
     events: VecDeque<GroupEvent>,
     /// Group messages from peers that could not be read (dropped).
     unreadable: u64,
+    /// The stream we play or publish in the group.
+    stream: Option<GroupStream>,
+    /// The stream name we want to play, until a neighbour announces it.
+    wanted: Option<String>,
 }
 
 impl GroupMember {
@@ -105,6 +116,8 @@ impl GroupMember {
             report_turn: 0,
             events: VecDeque::new(),
             unreadable: 0,
+            stream: None,
+            wanted: None,
         }
     }
 
@@ -122,6 +135,35 @@ impl GroupMember {
             .values()
             .filter(|l| l.verified)
             .map(|l| l.peer_id)
+    }
+
+    /// Plays `name` from the group: once a neighbour announces it, we take fragments
+    /// from our neighbours, relay them, and output the messages as `Media` events.
+    pub fn play(&mut self, name: &str) {
+        self.wanted = Some(name.to_owned());
+    }
+
+    /// Publishes `name` into the group; `key` (32 random bytes) names the stream there.
+    pub fn publish(&mut self, now: Instant, endpoint: &mut Endpoint, name: &str, key: [u8; 32]) {
+        let mut stream = GroupStream::publish(name, key);
+        for (&session, link) in &self.links {
+            if let (true, Some(flow)) = (link.verified, link.their_report_flow) {
+                stream.on_neighbour(now, endpoint, session, flow);
+            }
+        }
+        self.stream = Some(stream);
+    }
+
+    /// Media of the stream we publish.
+    pub fn send_media(&mut self, now: Instant, endpoint: &mut Endpoint, message: &MediaMessage) {
+        if let Some(stream) = self.stream.as_mut().filter(|s| s.is_publisher()) {
+            stream.send_media(now, endpoint, message);
+        }
+    }
+
+    /// The stream we play or publish.
+    pub fn stream(&self) -> Option<&GroupStream> {
+        self.stream.as_ref()
     }
 
     /// Group messages from peers dropped because they could not be read.
@@ -227,6 +269,8 @@ impl GroupMember {
                 handshake_sent: false,
                 verified: false,
                 report_sent: false,
+                media_report_flows: Vec::new(),
+                media_flows: Vec::new(),
             },
         );
         self.hear(now, peer_id, vec![]);
@@ -255,9 +299,34 @@ impl GroupMember {
                     link.their_report_flow = Some(*flow_id);
                     true
                 }
+                Some(GroupFlowRole::MediaReport) => {
+                    link.media_report_flows.push(*flow_id);
+                    true
+                }
+                Some(GroupFlowRole::Media) => {
+                    link.media_flows.push(*flow_id);
+                    if let Some(stream) = &mut self.stream {
+                        stream.on_media_flow(session, *flow_id);
+                    }
+                    true
+                }
                 Some(_) => true,
                 None => false,
             },
+            SessionEvent::Message { flow_id, data }
+                if link.media_report_flows.contains(flow_id) =>
+            {
+                let their_report_flow = link.their_report_flow;
+                self.on_media_report(now, endpoint, session, *flow_id, their_report_flow, data);
+                true
+            }
+            SessionEvent::Message { flow_id, data } if link.media_flows.contains(flow_id) => {
+                if let Some(stream) = &mut self.stream {
+                    stream.on_fragment(now, endpoint, session, bytes::Bytes::copy_from_slice(data));
+                }
+                self.drain_media();
+                true
+            }
             SessionEvent::Message { flow_id, data } if Some(*flow_id) == link.their_report_flow => {
                 // Unreadable group traffic is dropped and counted, never fatal.
                 match ReportFlowMessage::parse(data) {
@@ -267,6 +336,9 @@ impl GroupMember {
                 true
             }
             SessionEvent::Closed(_) => {
+                if let Some(stream) = &mut self.stream {
+                    stream.on_neighbour_gone(session);
+                }
                 if let Some(link) = self.links.remove(&session) {
                     if link.verified {
                         self.events
@@ -292,7 +364,7 @@ impl GroupMember {
         message: ReportFlowMessage,
     ) {
         match message {
-            ReportFlowMessage::Handshake(h) => self.on_handshake(endpoint, session, &h),
+            ReportFlowMessage::Handshake(h) => self.on_handshake(now, endpoint, session, &h),
             ReportFlowMessage::Begin { .. } => {
                 let verified = self.links.get(&session).is_some_and(|l| l.verified);
                 let sent = self.links.get(&session).is_some_and(|l| l.report_sent);
@@ -327,7 +399,13 @@ impl GroupMember {
         }
     }
 
-    fn on_handshake(&mut self, endpoint: &mut Endpoint, session: SessionId, h: &GroupHandshake) {
+    fn on_handshake(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        session: SessionId,
+        h: &GroupHandshake,
+    ) {
         let Some(bases) = endpoint.session(session).map(|s| s.info.group_key_bases) else {
             return;
         };
@@ -354,13 +432,60 @@ impl GroupMember {
                 .push_back(GroupEvent::HandshakeRejected { peer, why });
             return;
         }
-        if !link.verified {
-            link.verified = true;
-            let peer = link.peer_id;
-            self.events.push_back(GroupEvent::NeighbourUp(peer));
-        }
+        let newly = !link.verified;
+        link.verified = true;
+        let (peer, their_report_flow) = (link.peer_id, link.their_report_flow);
         if !self.links[&session].handshake_sent {
             self.send_handshake(endpoint, session);
+        }
+        if newly {
+            self.events.push_back(GroupEvent::NeighbourUp(peer));
+            if let (Some(stream), Some(flow)) = (&mut self.stream, their_report_flow) {
+                stream.on_neighbour(now, endpoint, session, flow);
+            }
+        }
+    }
+
+    /// A message on a neighbour's media report flow: a stream's announcement (which we
+    /// take up if it is the one we want), or maps, push and pull requests for it.
+    fn on_media_report(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        session: SessionId,
+        flow: u64,
+        their_report_flow: Option<u64>,
+        data: &[u8],
+    ) {
+        if let Ok(MediaReportMessage::Subscription(sub)) = MediaReportMessage::parse(data) {
+            let wanted = self.wanted.as_deref() == Some(sub.stream_name.as_str());
+            if self.stream.is_none() && wanted {
+                let mut stream = GroupStream::joined(sub.clone());
+                for (&s, link) in &self.links {
+                    if let (true, Some(f)) = (link.verified, link.their_report_flow) {
+                        stream.on_neighbour(now, endpoint, s, f);
+                    }
+                }
+                self.stream = Some(stream);
+            }
+            let (Some(stream), Some(answer)) = (&mut self.stream, their_report_flow) else {
+                return;
+            };
+            if *stream.key() == sub.stream_key {
+                stream.on_subscription(now, endpoint, session, flow, answer);
+            }
+            return;
+        }
+        if let Some(stream) = &mut self.stream {
+            stream.on_media_report(now, endpoint, session, data);
+        }
+    }
+
+    fn drain_media(&mut self) {
+        if let Some(stream) = &mut self.stream {
+            while let Some(m) = stream.poll_message() {
+                self.events.push_back(GroupEvent::Media(m));
+            }
         }
     }
 
@@ -439,11 +564,21 @@ impl GroupMember {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_report
+        let stream = self.stream.as_ref().and_then(GroupStream::poll_timeout);
+        match (self.next_report, stream) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Periodic work: a report to one neighbour in turn.
     pub fn handle_timeout(&mut self, now: Instant, endpoint: &mut Endpoint) {
+        if let Some(stream) = &mut self.stream {
+            if stream.poll_timeout().is_some_and(|t| now >= t) {
+                stream.handle_timeout(now, endpoint);
+            }
+        }
+        self.drain_media();
         let Some(due) = self.next_report else {
             return;
         };

@@ -16,6 +16,7 @@ pub mod peer_messages;
 pub mod rendezvous;
 pub mod server_flow;
 pub mod spec;
+pub mod stream;
 
 pub use spec::{
     group_address, Capability, GroupId, GroupSpec, GroupSpecError, GroupSpecifier, HexCase,
