@@ -52,6 +52,34 @@ where
     elapsed
 }
 
+/// Pushes every item, spinning while the queue is full; hands the emptied vector back.
+fn push_spinning(
+    mut items: Vec<Bytes>,
+    mut push: impl FnMut(Bytes) -> Result<(), Bytes>,
+) -> Vec<Bytes> {
+    for mut h in items.drain(..) {
+        while let Err(back) = push(h) {
+            h = back;
+            spin_loop();
+        }
+    }
+    items
+}
+
+/// Takes `ITEMS` items, spinning while the queue is empty, and drops each.
+fn pop_spinning(mut pop: impl FnMut() -> Option<Bytes>) {
+    let mut taken = 0;
+    while taken < ITEMS {
+        match pop() {
+            Some(h) => {
+                black_box(h);
+                taken += 1;
+            }
+            None => spin_loop(),
+        }
+    }
+}
+
 fn handles(payload: &Bytes) -> Vec<Bytes> {
     vec![payload.clone(); ITEMS]
 }
@@ -94,27 +122,8 @@ fn bench_shard_ring(c: &mut Criterion) {
                     let queue = &queue;
                     transfer(
                         handles(&payload),
-                        move |mut items| {
-                            for mut h in items.drain(..) {
-                                while let Err(back) = queue.push(h) {
-                                    h = back;
-                                    spin_loop();
-                                }
-                            }
-                            items
-                        },
-                        move || {
-                            let mut taken = 0;
-                            while taken < ITEMS {
-                                match queue.pop() {
-                                    Some(h) => {
-                                        black_box(h);
-                                        taken += 1;
-                                    }
-                                    None => spin_loop(),
-                                }
-                            }
-                        },
+                        move |items| push_spinning(items, |h| queue.push(h)),
+                        move || pop_spinning(|| queue.pop()),
                     )
                 })
                 .sum()
@@ -128,27 +137,8 @@ fn bench_shard_ring(c: &mut Criterion) {
                     let (mut tx, mut rx) = ring::<Bytes>(CAPACITY);
                     transfer(
                         handles(&payload),
-                        move |mut items| {
-                            for mut h in items.drain(..) {
-                                while let Err(back) = tx.push(h) {
-                                    h = back;
-                                    spin_loop();
-                                }
-                            }
-                            items
-                        },
-                        move || {
-                            let mut taken = 0;
-                            while taken < ITEMS {
-                                match rx.pop() {
-                                    Some(h) => {
-                                        black_box(h);
-                                        taken += 1;
-                                    }
-                                    None => spin_loop(),
-                                }
-                            }
-                        },
+                        move |items| push_spinning(items, |h| tx.push(h)),
+                        move || pop_spinning(|| rx.pop()),
                     )
                 })
                 .sum()

@@ -180,7 +180,7 @@ impl ServerChild {
     /// utime + stime of the server, in seconds.
     fn cpu_seconds(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        let after_comm = &stat[stat.rfind(')')? + 2..];
+        let after_comm = stat.get(stat.rfind(')')? + 2..)?;
         let fields: Vec<&str> = after_comm.split_whitespace().collect();
         // Fields 14 and 15 of stat(5); index 11 and 12 after the state field.
         let ticks: f64 =

@@ -137,19 +137,8 @@ pub fn publish(
         driver.endpoint.send_media(now, id, m);
     }
     stats.publishing.store(true, Ordering::Relaxed);
-    let mut closed = None;
     while !stats.go.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-        driver.run(Duration::from_millis(20), |c, _| {
-            while let Some(e) = c.poll_event() {
-                if let ClientEvent::Closed(r) = e {
-                    closed = Some(r);
-                }
-            }
-            closed.is_none()
-        })?;
-        if let Some(r) = closed {
-            bail!("the server closed the publisher's session ({r:?})");
-        }
+        run_while_open(&mut driver, Duration::from_millis(20))?;
         super::check_interrupt()?;
     }
     let t0 = StdInstant::now();
@@ -185,20 +174,27 @@ pub fn publish(
         let wait = next
             .saturating_duration_since(StdInstant::now())
             .min(Duration::from_millis(5));
-        driver.run(wait, |c, _| {
-            while let Some(e) = c.poll_event() {
-                if let ClientEvent::Closed(r) = e {
-                    closed = Some(r);
-                }
-            }
-            closed.is_none()
-        })?;
-        if let Some(r) = closed {
-            bail!("the server closed the publisher's session ({r:?})");
-        }
+        run_while_open(&mut driver, wait)?;
     }
     let _ = stream_client::close(&mut driver);
     Ok(())
+}
+
+/// Runs the publisher's session for up to `wait`; an error if the server closed it.
+fn run_while_open(driver: &mut stream_client::ClientDriver, wait: Duration) -> Result<()> {
+    let mut closed = None;
+    driver.run(wait, |c, _| {
+        while let Some(e) = c.poll_event() {
+            if let ClientEvent::Closed(r) = e {
+                closed = Some(r);
+            }
+        }
+        closed.is_none()
+    })?;
+    match closed {
+        Some(r) => bail!("the server closed the publisher's session ({r:?})"),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -681,11 +681,13 @@ impl FlashClient {
     }
 
     fn on_peer_event(&mut self, now: Instant, session: SessionId, event: SessionEvent) {
-        if let Some(g) = &mut self.group {
-            if g.on_peer_event(now, &mut self.endpoint, session, &event) {
-                return;
-            }
-        }
+        let event = match &mut self.group {
+            Some(g) => match g.on_peer_event(now, &mut self.endpoint, session, event) {
+                Some(theirs) => theirs,
+                None => return,
+            },
+            None => event,
+        };
         let Some(peer) = self.peers.get_mut(&session) else {
             return;
         };

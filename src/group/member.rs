@@ -280,60 +280,52 @@ impl GroupMember {
         self.next_report.get_or_insert(now + REPORT_PERIOD);
     }
 
-    /// An event of a peer session; true if it was group traffic.
+    /// An event of a peer session. Group traffic is taken (a fragment's bytes without a
+    /// copy); anything else is handed back.
     pub fn on_peer_event(
         &mut self,
         now: Instant,
         endpoint: &mut Endpoint,
         session: SessionId,
-        event: &SessionEvent,
-    ) -> bool {
+        event: SessionEvent,
+    ) -> Option<SessionEvent> {
         let Some(link) = self.links.get_mut(&session) else {
-            return false;
+            return Some(event);
         };
         match event {
             SessionEvent::FlowOpened {
                 flow_id, metadata, ..
-            } => match GroupFlowRole::from_metadata(metadata) {
-                Some(GroupFlowRole::Report) => {
-                    link.their_report_flow = Some(*flow_id);
-                    true
-                }
-                Some(GroupFlowRole::MediaReport) => {
-                    link.media_report_flows.push(*flow_id);
-                    true
-                }
-                Some(GroupFlowRole::Media) => {
-                    link.media_flows.push(*flow_id);
-                    if let Some(stream) = &mut self.stream {
-                        stream.on_media_flow(session, *flow_id);
+            } if GroupFlowRole::from_metadata(&metadata).is_some() => {
+                match GroupFlowRole::from_metadata(&metadata) {
+                    Some(GroupFlowRole::Report) => link.their_report_flow = Some(flow_id),
+                    Some(GroupFlowRole::MediaReport) => link.media_report_flows.push(flow_id),
+                    Some(GroupFlowRole::Media) => {
+                        link.media_flows.push(flow_id);
+                        if let Some(stream) = &mut self.stream {
+                            stream.on_media_flow(session, flow_id);
+                        }
                     }
-                    true
+                    _ => {}
                 }
-                Some(_) => true,
-                None => false,
-            },
+            }
             SessionEvent::Message { flow_id, data }
-                if link.media_report_flows.contains(flow_id) =>
+                if link.media_report_flows.contains(&flow_id) =>
             {
                 let their_report_flow = link.their_report_flow;
-                self.on_media_report(now, endpoint, session, *flow_id, their_report_flow, data);
-                true
+                self.on_media_report(now, endpoint, session, flow_id, their_report_flow, &data);
             }
-            SessionEvent::Message { flow_id, data } if link.media_flows.contains(flow_id) => {
+            SessionEvent::Message { flow_id, data } if link.media_flows.contains(&flow_id) => {
                 if let Some(stream) = &mut self.stream {
-                    stream.on_fragment(now, endpoint, session, bytes::Bytes::copy_from_slice(data));
+                    stream.on_fragment(now, endpoint, session, bytes::Bytes::from(data));
                 }
                 self.drain_media();
-                true
             }
-            SessionEvent::Message { flow_id, data } if Some(*flow_id) == link.their_report_flow => {
+            SessionEvent::Message { flow_id, data } if Some(flow_id) == link.their_report_flow => {
                 // Unreadable group traffic is dropped and counted, never fatal.
-                match ReportFlowMessage::parse(data) {
+                match ReportFlowMessage::parse(&data) {
                     Ok(message) => self.on_report_flow(now, endpoint, session, message),
                     Err(_) => self.unreadable += 1,
                 }
-                true
             }
             SessionEvent::Closed(_) => {
                 if let Some(stream) = &mut self.stream {
@@ -345,10 +337,10 @@ impl GroupMember {
                             .push_back(GroupEvent::NeighbourDown(link.peer_id));
                     }
                 }
-                true
             }
-            _ => false,
+            other => return Some(other),
         }
+        None
     }
 
     /// A session we started toward a peer failed.
@@ -457,7 +449,14 @@ impl GroupMember {
         their_report_flow: Option<u64>,
         data: &[u8],
     ) {
-        if let Ok(MediaReportMessage::Subscription(sub)) = MediaReportMessage::parse(data) {
+        let message = match MediaReportMessage::parse(data) {
+            Ok(m) => m,
+            Err(_) => {
+                self.unreadable += 1;
+                return;
+            }
+        };
+        if let MediaReportMessage::Subscription(sub) = &message {
             let wanted = self.wanted.as_deref() == Some(sub.stream_name.as_str());
             if self.stream.is_none() && wanted {
                 let mut stream = GroupStream::joined(sub.clone());
@@ -477,7 +476,7 @@ impl GroupMember {
             return;
         }
         if let Some(stream) = &mut self.stream {
-            stream.on_media_report(now, endpoint, session, data);
+            stream.on_media_report(now, endpoint, session, message);
         }
     }
 

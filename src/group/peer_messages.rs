@@ -8,6 +8,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use bytes::Bytes;
+
+use super::fragments::{FragmentsMap, GroupMediaParseError};
 use super::spec::GroupId;
 use crate::proto::epd::PeerId;
 use crate::proto::vlu::{put_vlu, vlu_len, Reader};
@@ -78,6 +81,8 @@ pub enum PeerMessageError {
     BadAddress(u8),
     #[error("stream name is not UTF-8 or is empty")]
     BadStreamName,
+    #[error("fragments map: {0}")]
+    BadMap(GroupMediaParseError),
 }
 
 type Result<T> = std::result::Result<T, PeerMessageError>;
@@ -447,8 +452,8 @@ pub enum MediaReportMessage {
     End {
         last_fragment: u64,
     },
-    /// `22`: availability map; the body is read by [`super::fragments`].
-    Map(Vec<u8>),
+    /// `22`: availability map.
+    Map(FragmentsMap),
     /// `23`: push me fragments whose `id mod 8` has its bit set in `mask`.
     Push {
         mask: u8,
@@ -491,10 +496,7 @@ impl MediaReportMessage {
                 out.push(0x21);
                 put_vlu(&mut out, *last_fragment);
             }
-            MediaReportMessage::Map(body) => {
-                out.push(0x22);
-                out.extend_from_slice(body);
-            }
+            MediaReportMessage::Map(map) => map.encode(&mut out),
             MediaReportMessage::Push { mask } => out.extend_from_slice(&[0x23, *mask]),
             MediaReportMessage::Pull { fragment } => {
                 out.push(0x2b);
@@ -512,7 +514,9 @@ impl MediaReportMessage {
                 last_fragment: r.vlu().map_err(truncated("media end"))?,
             }),
             0x21 => parse_subscription(&mut r).map(MediaReportMessage::Subscription),
-            0x22 => Ok(MediaReportMessage::Map(rest.to_vec())),
+            0x22 => FragmentsMap::parse(&Bytes::copy_from_slice(message))
+                .map(MediaReportMessage::Map)
+                .map_err(PeerMessageError::BadMap),
             0x23 => Ok(MediaReportMessage::Push {
                 mask: r.u8().map_err(truncated("push"))?,
             }),
@@ -740,7 +744,10 @@ mod tests {
         for m in [
             MediaReportMessage::Push { mask: 0x81 },
             MediaReportMessage::Pull { fragment: 300 },
-            MediaReportMessage::Map(vec![0x82, 0x2c, 0xff, 0x07]),
+            MediaReportMessage::Map(FragmentsMap {
+                last_id: 300,
+                bitmap: Bytes::from_static(&[0xff, 0x07]),
+            }),
         ] {
             assert_eq!(MediaReportMessage::parse(&m.encode()), Ok(m));
         }

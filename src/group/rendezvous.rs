@@ -14,6 +14,7 @@
 //! connection id): the caller sends the notices.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use super::spec::{group_address, GroupId};
 use crate::proto::epd::PeerId;
@@ -102,8 +103,8 @@ impl<M: Copy + Eq> Rendezvous<M> {
         }
         g.members.remove(&address);
         let bridge = if g.members.len() >= 2 {
-            let after = successor(&g.members, &address);
-            let before = predecessor(&g.members, &address);
+            let after = clockwise(&g.members, &address).next();
+            let before = counter_clockwise(&g.members, &address).next();
             match (after, before) {
                 (Some(a), Some(b)) if a.handle != b.handle => Some((a.handle, b.peer_id)),
                 _ => None,
@@ -135,39 +136,31 @@ impl<M: Copy + Eq> Rendezvous<M> {
     }
 }
 
-/// The first member after `address` on the ring, wrapping round.
-fn successor<'a, M>(
+/// The members after `address` on the ring, nearest first, wrapping round; the member
+/// at `address` excluded.
+fn clockwise<'a, M>(
     members: &'a BTreeMap<[u8; 32], Member<M>>,
     address: &[u8; 32],
-) -> Option<&'a Member<M>> {
+) -> impl Iterator<Item = &'a Member<M>> {
+    let after = (Bound::Excluded(*address), Bound::Unbounded);
     members
-        .range((
-            std::ops::Bound::Excluded(*address),
-            std::ops::Bound::Unbounded,
-        ))
+        .range(after)
         .chain(members.range(..*address))
         .map(|(_, m)| m)
-        .next()
 }
 
-/// The first member before `address` on the ring, wrapping round.
-fn predecessor<'a, M>(
+/// The members before `address` on the ring, nearest first, wrapping round; the member
+/// at `address` excluded.
+fn counter_clockwise<'a, M>(
     members: &'a BTreeMap<[u8; 32], Member<M>>,
     address: &[u8; 32],
-) -> Option<&'a Member<M>> {
+) -> impl Iterator<Item = &'a Member<M>> {
+    let after = (Bound::Excluded(*address), Bound::Unbounded);
     members
         .range(..*address)
         .rev()
-        .chain(
-            members
-                .range((
-                    std::ops::Bound::Excluded(*address),
-                    std::ops::Bound::Unbounded,
-                ))
-                .rev(),
-        )
+        .chain(members.range(after).rev())
         .map(|(_, m)| m)
-        .next()
 }
 
 /// Up to [`NOTIFY_EACH_SIDE`] members on each side of `address` on the ring (wrapping
@@ -176,52 +169,17 @@ fn ring_neighbours<'a, M>(
     members: &'a BTreeMap<[u8; 32], Member<M>>,
     address: &[u8; 32],
 ) -> Vec<&'a Member<M>> {
-    let others = members.len().saturating_sub(1);
-    let wanted = others.min(2 * NOTIFY_EACH_SIDE);
-    let mut after = members
-        .range((
-            std::ops::Bound::Excluded(*address),
-            std::ops::Bound::Unbounded,
-        ))
-        .chain(members.range(..*address))
-        .map(|(_, m)| m);
-    let mut before = members
-        .range(..*address)
-        .rev()
-        .chain(
-            members
-                .range((
-                    std::ops::Bound::Excluded(*address),
-                    std::ops::Bound::Unbounded,
-                ))
-                .rev(),
-        )
-        .map(|(_, m)| m);
-    let mut chosen: Vec<&Member<M>> = Vec::with_capacity(wanted);
-    let mut taken_after = 0;
-    let mut taken_before = 0;
-    while chosen.len() < wanted {
-        let mut progressed = false;
-        if taken_after < NOTIFY_EACH_SIDE {
-            if let Some(m) = after.next() {
-                taken_after += 1;
-                progressed = true;
-                if !chosen.iter().any(|c| std::ptr::eq(*c, m)) {
-                    chosen.push(m);
-                }
+    let after: Vec<_> = clockwise(members, address).take(NOTIFY_EACH_SIDE).collect();
+    let before: Vec<_> = counter_clockwise(members, address)
+        .take(NOTIFY_EACH_SIDE)
+        .collect();
+    let mut chosen: Vec<&Member<M>> = Vec::with_capacity(2 * NOTIFY_EACH_SIDE);
+    for i in 0..NOTIFY_EACH_SIDE {
+        for m in [after.get(i), before.get(i)].into_iter().flatten() {
+            // In a small group the two directions meet: each member once.
+            if !chosen.iter().any(|c| std::ptr::eq(*c, *m)) {
+                chosen.push(m);
             }
-        }
-        if chosen.len() < wanted && taken_before < NOTIFY_EACH_SIDE {
-            if let Some(m) = before.next() {
-                taken_before += 1;
-                progressed = true;
-                if !chosen.iter().any(|c| std::ptr::eq(*c, m)) {
-                    chosen.push(m);
-                }
-            }
-        }
-        if !progressed {
-            break;
         }
     }
     chosen

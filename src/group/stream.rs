@@ -46,7 +46,7 @@ pub struct StreamCounters {
     pub fragments_sent: u64,
     /// Pull requests we sent.
     pub pulls_sent: u64,
-    /// Media reports from peers we could not read (dropped).
+    /// Fragments from peers we could not read (dropped).
     pub unreadable: u64,
 }
 
@@ -266,31 +266,23 @@ impl GroupStream {
         }
     }
 
-    /// A message on the neighbour's media report flow for this stream.
+    /// A message on the neighbour's media report flow for this stream (its
+    /// subscription is the member's business: [`GroupStream::on_subscription`]).
     pub fn on_media_report(
         &mut self,
         now: Instant,
         endpoint: &mut Endpoint,
         session: SessionId,
-        message: &[u8],
+        message: MediaReportMessage,
     ) {
-        let Ok(m) = MediaReportMessage::parse(message) else {
-            self.counters.unreadable += 1;
-            return;
-        };
-        match m {
-            MediaReportMessage::Map(_) => {
-                match FragmentsMap::parse(&Bytes::copy_from_slice(message)) {
-                    Ok(map) => {
-                        if let Some(peer) = self.peers.get_mut(&session) {
-                            let newer = peer.map.as_ref().map_or(true, |m| map.last_id > m.last_id);
-                            if newer {
-                                peer.announcements.push_back((now, map.last_id));
-                                peer.map = Some(map);
-                            }
-                        }
+        match message {
+            MediaReportMessage::Map(map) => {
+                if let Some(peer) = self.peers.get_mut(&session) {
+                    let newer = peer.map.as_ref().map_or(true, |m| map.last_id > m.last_id);
+                    if newer {
+                        peer.announcements.push_back((now, map.last_id));
+                        peer.map = Some(map);
                     }
-                    Err(_) => self.counters.unreadable += 1,
                 }
             }
             MediaReportMessage::Push { mask } => {
@@ -455,8 +447,7 @@ impl GroupStream {
         let Some(map) = self.store.map() else {
             return;
         };
-        let mut bytes = Vec::new();
-        map.encode(&mut bytes);
+        let bytes = MediaReportMessage::Map(map).encode();
         for (session, peer) in &mut self.peers {
             let Some(flow) = peer.our_report_flow else {
                 continue;

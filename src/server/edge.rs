@@ -431,25 +431,6 @@ impl EdgeServer {
             {
                 self.on_group_message(session, flow_id, &data);
             }
-            SessionEvent::FlowFinished { flow_id }
-                if client.group_flows.iter().any(|g| g.theirs == flow_id) =>
-            {
-                let conn = client.conn;
-                let i = client
-                    .group_flows
-                    .iter()
-                    .position(|g| g.theirs == flow_id)
-                    .expect("checked by the guard");
-                let flow = client.group_flows.swap_remove(i);
-                if let Some(ours) = flow.ours {
-                    if let Some(s) = self.endpoint.session_mut(session) {
-                        s.close_flow(ours);
-                    }
-                }
-                if let Some(group) = flow.group {
-                    self.app.leave_group(conn, group);
-                }
-            }
             SessionEvent::FlowOpened {
                 flow_id, metadata, ..
             } => match FlowMetadata::parse(&metadata) {
@@ -469,8 +450,17 @@ impl EdgeServer {
                 self.deliver_inbound(session, ready);
             }
             SessionEvent::FlowFinished { flow_id } => {
-                if let Some(client) = self.rtmfp.get_mut(&session) {
-                    client.inbound.remove(&flow_id);
+                client.inbound.remove(&flow_id);
+                let conn = client.conn;
+                // A member's group flow closing is its leaving the group.
+                if let Some(i) = client.group_flows.iter().position(|g| g.theirs == flow_id) {
+                    let flow = client.group_flows.swap_remove(i);
+                    if let (Some(ours), Some(s)) = (flow.ours, self.endpoint.session_mut(session)) {
+                        s.close_flow(ours);
+                    }
+                    if let Some(group) = flow.group {
+                        self.app.leave_group(conn, group);
+                    }
                 }
             }
             SessionEvent::Closed(reason) => {
