@@ -70,7 +70,7 @@ pub fn join(
     timeout: Duration,
 ) -> Result<()> {
     let url = RtmfpUrl::parse(url)?;
-    let spec = GroupSpec::parse(spec).with_context(|| format!("groupspec {spec:?}"))?;
+    let spec = GroupSpec::from_name_or_spec(spec).with_context(|| format!("--group {spec:?}"))?;
     // Flash-era keying with the server: our peer id is then the Flash-era certificate's,
     // the one Flash and librtmfp members can open sessions to (they know no other).
     let config = EndpointConfig {
@@ -159,17 +159,28 @@ pub fn join(
         .group()
         .map_or(0, |g| g.neighbours().count());
     let heard = driver.endpoint.group().map_or(0, |g| g.heard());
-    let (received, pulls, sent) =
-        driver
-            .endpoint
-            .group()
-            .and_then(|g| g.stream())
-            .map_or((0, 0, 0), |s| {
-                let c = s.counters();
-                (c.fragments_received, c.pulls_sent, c.fragments_sent)
-            });
+    let server = driver.endpoint.server_peer_id();
+    let group = driver.endpoint.group();
+    let stream = group.and_then(|g| g.stream());
+    let c = stream.map(|s| s.counters()).unwrap_or_default();
+    let r = stream.map(|s| s.reassembly()).unwrap_or_default();
+    let from_server = match (group, server) {
+        (Some(g), Some(server)) => g.received_from(&server),
+        _ => 0,
+    };
+    // One line a script can parse: where the fragments came from, what reached the
+    // player, what did not.
     println!(
-        "neighbours={neighbours} heard={heard} media_messages={media} fragments_received={received} pulls_sent={pulls} fragments_relayed={sent}"
+        "neighbours={neighbours} heard={heard} media_messages={media} fragments_received={} \
+         from_server={from_server} from_peers={} duplicates={} pulls_sent={} fragments_relayed={} \
+         missing={} late={}",
+        c.fragments_received,
+        c.fragments_received - from_server,
+        c.duplicates,
+        c.pulls_sent,
+        c.fragments_sent,
+        r.missing,
+        r.late,
     );
     stream_client::close(&mut driver)
 }

@@ -49,6 +49,11 @@ enum Command {
         /// kernel allows it.
         #[arg(long, value_enum, default_value_t = IoArg::Auto)]
         io: IoArg,
+        /// Republish every stream published on the server into this NetGroup (a group
+        /// name, or a groupspec `G:...`); members that `join` it play the stream from
+        /// each other, the server being one of them.
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -148,10 +153,12 @@ pub fn main() -> ExitCode {
             config,
             shards,
             io,
+            group,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
             config.as_deref(),
+            group.as_deref(),
             &serve::EngineFlags {
                 shards: shards.unwrap_or(0),
                 io: Some(match io {

@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineOptions, IoChoice};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
+use crate::group::GroupSpec;
 use crate::server::config::ServerConfig;
 use crate::server::edge::{EdgeServer, ServerEvent};
 
@@ -26,6 +27,7 @@ pub fn effective_config(
     listen: Option<SocketAddr>,
     rtmp: Option<&str>,
     config: Option<&Path>,
+    group: Option<&str>,
 ) -> Result<ServerConfig> {
     let mut cfg = match config {
         Some(path) => ServerConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -43,6 +45,11 @@ pub fn effective_config(
                     .with_context(|| format!("--rtmp {addr:?}: expected ADDR:PORT or off"))?,
             )
         }
+    }
+    if let Some(group) = group {
+        let spec = GroupSpec::from_name_or_spec(group)
+            .with_context(|| format!("--group {group:?}: expected a group name or G:..."))?;
+        cfg.republish_everything_into(spec);
     }
     Ok(cfg)
 }
@@ -113,13 +120,29 @@ pub fn serve(
     listen: Option<SocketAddr>,
     rtmp: Option<&str>,
     config: Option<&Path>,
+    group: Option<&str>,
     flags: &EngineFlags,
 ) -> Result<()> {
-    let cfg = effective_config(listen, rtmp, config)?;
+    let cfg = effective_config(listen, rtmp, config, group)?;
     if cfg.apps().is_empty() {
         bail!("the config has no [[app]]");
     }
     let apps: Vec<String> = cfg.apps().iter().map(|a| a.name.clone()).collect();
+    let cfg_republish: Vec<String> = cfg
+        .apps()
+        .iter()
+        .flat_map(|a| {
+            a.republish.iter().map(move |r| {
+                format!(
+                    "app {}: streams {} republished into group {} ({})",
+                    a.name,
+                    r.streams,
+                    r.group,
+                    r.group.group_id()
+                )
+            })
+        })
+        .collect();
     let engine = start(cfg, flags, logging_hook(None))?;
     println!(
         "engine: {} shard(s) on {}{}",
@@ -146,6 +169,9 @@ pub fn serve(
         println!("RTMP on tcp://{tcp}");
     }
     println!("apps: {}", apps.join(", "));
+    for app in cfg_republish {
+        println!("{app}");
+    }
     report_shards(engine.stats.clone());
     engine.join()
 }
@@ -162,7 +188,7 @@ fn report_shards(stats: Vec<Arc<ShardStats>>) {
                 .map(|(i, s)| {
                     let g = ShardStats::get;
                     format!(
-                        "shard {i}: received={} handled={} handed_off={} taken_over={} sent={} relayed_out={} relayed_in={} dropped={} lag_skipped_frames={}",
+                        "shard {i}: received={} handled={} handed_off={} taken_over={} sent={} relayed_out={} relayed_in={} dropped={} lag_skipped_frames={} group_fragments_sent={}",
                         g(&s.received),
                         g(&s.handled),
                         g(&s.handed_off),
@@ -171,7 +197,8 @@ fn report_shards(stats: Vec<Arc<ShardStats>>) {
                         g(&s.relayed_out),
                         g(&s.relayed_in),
                         g(&s.dropped),
-                        g(&s.frames_skipped_for_lag)
+                        g(&s.frames_skipped_for_lag),
+                        g(&s.group_fragments_sent)
                     )
                 })
                 .collect();

@@ -149,6 +149,15 @@ impl Engine {
         }
 
         let directory = Arc::new(Directory::new());
+        // One server identity for all shards: clients see one server, one peer id.
+        let mut endpoint = endpoint;
+        if endpoint.server_identity.is_none() {
+            let (a, b) = (crate::net::os_seed(), crate::net::os_seed());
+            let mut identity = [0u8; 64];
+            identity[..32].copy_from_slice(&a);
+            identity[32..].copy_from_slice(&b);
+            endpoint.server_identity = Some(identity);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = StdInstant::now();
         let cores = if options.pin {

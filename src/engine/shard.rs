@@ -72,6 +72,8 @@ pub struct ShardStats {
     pub unknown_session: AtomicU64,
     /// Media frames players did not get because they lagged (they resume at a keyframe).
     pub frames_skipped_for_lag: AtomicU64,
+    /// Fragments the server's own group members sent to group members (its P2P upload).
+    pub group_fragments_sent: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -348,6 +350,10 @@ impl Shard {
         stats
             .frames_skipped_for_lag
             .store(self.server.frames_skipped_for_lag(), Ordering::Relaxed);
+        stats.group_fragments_sent.store(
+            self.server.groups().counters().fragments_sent,
+            Ordering::Relaxed,
+        );
         stats.dropped.store(drops.values().sum(), Ordering::Relaxed);
         if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
             return false;

@@ -280,6 +280,13 @@ impl FlashClient {
         })
     }
 
+    /// The server's peer id (the fingerprint of the certificate it presented), once the
+    /// session is open: a NetGroup member it republishes into is this peer.
+    pub fn server_peer_id(&self) -> Option<PeerId> {
+        let session = self.endpoint.session(self.session?)?;
+        Some(session.info.far_peer_id)
+    }
+
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }

@@ -79,7 +79,9 @@ pub struct GroupMember {
     /// The groupspec text the peer group keys are keyed with.
     key_text: String,
     our_peer_id: PeerId,
-    server: SocketAddr,
+    /// Our server; `None` when we are the server (a member it runs itself to republish
+    /// streams into the group: it takes the sessions members open to it).
+    server: Option<SocketAddr>,
     /// Our `GC` flow on the server session, once joined.
     server_flow: Option<u64>,
     /// The server's flows answering it, which carry member notices.
@@ -97,11 +99,25 @@ pub struct GroupMember {
     stream: Option<GroupStream>,
     /// The stream name we want to play, until a neighbour announces it.
     wanted: Option<String>,
+    /// New fragments of our stream, by the peer they came from.
+    received_from: HashMap<PeerId, u64>,
 }
 
 impl GroupMember {
     /// A member of `spec`'s group, known as `our_peer_id`, whose server is at `server`.
     pub fn new(spec: &GroupSpec, our_peer_id: PeerId, server: SocketAddr) -> Self {
+        Self::with_server(spec, our_peer_id, Some(server))
+    }
+
+    /// The server's own member of `spec`'s group, known as `server_peer_id` (the peer id
+    /// clients see for the server). It joins nothing and connects to nobody: members the
+    /// rendezvous names it to open sessions to it, which the server hands over with
+    /// [`GroupMember::adopt`].
+    pub fn serving(spec: &GroupSpec, server_peer_id: PeerId) -> Self {
+        Self::with_server(spec, server_peer_id, None)
+    }
+
+    fn with_server(spec: &GroupSpec, our_peer_id: PeerId, server: Option<SocketAddr>) -> Self {
         GroupMember {
             group: spec.group_id(),
             key_text: spec.identity_text(),
@@ -118,6 +134,7 @@ impl GroupMember {
             unreadable: 0,
             stream: None,
             wanted: None,
+            received_from: HashMap::new(),
         }
     }
 
@@ -154,6 +171,26 @@ impl GroupMember {
         self.stream = Some(stream);
     }
 
+    /// Stops publishing: neighbours get no more of the stream from us.
+    pub fn stop_publishing(&mut self) {
+        if self.stream.as_ref().is_some_and(GroupStream::is_publisher) {
+            self.stream = None;
+        }
+    }
+
+    /// Takes a session a peer opened to us (the server's member: one whose group
+    /// handshake named this group) as a possible neighbour; its handshake decides.
+    pub fn adopt(&mut self, now: Instant, endpoint: &mut Endpoint, session: SessionId) {
+        if !self.links.contains_key(&session) {
+            self.on_peer_opened(now, endpoint, session, false);
+        }
+    }
+
+    /// Is `session` one of our links?
+    pub fn has_link(&self, session: SessionId) -> bool {
+        self.links.contains_key(&session)
+    }
+
     /// Media of the stream we publish.
     pub fn send_media(&mut self, now: Instant, endpoint: &mut Endpoint, message: &MediaMessage) {
         if let Some(stream) = self.stream.as_mut().filter(|s| s.is_publisher()) {
@@ -169,6 +206,11 @@ impl GroupMember {
     /// Group messages from peers dropped because they could not be read.
     pub fn unreadable_messages(&self) -> u64 {
         self.unreadable
+    }
+
+    /// New fragments of our stream that came from `peer`.
+    pub fn received_from(&self, peer: &PeerId) -> u64 {
+        self.received_from.get(peer).copied().unwrap_or(0)
     }
 
     /// Members we know of.
@@ -220,12 +262,15 @@ impl GroupMember {
 
     /// Starts a session to `peer` through the server, unless we have or want one.
     fn connect(&mut self, now: Instant, endpoint: &mut Endpoint, peer: PeerId) {
+        let Some(server) = self.server else {
+            return;
+        };
         let known = self.links.values().any(|l| l.peer_id == peer)
             || self.connecting.values().any(|p| *p == peer);
         if peer == self.our_peer_id || known {
             return;
         }
-        let session = endpoint.connect(now, self.server, EndpointDiscriminator::for_peer(peer));
+        let session = endpoint.connect(now, server, EndpointDiscriminator::for_peer(peer));
         self.connecting.insert(session, peer);
     }
 
@@ -315,8 +360,14 @@ impl GroupMember {
                 self.on_media_report(now, endpoint, session, flow_id, their_report_flow, &data);
             }
             SessionEvent::Message { flow_id, data } if link.media_flows.contains(&flow_id) => {
+                let peer = link.peer_id;
                 if let Some(stream) = &mut self.stream {
+                    let before = stream.counters().fragments_received;
                     stream.on_fragment(now, endpoint, session, bytes::Bytes::from(data));
+                    let new = stream.counters().fragments_received - before;
+                    if new > 0 {
+                        *self.received_from.entry(peer).or_default() += new;
+                    }
                 }
                 self.drain_media();
             }
@@ -417,7 +468,9 @@ impl GroupMember {
         if let Some(why) = why {
             let peer = link.peer_id;
             self.links.remove(&session);
-            if let Some(s) = endpoint.session_mut(session) {
+            // A server's member leaves the session alone: it may be the peer's
+            // NetConnection too.
+            if let (Some(_), Some(s)) = (self.server, endpoint.session_mut(session)) {
                 s.abort();
             }
             self.events
@@ -528,13 +581,21 @@ impl GroupMember {
         };
         let report = GroupReport {
             receiver_address: PeerAddress::new(AddressKind::Public, s.peer),
-            sender_addresses: vec![PeerAddress::new(AddressKind::Redirection, self.server)],
+            sender_addresses: self.redirection(),
             peers: self.best_for(&receiver),
         };
         s.send(flow, &ReportFlowMessage::Report(report).encode(), None);
         if let Some(link) = self.links.get_mut(&session) {
             link.report_sent = true;
         }
+    }
+
+    /// Where peers are introduced to us: our server, if we are not it.
+    fn redirection(&self) -> Vec<PeerAddress> {
+        self.server
+            .map(|server| PeerAddress::new(AddressKind::Redirection, server))
+            .into_iter()
+            .collect()
     }
 
     /// The peers we recommend to `receiver`: those nearest it on the ring.
@@ -554,7 +615,7 @@ impl GroupMember {
                 peer_id: *p,
                 seconds_since_report: 0,
                 addresses: if h.addresses.is_empty() {
-                    vec![PeerAddress::new(AddressKind::Redirection, self.server)]
+                    self.redirection()
                 } else {
                     h.addresses.clone()
                 },

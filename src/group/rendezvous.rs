@@ -46,8 +46,16 @@ pub struct Joined<M> {
 /// What a leave did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Left<M> {
-    /// Tell this member of that peer: the leaver's two ring neighbours, now adjacent.
-    pub bridge: Option<(M, PeerId)>,
+    /// The leaver's two ring neighbours, now adjacent: one is told of the other.
+    pub bridge: Option<Bridge<M>>,
+}
+
+/// Tell member `tell` of peer `about` (whose handle is `about_handle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge<M> {
+    pub tell: M,
+    pub about: PeerId,
+    pub about_handle: M,
 }
 
 /// Every group on the server and its members.
@@ -106,7 +114,11 @@ impl<M: Copy + Eq> Rendezvous<M> {
             let after = clockwise(&g.members, &address).next();
             let before = counter_clockwise(&g.members, &address).next();
             match (after, before) {
-                (Some(a), Some(b)) if a.handle != b.handle => Some((a.handle, b.peer_id)),
+                (Some(a), Some(b)) if a.handle != b.handle => Some(Bridge {
+                    tell: a.handle,
+                    about: b.peer_id,
+                    about_handle: b.handle,
+                }),
                 _ => None,
             }
         } else {

@@ -159,6 +159,8 @@ impl Capability {
 pub enum GroupSpecError {
     #[error("a groupspec starts with \"G:\"; this one does not")]
     MissingPrefix,
+    #[error("a group needs a name or a groupspec (G:...); this one is empty")]
+    EmptyName,
     #[error("character {found:?} at position {position} is not a hex digit")]
     InvalidHexDigit { position: usize, found: char },
     #[error("the hex after \"G:\" has {digits} digits; bytes need an even number")]
@@ -367,6 +369,26 @@ impl GroupSpec {
             option.encode(&mut out);
         }
         out
+    }
+}
+
+impl GroupSpec {
+    /// A groupspec (`G:...`) as given, or a group name: the spec Flash's
+    /// `GroupSpecifier(name)` writes with `multicastEnabled` and `serverChannelEnabled`
+    /// set and `minGroupspecVersion = 2`, so a server and its members can name a group
+    /// by a word.
+    pub fn from_name_or_spec(text: &str) -> Result<GroupSpec, GroupSpecError> {
+        if text.starts_with("G:") || text.starts_with("g:") {
+            return GroupSpec::parse(text);
+        }
+        if text.is_empty() {
+            return Err(GroupSpecError::EmptyName);
+        }
+        let mut specifier = GroupSpecifier::new(text);
+        specifier.min_groupspec_version = 2;
+        specifier.multicast = true;
+        specifier.server_channel = true;
+        Ok(specifier.without_authorizations())
     }
 }
 

@@ -67,6 +67,11 @@ pub struct EndpointConfig {
     pub initiator_layouts: Vec<HandshakeLayout>,
     pub groups: Vec<DhGroup>,
     pub session: SessionConfig,
+    /// Randomness for the certificate a server presents and the secret its cookies are
+    /// minted with, so every shard of one server presents the same certificate (and so
+    /// has the same peer id, which NetGroup members connect to) and accepts the cookies
+    /// of the others. `None`: drawn from the endpoint's seed.
+    pub server_identity: Option<[u8; 64]>,
 }
 
 impl Default for EndpointConfig {
@@ -81,6 +86,7 @@ impl Default for EndpointConfig {
             initiator_layouts: vec![HandshakeLayout::Rfc7425, HandshakeLayout::FlashEra],
             groups: SUPPORTED_GROUPS.to_vec(),
             session: SessionConfig::default(),
+            server_identity: None,
         }
     }
 }
@@ -205,9 +211,19 @@ impl Endpoint {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
+        if let Some(identity) = &config.server_identity {
+            // Every shard mints and checks the same cookies: a client's IIKeying may
+            // reach another shard than its IHello did.
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(b"rtmfp-edge cookie secret");
+            h.update(identity);
+            secret = h.finalize().into();
+        }
         let mut randomness = [0u8; 64];
         rng.fill_bytes(&mut randomness);
-        let server_cert = Certificate::server(&randomness, &config.groups);
+        let server_cert =
+            Certificate::server(&config.server_identity.unwrap_or(randomness), &config.groups);
         Endpoint {
             config,
             rng,

@@ -26,6 +26,10 @@ use crate::proto::epd::PeerId;
 /// A connection of either transport, numbered by the application.
 pub type ConnId = u64;
 
+/// A publication, server-wide: its publisher's connection (unique across shards) and
+/// NetStream.
+pub type Publication = (ConnId, u32);
+
 /// A player or publisher: one NetStream of one connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamRef {
@@ -65,6 +69,8 @@ pub enum Outgoing {
 pub enum Relay {
     Published {
         stream: Arc<str>,
+        /// Names the publication server-wide (for the group stream key).
+        publication: Publication,
     },
     Media {
         stream: Arc<str>,
@@ -78,6 +84,28 @@ pub enum Relay {
         to: ConnId,
         group: GroupId,
         peer: PeerId,
+    },
+}
+
+/// What the server's own NetGroup member must do for a stream it republishes
+/// (`[[app.republish]]`). Every shard gets the same feed, in the same order, for every
+/// publication (its own and the mirrored ones): each shard's member cuts the same
+/// fragments, under the same stream key, for the members whose sessions it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupFeed {
+    Start {
+        group: GroupId,
+        /// The stream's name in the group (the name it was published under).
+        name: String,
+        /// Names this publication server-wide: the same on every shard.
+        publication: Publication,
+    },
+    Media {
+        group: GroupId,
+        message: MediaMessage,
+    },
+    Stop {
+        group: GroupId,
     },
 }
 
@@ -156,6 +184,10 @@ fn stream_name(key: &str) -> &str {
 /// its `stream_id` is that shard.
 const REMOTE_CONN: ConnId = 0;
 
+/// The server itself as a NetGroup member: its entry on the rendezvous ring of a group it
+/// republishes streams into. Members it would be told of are told of it instead.
+pub const SERVER_MEMBER: ConnId = ConnId::MAX;
+
 fn remote_publisher(shard: u8) -> StreamRef {
     StreamRef {
         conn: REMOTE_CONN,
@@ -178,6 +210,11 @@ pub struct App {
     events: VecDeque<AppEvent>,
     /// Bytes each publisher sent in its current measuring window, for `max_publish_kbps`.
     publish_rates: HashMap<StreamRef, RateWindow>,
+    /// The server's peer id, once it is a member of the groups it republishes into.
+    server_peer: Option<PeerId>,
+    /// Streams being republished (by key), and into which groups.
+    republishing: HashMap<String, Vec<GroupId>>,
+    group_feed: VecDeque<GroupFeed>,
 }
 
 /// How much a publisher sent since `start` (media time, milliseconds).
@@ -217,7 +254,33 @@ impl App {
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
             publish_rates: HashMap::default(),
+            server_peer: None,
+            republishing: HashMap::default(),
+            group_feed: VecDeque::new(),
         }
+    }
+
+    /// Makes the server, known to clients as `peer`, a member of every group the config
+    /// republishes into (idempotent across shards: the directory is shared). Members
+    /// that would be told of it as their ring neighbour are told instead to connect to it.
+    pub fn join_republish_groups(&mut self, peer: PeerId) {
+        self.server_peer = Some(peer);
+        for spec in self.config.republish_groups() {
+            let group = spec.group_id();
+            let joined =
+                self.directory
+                    .join_group(group, peer, SERVER_MEMBER, |_| Ok::<(), Refusal>(()));
+            if let Ok(joined) = joined {
+                for member in joined.notify {
+                    self.tell_member(member, group, peer);
+                }
+            }
+        }
+    }
+
+    /// What the server's own group members must do next.
+    pub fn poll_group_feed(&mut self) -> Option<GroupFeed> {
+        self.group_feed.pop_front()
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -287,7 +350,13 @@ impl App {
                     c.groups.push((group, peer));
                 }
                 for member in joined.notify {
-                    self.tell_member(member, group, peer);
+                    match (member, self.server_peer) {
+                        // The server does not open sessions to members: the newcomer
+                        // opens one to the server.
+                        (SERVER_MEMBER, Some(server)) => self.tell_member(conn, group, server),
+                        (SERVER_MEMBER, None) => {}
+                        _ => self.tell_member(member, group, peer),
+                    }
                 }
                 self.events.push_back(AppEvent::GroupJoined {
                     conn,
@@ -322,8 +391,12 @@ impl App {
 
     fn leave_group_as(&mut self, conn: ConnId, group: GroupId, peer: PeerId) {
         if let Some(left) = self.directory.leave_group(&group, &peer, conn) {
-            if let Some((member, about)) = left.bridge {
-                self.tell_member(member, group, about);
+            if let Some(bridge) = left.bridge {
+                if bridge.tell != SERVER_MEMBER {
+                    self.tell_member(bridge.tell, group, bridge.about);
+                } else if let Some(server) = self.server_peer {
+                    self.tell_member(bridge.about_handle, group, server);
+                }
             }
             self.events.push_back(AppEvent::GroupLeft { conn, group });
         }
@@ -331,6 +404,9 @@ impl App {
 
     /// Queues a member notice for `member`, here or, through a relay, on its shard.
     fn tell_member(&mut self, member: ConnId, group: GroupId, peer: PeerId) {
+        if member == SERVER_MEMBER {
+            return;
+        }
         if self.conns.contains_key(&member) {
             self.outgoing
                 .push_back((member, Outgoing::GroupMember { group, peer }));
@@ -361,10 +437,13 @@ impl App {
     pub fn relayed(&mut self, from_shard: u8, relay: Relay) {
         let remote = remote_publisher(from_shard);
         match relay {
-            Relay::Published { stream } => {
+            Relay::Published {
+                stream,
+                publication,
+            } => {
                 self.drop_stale_mirror(&stream, remote);
                 if self.live.publish(&stream, remote).is_ok() {
-                    self.announce_publish(&stream);
+                    self.announce_publish(&stream, publication);
                 }
             }
             Relay::Media { stream, message } => self.fan_out(&stream, remote, &message),
@@ -681,10 +760,12 @@ impl App {
                     code::PUBLISH_START,
                     &format!("{name} is now published."),
                 );
-                self.announce_publish(&key);
+                let publication = (conn, stream_id);
+                self.announce_publish(&key, publication);
                 if self.relaying {
                     self.relays.push_back(Relay::Published {
                         stream: key.as_str().into(),
+                        publication,
                     });
                 }
                 self.events
@@ -823,9 +904,11 @@ impl App {
         }
     }
 
-    /// Tells the players of `key` that it is published (again).
-    fn announce_publish(&mut self, key: &str) {
+    /// Tells the players of `key` that it is published (again), and starts its
+    /// republishing into the groups the app's policy names.
+    fn announce_publish(&mut self, key: &str, publication: Publication) {
         let name = stream_name(key).to_owned();
+        self.start_republishing(key, &name, publication);
         let players = self.live.players(key).to_vec();
         for p in players {
             // Players told StreamEOF by an earlier publisher need a new begin.
@@ -840,9 +923,39 @@ impl App {
         }
     }
 
+    fn start_republishing(&mut self, key: &str, name: &str, publication: Publication) {
+        self.stop_republishing(key);
+        let app = key.split_once('/').map_or("", |(app, _)| app);
+        let config = Arc::clone(&self.config);
+        let Some(app) = config.app(app) else {
+            return;
+        };
+        let groups: Vec<GroupId> = app.republished_into(name).map(|g| g.group_id()).collect();
+        if groups.is_empty() {
+            return;
+        }
+        for &group in &groups {
+            self.group_feed.push_back(GroupFeed::Start {
+                group,
+                name: name.to_owned(),
+                publication,
+            });
+        }
+        self.republishing.insert(key.to_owned(), groups);
+    }
+
+    fn stop_republishing(&mut self, key: &str) {
+        for group in self.republishing.remove(key).unwrap_or_default() {
+            self.group_feed.push_back(GroupFeed::Stop { group });
+        }
+    }
+
     /// Ends `publisher`'s publication of `key` and tells its players.
     fn announce_unpublish(&mut self, key: &str, publisher: StreamRef) {
         let name = stream_name(key).to_owned();
+        if self.live.publisher(key) == Some(publisher) {
+            self.stop_republishing(key);
+        }
         let players = self.live.unpublish(key, publisher);
         for p in players {
             self.user_control(p.conn, p.stream_id, tc::stream_eof(p.stream_id));
@@ -859,6 +972,18 @@ impl App {
     /// Queues a publisher's message for the players of `key` that want it.
     fn fan_out(&mut self, key: &str, from: StreamRef, message: &MediaMessage) {
         let kind = message.kind;
+        let republished = match self.republishing.is_empty() {
+            true => None,
+            false => self.republishing.get(key),
+        };
+        if let Some(groups) = republished.filter(|_| self.live.publisher(key) == Some(from)) {
+            for &group in groups {
+                self.group_feed.push_back(GroupFeed::Media {
+                    group,
+                    message: message.clone(),
+                });
+            }
+        }
         let Some(players) = self.live.forward(key, from, message) else {
             return;
         };

@@ -17,6 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use super::app::{App, AppEvent, ConnId, Outgoing, Relay};
 use super::config::ServerConfig;
 use super::directory::Directory;
+use super::republish::ServerGroups;
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
 use crate::group::{self, server_flow::GROUP_FLOW_METADATA, GroupId};
@@ -131,6 +132,8 @@ pub struct EdgeServer {
     last_framed: Option<FramedMessage>,
     /// Media frames not sent to RTMFP players that lagged (see [`RTMFP_LAG_LIMIT`]).
     frames_skipped_for_lag: u64,
+    /// The server's own members of the groups it republishes streams into.
+    groups: ServerGroups,
 }
 
 /// A message with its RFC 7425 header in front, and what it was made from (kept, so its
@@ -162,13 +165,19 @@ impl EdgeServer {
         Self::with_app(app, endpoint_config, seed)
     }
 
-    fn with_app(app: App, endpoint_config: EndpointConfig, seed: [u8; 32]) -> Self {
+    fn with_app(mut app: App, endpoint_config: EndpointConfig, seed: [u8; 32]) -> Self {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut endpoint_seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rng, &mut endpoint_seed);
+        let endpoint = Endpoint::new(endpoint_config, endpoint_seed);
+        let groups = ServerGroups::new(app.config(), endpoint.server_peer_id());
+        if !groups.is_empty() {
+            app.join_republish_groups(endpoint.server_peer_id());
+        }
         EdgeServer {
-            endpoint: Endpoint::new(endpoint_config, endpoint_seed),
+            endpoint,
             app,
+            groups,
             rtmfp: HashMap::default(),
             session_of: HashMap::default(),
             rtmp: HashMap::default(),
@@ -182,6 +191,11 @@ impl EdgeServer {
 
     pub fn app(&self) -> &App {
         &self.app
+    }
+
+    /// The server's own members of the groups it republishes into.
+    pub fn groups(&self) -> &ServerGroups {
+        &self.groups
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
@@ -208,15 +222,16 @@ impl EdgeServer {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.groups.handle_timeout(now, &mut self.endpoint);
         self.pump(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let closing = self.closing.values().min().copied();
-        match (self.endpoint.poll_timeout(), closing) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.endpoint.poll_timeout(), closing, self.groups.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
@@ -348,6 +363,10 @@ impl EdgeServer {
                 progressed = true;
                 self.deliver(now, conn, out);
             }
+            while let Some(feed) = self.app.poll_group_feed() {
+                progressed = true;
+                self.groups.on_feed(now, &mut self.endpoint, feed);
+            }
             while let Some(event) = self.app.poll_event() {
                 progressed = true;
                 if let AppEvent::Connected { conn, .. } = &event {
@@ -414,7 +433,13 @@ impl EdgeServer {
         }
     }
 
-    fn on_session_event(&mut self, _now: Instant, session: SessionId, event: SessionEvent) {
+    fn on_session_event(&mut self, now: Instant, session: SessionId, event: SessionEvent) {
+        let Some(event) = self
+            .groups
+            .on_session_event(now, &mut self.endpoint, session, event)
+        else {
+            return;
+        };
         let Some(client) = self.rtmfp.get_mut(&session) else {
             return;
         };

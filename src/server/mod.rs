@@ -5,3 +5,4 @@ pub mod config;
 pub mod directory;
 pub mod edge;
 pub mod live;
+pub mod republish;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, Position, Source};
-use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawServer};
+use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawRepublish, RawServer};
 use super::{
-    AccessRule, AppConfig, Cidr, GroupRule, Limits, PublishRule, ServerConfig, SharedToken,
+    AccessRule, AppConfig, Cidr, GroupRule, Limits, PublishRule, Republish, ServerConfig,
+    SharedToken,
     StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
 };
 use crate::group::GroupSpec;
@@ -23,7 +24,7 @@ const MAX_SHARDS: i64 = 4096;
 pub(super) fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
     let source = Source { text, origin };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let misplaced = ["connect", "publish", "limits", "group"]
+        let misplaced = ["connect", "publish", "limits", "group", "republish"]
             .into_iter()
             .find(|t| {
                 e.message()
@@ -215,9 +216,16 @@ impl Checker<'_> {
             Some(list) => Some(self.streams(&ctx("publish.streams"), list)?),
             None => None,
         };
+        let group = self.group(&ctx("group"), raw.group)?;
+        let republish = raw
+            .republish
+            .into_iter()
+            .map(|r| self.republish(&ctx("republish"), &group, r))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(AppConfig {
             limits: self.limits(&ctx("limits"), raw.limits)?,
-            group: self.group(&ctx("group"), raw.group)?,
+            group,
+            republish,
             name,
             connect,
             publish: PublishRule { access, streams },
@@ -319,6 +327,44 @@ impl Checker<'_> {
             allow,
             max_members: self.limit(ctx, "max_members", &raw.max_members)?,
         })
+    }
+
+    /// One `[[app.republish]]`: its group must be one the app lets members join.
+    fn republish(
+        &self,
+        ctx: &str,
+        rule: &GroupRule,
+        raw: RawRepublish,
+    ) -> Result<Republish, ConfigError> {
+        let group = GroupSpec::from_name_or_spec(raw.group.get_ref()).map_err(|e| {
+            self.at(
+                &raw.group,
+                format!(
+                    "{ctx}.group: {:?} is neither a group name nor a groupspec ({e})",
+                    raw.group.get_ref()
+                ),
+            )
+        })?;
+        if let Some(allow) = &rule.allow {
+            if !allow.contains(&group.group_id()) {
+                return Err(self.at(
+                    &raw.group,
+                    format!(
+                        "{ctx}.group: {:?} is not in this app's group.allow, so its \
+                         members could not join it",
+                        raw.group.get_ref()
+                    ),
+                ));
+            }
+        }
+        let streams = match raw.streams {
+            Some(p) if p.get_ref().is_empty() => {
+                return Err(self.at(&p, format!("{ctx}.streams: empty pattern")))
+            }
+            Some(p) => StreamPattern::new(p.into_inner()),
+            None => StreamPattern::new("*"),
+        };
+        Ok(Republish { streams, group })
     }
 
     fn limits(&self, ctx: &str, raw: RawLimits) -> Result<Limits, ConfigError> {

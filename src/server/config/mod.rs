@@ -28,7 +28,7 @@ pub use policy::{AccessRule, Limit, Limits, PublishRule, Refusal, RefusalKind};
 pub use request::{ConnectRequest, Query, RequestedApp, RequestedStream};
 pub use token::SharedToken;
 
-use crate::group::GroupId;
+use crate::group::{GroupId, GroupSpec};
 use crate::proto::cookie::FLASH_COOKIE_LEN;
 use policy::Action;
 
@@ -64,6 +64,18 @@ pub struct AppConfig {
     pub publish: PublishRule,
     pub limits: Limits,
     pub group: GroupRule,
+    /// `[[app.republish]]`: streams the server republishes into NetGroups, first match
+    /// first.
+    pub republish: Vec<Republish>,
+}
+
+/// One `[[app.republish]]`: streams published on the app whose name matches `streams`
+/// are republished into `group`, the server being one of its members
+/// (docs/netgroup.md §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Republish {
+    pub streams: StreamPattern,
+    pub group: GroupSpec,
 }
 
 /// `[app.group]`: which NetGroups members of the app may join, and how big one may grow.
@@ -131,6 +143,35 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// `serve --group`: every app republishes every stream into `group` as well, and
+    /// lets members join it where it restricts groups.
+    pub fn republish_everything_into(&mut self, group: GroupSpec) {
+        for app in &mut self.apps {
+            if let Some(allow) = &mut app.group.allow {
+                if !allow.contains(&group.group_id()) {
+                    allow.push(group.group_id());
+                }
+            }
+            app.republish.push(Republish {
+                streams: StreamPattern::new("*"),
+                group: group.clone(),
+            });
+        }
+    }
+
+    /// Every group some app republishes into (each once).
+    pub fn republish_groups(&self) -> Vec<GroupSpec> {
+        let mut groups: Vec<GroupSpec> = Vec::new();
+        for r in self.apps.iter().flat_map(|a| &a.republish) {
+            if !groups.iter().any(|g| g.group_id() == r.group.group_id()) {
+                groups.push(r.group.clone());
+            }
+        }
+        groups
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig::embedded_default()
@@ -146,7 +187,19 @@ impl AppConfig {
             publish: PublishRule::default(),
             limits: Limits::default(),
             group: GroupRule::default(),
+            republish: Vec::new(),
         }
+    }
+
+    /// The groups a stream published as `stream` is republished into.
+    pub fn republished_into<'a>(
+        &'a self,
+        stream: &'a str,
+    ) -> impl Iterator<Item = &'a GroupSpec> + 'a {
+        self.republish
+            .iter()
+            .filter(move |r| r.streams.matches(stream))
+            .map(|r| &r.group)
     }
 
     /// May `client`, offering `token` (see [`ConnectRequest::token`]), connect?

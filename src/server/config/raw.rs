@@ -35,6 +35,15 @@ pub(super) struct RawApp {
     pub limits: RawLimits,
     #[serde(default)]
     pub group: RawGroup,
+    #[serde(default)]
+    pub republish: Vec<RawRepublish>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRepublish {
+    pub streams: Option<Spanned<String>>,
+    pub group: Spanned<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,0 +1,131 @@
+//! P2P multicast end to end, with real processes on loopback: `serve --group`, ffmpeg
+//! publishing over RTMP in real time, and eight `join` processes playing the stream
+//! from the group. Every member's FLV holds the publisher's frames, unaltered and
+//! without a gap, from its first keyframe to the end; and the members got more of the
+//! stream from each other than from the server.
+//!
+//! ffmpeg and ffprobe come from Debian (scripts/setup installs them).
+
+#[path = "support/media_tools.rs"]
+mod media_tools;
+#[path = "support/server.rs"]
+mod server;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use media_tools::{of_kind, packets, scratch, source, tool, Packet};
+use server::{Server, BIN};
+
+const MEMBERS: usize = 8;
+const GROUP: &str = "e2e-loopback";
+
+/// `list` is `source` from some point on, to its end.
+fn assert_tail_of(source: &[Packet], list: &[Packet], what: &str) {
+    assert!(!list.is_empty(), "{what}: nothing");
+    let start = source
+        .iter()
+        .position(|p| p == &list[0])
+        .unwrap_or_else(|| panic!("{what}: its first packet is not the publisher's"));
+    assert_eq!(
+        list.len(),
+        source.len() - start,
+        "{what}: {} packets from the publisher's #{start} on, of {}",
+        list.len(),
+        source.len()
+    );
+    assert!(list == &source[start..], "{what}: payloads differ");
+}
+
+fn spawn_member(url: &str, output: &Path) -> Child {
+    Command::new(BIN)
+        .args(["join", url, "--group", GROUP, "--play", "cam", "--output"])
+        .arg(output)
+        .args(["--duration", "22"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The number after `key=` in the member's summary line.
+fn field(summary: &str, key: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {summary:?}"))
+}
+
+#[test]
+fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
+    let dir = scratch("group");
+    let src = source(&dir, 8);
+    let mut server = Server::start(&["--group", GROUP]);
+    server.wait_for(|l| l.contains("republished into group"), Duration::from_secs(5));
+    let url = server.rtmfp_url("live");
+    let outputs: Vec<_> = (0..MEMBERS)
+        .map(|i| dir.join(format!("member{i}.flv")))
+        .collect();
+    let members: Vec<Child> = outputs.iter().map(|o| spawn_member(&url, o)).collect();
+    server.wait_count(
+        |l| l.starts_with("GroupJoined {"),
+        MEMBERS,
+        Duration::from_secs(15),
+    );
+    // Time for the members to open their sessions to each other and to the server.
+    std::thread::sleep(Duration::from_secs(2));
+    let published = tool("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&src)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url("live/cam"))
+        .output()
+        .unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+
+    let source_packets = packets(&src);
+    let source_video = of_kind(&source_packets, "video");
+    let source_audio = of_kind(&source_packets, "audio");
+    let (mut from_server, mut from_peers) = (0, 0);
+    for (i, (member, output)) in members.into_iter().zip(&outputs).enumerate() {
+        let out = member.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "member {i} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = stdout
+            .lines()
+            .rfind(|l| l.starts_with("neighbours="))
+            .unwrap_or_else(|| panic!("member {i} printed no summary:\n{stdout}"));
+        from_server += field(summary, "from_server");
+        from_peers += field(summary, "from_peers");
+
+        let got = packets(output);
+        let video = of_kind(&got, "video");
+        assert!(
+            video.first().is_some_and(|p| p.key),
+            "member {i} starts at a keyframe"
+        );
+        assert_tail_of(&source_video, &video, &format!("member {i} video"));
+        assert_tail_of(&source_audio, &of_kind(&got, "audio"), &format!("member {i} audio"));
+        // Members joined before the publisher started: they play from its start.
+        assert!(
+            video.len() + 25 >= source_video.len(),
+            "member {i} has {} of {} frames",
+            video.len(),
+            source_video.len()
+        );
+    }
+    assert!(
+        from_peers > from_server,
+        "fragments from peers {from_peers}, from the server {from_server}"
+    );
+}

@@ -1,0 +1,208 @@
+//! The server republishes a published stream into a NetGroup (`[[app.republish]]`,
+//! `serve --group`): a client publishes to the server as usual, members that join the
+//! group play it from each other, the server being one member among them. Every member's
+//! output decodes from its start and has every frame after it; members get most of the
+//! stream from peers, not from the server; a member of another group is not served.
+//!
+//! Sans-IO: our server and clients in memory (tests/support/group_world.rs).
+
+#[path = "support/group_world.rs"]
+mod group_world;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use group_world::{Member, World, SERVER, SPEC, TC_URL};
+use rtmfp_edge::flash::client::FlashClient;
+use rtmfp_edge::group::member::GroupEvent;
+use rtmfp_edge::group::GroupSpec;
+use rtmfp_edge::media::{MediaKind, MediaMessage};
+use rtmfp_edge::proto::endpoint::EndpointConfig;
+use rtmfp_edge::proto::Instant;
+use rtmfp_edge::server::config::ServerConfig;
+use rtmfp_edge::server::edge::EdgeServer;
+
+const FRAMES: u32 = 250; // 10 s at 25 frames/s
+const GOP: u32 = 25;
+const PLAYERS: usize = 8;
+
+fn avc_header() -> MediaMessage {
+    MediaMessage::new(
+        MediaKind::Video,
+        0,
+        vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f],
+    )
+}
+
+fn aac_header() -> MediaMessage {
+    MediaMessage::new(MediaKind::Audio, 0, vec![0xaf, 0x00, 0x12, 0x10])
+}
+
+/// Video frame `i` (a keyframe every GOP), 1.5 kB so it takes two fragments, its index
+/// in bytes 5..9.
+fn frame(i: u32) -> MediaMessage {
+    let mut p = vec![if i % GOP == 0 { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    p.extend_from_slice(&i.to_be_bytes());
+    p.resize(1500, (i % 251) as u8);
+    MediaMessage::new(MediaKind::Video, i * 40, p)
+}
+
+fn audio(i: u32) -> MediaMessage {
+    let mut p = vec![0xaf, 0x01];
+    p.extend_from_slice(&i.to_be_bytes());
+    p.resize(200, 7);
+    MediaMessage::new(MediaKind::Audio, i * 40 + 20, p)
+}
+
+/// A server that republishes every stream of app `live` into `spec`'s group.
+fn republishing_world(spec: &GroupSpec) -> World {
+    let mut config = ServerConfig::embedded_default();
+    config.republish_everything_into(spec.clone());
+    World {
+        now: Instant::ZERO,
+        server: EdgeServer::new(Arc::new(config), EndpointConfig::server(), [1; 32]),
+        members: Vec::new(),
+        cut: None,
+    }
+}
+
+/// A plain client (no group) that connects, creates a stream and publishes `cam` to the
+/// server on it.
+fn add_publisher(world: &mut World) -> usize {
+    let n = world.members.len();
+    let client = FlashClient::connect(
+        world.now,
+        SERVER.parse().unwrap(),
+        TC_URL,
+        "live",
+        vec![],
+        EndpointConfig::default(),
+        [9; 32],
+    );
+    world.members.push(Member {
+        client,
+        addr: "10.0.3.1:5000".parse().unwrap(),
+        connected: false,
+        events: Vec::new(),
+    });
+    world.run_for(Duration::from_millis(300));
+    assert!(world.members[n].connected, "publisher connected");
+    world.members[n].client.create_stream();
+    world.run_for(Duration::from_millis(200));
+    // The server numbers a connection's streams from 1.
+    world.members[n].client.publish(1, "cam");
+    world.run_for(Duration::from_millis(200));
+    n
+}
+
+fn video_indexes(events: &[GroupEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            GroupEvent::Media(m) if m.kind == MediaKind::Video && !m.is_sequence_header() => {
+                Some(u32::from_be_bytes(m.payload[5..9].try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn stream_frames(world: &mut World, publisher: usize) {
+    for i in 0..FRAMES {
+        let now = world.now;
+        let c = &mut world.members[publisher].client;
+        if i % GOP == 0 {
+            c.send_media(now, 1, &avc_header());
+            c.send_media(now, 1, &aac_header());
+        }
+        c.send_media(now, 1, &frame(i));
+        c.send_media(now, 1, &audio(i));
+        world.run_for(Duration::from_millis(40));
+    }
+    world.run_for(Duration::from_secs(4));
+}
+
+#[test]
+fn members_play_the_republished_stream_mostly_from_each_other() {
+    let spec = GroupSpec::parse(SPEC).unwrap();
+    let mut world = republishing_world(&spec);
+    let mut players = Vec::new();
+    for _ in 0..PLAYERS {
+        let p = world.add_member(&spec);
+        world.members[p].client.play_from_group("cam");
+        players.push(p);
+    }
+    world.run_for(Duration::from_secs(2));
+    let publisher = add_publisher(&mut world);
+    stream_frames(&mut world, publisher);
+
+    let server_peer = world.members[players[0]].client.server_peer_id().unwrap();
+    let (mut from_server, mut from_peers) = (0, 0);
+    for &p in &players {
+        let events = &world.members[p].events;
+        let media: Vec<&MediaMessage> = events
+            .iter()
+            .filter_map(|e| match e {
+                GroupEvent::Media(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let first_video = media
+            .iter()
+            .position(|m| m.kind == MediaKind::Video && !m.is_sequence_header())
+            .unwrap_or_else(|| panic!("player {p} got video"));
+        assert!(media[first_video].is_keyframe(), "player {p} starts at a keyframe");
+        assert!(
+            media[..first_video]
+                .iter()
+                .any(|m| m.kind == MediaKind::Video && m.is_sequence_header()),
+            "player {p} has the AVC header before its first frame"
+        );
+        let frames = video_indexes(events);
+        let start = frames[0];
+        assert!(start <= GOP, "player {p} started at frame {start}");
+        assert_eq!(
+            frames,
+            (start..FRAMES).collect::<Vec<_>>(),
+            "player {p}: every frame from its start, in order"
+        );
+        let group = world.members[p].client.group().unwrap();
+        let received = group.stream().unwrap().counters().fragments_received;
+        let server = group.received_from(&server_peer);
+        from_server += server;
+        from_peers += received - server;
+    }
+    // The server is one member among the others: the members relay most of the stream.
+    assert!(
+        from_peers > from_server,
+        "fragments from peers {from_peers}, from the server {from_server}"
+    );
+    let server_counters = world.server.groups().counters();
+    assert!(server_counters.fragments_sent > 0);
+    assert_eq!(server_counters.unreadable, 0);
+}
+
+#[test]
+fn a_member_of_another_group_gets_nothing_from_the_server() {
+    let spec = GroupSpec::parse(SPEC).unwrap();
+    let mut world = republishing_world(&spec);
+    // Same name, other options: another group, which the server does not republish into.
+    let other = GroupSpec::from_name_or_spec("test").unwrap();
+    assert_ne!(other.group_id(), spec.group_id());
+    let outsider = world.add_member(&other);
+    world.members[outsider].client.play_from_group("cam");
+    let insider = world.add_member(&spec);
+    world.members[insider].client.play_from_group("cam");
+    world.run_for(Duration::from_secs(2));
+    let publisher = add_publisher(&mut world);
+    stream_frames(&mut world, publisher);
+    assert!(
+        !video_indexes(&world.members[insider].events).is_empty(),
+        "the member of the republished group plays"
+    );
+    assert!(
+        video_indexes(&world.members[outsider].events).is_empty(),
+        "the member of another group gets nothing"
+    );
+    assert!(world.members[outsider].client.group().unwrap().stream().is_none());
+}

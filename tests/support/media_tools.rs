@@ -1,0 +1,100 @@
+//! ffmpeg and ffprobe for the end-to-end tests: a test stream to publish, and the
+//! packets of an FLV (kind, keyframe flag, payload MD5) to compare outputs with it.
+//! Both tools come from Debian (scripts/setup installs them); without them these tests
+//! fail rather than pass silently.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn tool(name: &str) -> Command {
+    let probe = Command::new(name).arg("-version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "cannot run `{name}`: these tests need ffmpeg and ffprobe; install them with scripts/setup"
+    );
+    Command::new(name)
+}
+
+pub fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtmfp-edge-e2e-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A short H.264 + AAC FLV from ffmpeg's test sources, a keyframe every second.
+pub fn source(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join("source.flv");
+    let out = tool("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-f",
+            "flv",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// One demuxed packet: stream type, keyframe flag, MD5 of its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    pub kind: String,
+    pub key: bool,
+    pub md5: String,
+}
+
+pub fn packets(path: &Path) -> Vec<Packet> {
+    let out = tool("ffprobe")
+        .args(["-v", "error", "-show_packets", "-show_data_hash", "md5"])
+        .args([
+            "-show_entries",
+            "packet=codec_type,flags,data_hash",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f.len() == 3).then(|| Packet {
+                kind: f[0].to_owned(),
+                key: f[1].starts_with('K'),
+                md5: f[2].to_owned(),
+            })
+        })
+        .collect()
+}
+
+pub fn of_kind(p: &[Packet], kind: &str) -> Vec<Packet> {
+    p.iter().filter(|p| p.kind == kind).cloned().collect()
+}
+
