@@ -1,16 +1,35 @@
 //! A member's copy of one live stream in its group (docs/netgroup.md §3.5-§3.8): the
 //! fragments it holds, the messages reassembled from them for its player, and per
-//! neighbour, the flows, the availability map and the push mask.
+//! neighbour, the flows, the availability map and the push masks.
 //!
 //! How fragments move:
 //! - The publisher cuts media into numbered fragments and keeps them in its store.
 //! - Members announce the stream to each neighbour (subscription, `21`) and publish
 //!   availability maps (`22`).
-//! - A member asks its neighbours to push: the eight `id mod 8` classes are split among
-//!   the neighbours that hold the stream, so each fragment is pushed once.
-//! - What a push missed, a member pulls (`2b`) from a neighbour whose map shows it.
+//! - A member asks one neighbour to push each of the eight `id mod 8` classes (`23`).
+//!   Before any fragment came, the classes are dealt round the neighbours that hold the
+//!   stream. From then on the push graph adapts, as librtmfp and Flash rotate push
+//!   requests and drop slow pushers: for each class we count, of the new fragments, those
+//!   its pusher delivered first (pushed, before any pull) and those that came otherwise
+//!   (pulled, or from someone else first). When the late ones reach three and outnumber
+//!   the timely ones, the class moves to another holder: one we never moved it from (or
+//!   longest ago), then one whose map shows the class's recent fragments, then the one we
+//!   ask least. Pushers that are fed the class promptly keep it, so each member ends with
+//!   one timely pusher per class and the classes form trees from the publisher.
+//! - A member pushes each fragment to the neighbours whose request for its class it
+//!   honours: at most `PUBLISHER_PUSH_LIMIT` (2) neighbours per class for the publisher,
+//!   `MEMBER_PUSH_LIMIT` (3) for the others, first asked first served. A request over the
+//!   limit is not refused on the wire (NetGroup has no refusal); it is just not honoured,
+//!   and the asker, getting nothing of that class from us, moves it elsewhere. So the
+//!   publisher uploads the stream about twice, and the group relays it.
+//! - What a push missed, a member pulls (`2b`) after a grace period: ids a neighbour's
+//!   map showed a while ago and we still lack, each asked of whichever neighbour's map
+//!   shows it, spread over them (the first to show an id is most often the publisher).
 //! - Every fragment a member gets it stores, and pushes on to neighbours that asked for
 //!   its class: members relay the stream to each other.
+//!
+//! Memory per neighbour is fixed (its map, counters, a last-failure time per class);
+//! pulls in flight expire after two fetch periods.
 //!
 //! Sans-IO: sends go through the caller's [`Endpoint`].
 
@@ -48,6 +67,12 @@ pub struct StreamCounters {
     pub pulls_sent: u64,
     /// Fragments from peers we could not read (dropped).
     pub unreadable: u64,
+    /// Fragments we cut from our own media (the publisher).
+    pub fragments_published: u64,
+    /// Fragments we sent because a neighbour pulled them (part of `fragments_sent`).
+    pub pulls_answered: u64,
+    /// Push classes we moved from a neighbour that was not delivering them first.
+    pub push_rotations: u64,
 }
 
 /// One neighbour's side of the stream.
@@ -71,10 +96,81 @@ struct PeerMedia {
     settled: u64,
     /// The `id mod 8` classes it asked us to push.
     their_push_mask: u8,
+    /// The part of `their_push_mask` we honour (at most a push limit of neighbours per
+    /// class).
+    granted_mask: u8,
     /// The classes we asked it to push.
     our_push_mask: u8,
     /// The newest id we announced to it in a map.
     announced: u64,
+    /// New fragments it sent us.
+    received: u64,
+    /// Per class, when we last moved the class away from it (it was not delivering).
+    failed_at: [Option<Instant>; 8],
+}
+
+/// How the neighbour we asked to push one class is doing: of the new fragments of the
+/// class since we asked it, how many it delivered first (pushed before we pulled) and
+/// how many came otherwise (pulled, or from someone else first).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct ClassRecord {
+    /// Fragments up to this id were under way before the pusher was asked: not counted.
+    since: u64,
+    timely: u32,
+    late: u32,
+}
+
+impl ClassRecord {
+    fn new(since: u64) -> Self {
+        ClassRecord {
+            since,
+            ..Self::default()
+        }
+    }
+
+    fn record(&mut self, id: u64, timely: bool) {
+        if id <= self.since {
+            return;
+        }
+        if timely {
+            self.timely += 1;
+        } else {
+            self.late += 1;
+        }
+        // Recent fragments weigh more: a pusher that was good and turns bad is noticed
+        // within a few fragments.
+        if self.timely + self.late > RECORD_SPAN {
+            self.timely /= 2;
+            self.late /= 2;
+        }
+    }
+
+    /// The pusher is not delivering the class first: move it elsewhere.
+    fn failing(&self) -> bool {
+        self.late >= LATE_TO_ROTATE && self.late > self.timely
+    }
+}
+
+/// Honours push requests, in order, up to `limit` neighbours per class: each entry is a
+/// neighbour's (asked, granted) masks; granted bits not asked any more are dropped, and
+/// asked bits are granted while the class has room.
+fn grant_pushes(requests: &mut [(u8, u8)], limit: usize) {
+    let mut load = [0usize; 8];
+    for (asked, granted) in requests.iter_mut() {
+        *granted &= *asked;
+        for (c, n) in load.iter_mut().enumerate() {
+            *n += usize::from(*granted & (1 << c) != 0);
+        }
+    }
+    for (asked, granted) in requests.iter_mut() {
+        for (c, n) in load.iter_mut().enumerate() {
+            let bit = 1u8 << c;
+            if *asked & bit != 0 && *granted & bit == 0 && *n < limit {
+                *granted |= bit;
+                *n += 1;
+            }
+        }
+    }
 }
 
 pub struct GroupStream {
@@ -90,6 +186,9 @@ pub struct GroupStream {
     pulled: HashMap<u64, Instant>,
     /// The neighbours holding the stream changed: push classes are dealt out again.
     rebalance_push: bool,
+    /// Per `id mod 8` class, the neighbour we asked to push it, and how it is doing.
+    pushers: [Option<SessionId>; 8],
+    records: [ClassRecord; 8],
     /// Pull passes so far: each starts at the next neighbour, so a pull that went
     /// unanswered is retried elsewhere.
     pull_round: usize,
@@ -100,6 +199,23 @@ pub struct GroupStream {
 const MAP_LIFETIME: Duration = Duration::from_secs(1);
 /// Pull requests one pass sends at most.
 const PULLS_PER_PASS: usize = 64;
+/// Neighbours the publisher pushes one class to at most: the rest of the group gets it
+/// from them.
+const PUBLISHER_PUSH_LIMIT: usize = 2;
+/// Neighbours any other member pushes one class to at most.
+const MEMBER_PUSH_LIMIT: usize = 3;
+/// Fragments of a class that must come late (and more than came first) before its
+/// pusher is replaced.
+const LATE_TO_ROTATE: u32 = 3;
+/// Fragments a class record weighs before older ones count half.
+const RECORD_SPAN: u32 = 32;
+/// Ids past the newest we know when a pusher is asked, that may still come otherwise
+/// while the request travels.
+const ASK_SLACK: u64 = 8;
+/// A neighbour whose map shows the fragments of a class among the `FRESH_SPAN` ids
+/// `FRESH_LAG` behind the newest we know is fed that class promptly.
+const FRESH_SPAN: u64 = 48;
+const FRESH_LAG: u64 = 16;
 
 impl GroupStream {
     /// The stream as its publisher: `key` is 32 random bytes naming it in the group.
@@ -136,6 +252,8 @@ impl GroupStream {
             next_pull: None,
             pulled: HashMap::new(),
             rebalance_push: false,
+            pushers: [None; 8],
+            records: [ClassRecord::default(); 8],
             pull_round: 0,
             counters: StreamCounters::default(),
         }
@@ -155,6 +273,12 @@ impl GroupStream {
 
     pub fn counters(&self) -> StreamCounters {
         self.counters
+    }
+
+    /// New (non-duplicate) fragments the neighbour on `session` sent us, while it is a
+    /// neighbour.
+    pub fn received_from(&self, session: SessionId) -> u64 {
+        self.peers.get(&session).map_or(0, |p| p.received)
     }
 
     pub fn reassembly(&self) -> ReassemblyStats {
@@ -191,8 +315,19 @@ impl GroupStream {
     }
 
     pub fn on_neighbour_gone(&mut self, session: SessionId) {
-        if self.peers.remove(&session).is_some_and(|p| p.has_stream) {
-            self.rebalance_push = true;
+        if let Some(p) = self.peers.remove(&session) {
+            if p.has_stream {
+                self.rebalance_push = true;
+            }
+            if p.granted_mask != 0 {
+                self.grant();
+            }
+        }
+        for pusher in &mut self.pushers {
+            if *pusher == Some(session) {
+                *pusher = None;
+                self.rebalance_push = true;
+            }
         }
     }
 
@@ -235,12 +370,8 @@ impl GroupStream {
         peer.subscription_sent = true;
     }
 
-    /// Deals the eight push classes out among the neighbours that hold the stream, and
-    /// tells each its share. The publisher asks nobody.
-    fn deal_push_classes(&mut self, endpoint: &mut Endpoint) {
-        if !std::mem::take(&mut self.rebalance_push) || self.is_publisher() {
-            return;
-        }
+    /// Neighbours that hold the stream and that we can ask, in session order.
+    fn holders(&self) -> Vec<SessionId> {
         let mut holders: Vec<SessionId> = self
             .peers
             .iter()
@@ -248,20 +379,150 @@ impl GroupStream {
             .map(|(s, _)| *s)
             .collect();
         holders.sort_unstable();
-        let k = holders.len();
-        for (i, session) in holders.into_iter().enumerate() {
-            let mask = (0..8u8)
-                .filter(|b| usize::from(*b) % k == i)
-                .fold(0u8, |m, b| m | (1 << b));
-            let Some(peer) = self.peers.get_mut(&session) else {
+        holders
+    }
+
+    /// The newest fragment id we know of (ours or in a neighbour's map).
+    fn newest_known(&self) -> u64 {
+        self.peers
+            .values()
+            .filter_map(|p| p.map.as_ref().map(|m| m.last_id))
+            .chain(self.store.newest())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Asks `pusher` for `class` from now on, judged on fragments from here.
+    fn assign(&mut self, class: usize, pusher: Option<SessionId>) {
+        self.pushers[class] = pusher;
+        self.records[class] = ClassRecord::new(self.newest_known() + ASK_SLACK);
+    }
+
+    /// Who to ask for `class` instead of `current`: among the other holders, one we
+    /// never moved the class away from (or longest ago), then the one whose map shows
+    /// the most of the class's recent fragments (it is fed the class promptly), then the
+    /// one we ask for the fewest classes, then the next after `current` in session order.
+    fn choose_pusher(&self, class: usize, current: Option<SessionId>) -> Option<SessionId> {
+        let holders = self.holders();
+        let start = current
+            .and_then(|c| holders.iter().position(|h| *h > c))
+            .unwrap_or(0);
+        let n = holders.len();
+        let newest = self.newest_known();
+        let recent =
+            newest.saturating_sub(FRESH_SPAN + FRESH_LAG)..=newest.saturating_sub(FRESH_LAG);
+        (0..n)
+            .map(|i| holders[(start + i) % n])
+            .filter(|h| Some(*h) != current)
+            .min_by_key(|h| {
+                let peer = self.peers.get(h);
+                let failed = peer.and_then(|p| p.failed_at[class]);
+                let fresh = peer.and_then(|p| p.map.as_ref()).map_or(0, |m| {
+                    recent
+                        .clone()
+                        .filter(|id| id % 8 == class as u64 && m.contains(*id))
+                        .count()
+                });
+                let load = self.pushers.iter().filter(|p| **p == Some(*h)).count();
+                (failed, std::cmp::Reverse(fresh), load)
+            })
+    }
+
+    /// Deals the push classes among the neighbours that hold the stream when they
+    /// change: before any fragment came, the eight classes are dealt round; after, only
+    /// classes without a pusher (it left) get one, and the rest stays as it proved
+    /// itself. The publisher asks nobody.
+    fn deal_push_classes(&mut self, endpoint: &mut Endpoint) {
+        if !std::mem::take(&mut self.rebalance_push) || self.is_publisher() {
+            return;
+        }
+        let holders = self.holders();
+        for class in 0..8 {
+            if self.pushers[class].is_some_and(|p| !holders.contains(&p)) {
+                self.pushers[class] = None;
+            }
+        }
+        if self.counters.fragments_received == 0 && !holders.is_empty() {
+            for class in 0..8 {
+                self.assign(class, Some(holders[class % holders.len()]));
+            }
+        } else {
+            for class in 0..8 {
+                if self.pushers[class].is_none() {
+                    let pusher = self.choose_pusher(class, None);
+                    self.assign(class, pusher);
+                }
+            }
+        }
+        self.send_push_masks(endpoint);
+    }
+
+    /// Moves each class whose pusher is not delivering it first to another holder.
+    fn rotate_pushers(&mut self, now: Instant, endpoint: &mut Endpoint) {
+        if self.is_publisher() {
+            return;
+        }
+        let mut moved = false;
+        for class in 0..8 {
+            let Some(current) = self.pushers[class] else {
                 continue;
             };
+            if !self.records[class].failing() {
+                continue;
+            }
+            if let Some(p) = self.peers.get_mut(&current) {
+                p.failed_at[class] = Some(now);
+            }
+            let next = self.choose_pusher(class, Some(current)).unwrap_or(current);
+            self.assign(class, Some(next));
+            if next != current {
+                self.counters.push_rotations += 1;
+                moved = true;
+            }
+        }
+        if moved {
+            self.send_push_masks(endpoint);
+        }
+    }
+
+    /// Tells every holder whose share of the classes changed its new push mask.
+    fn send_push_masks(&mut self, endpoint: &mut Endpoint) {
+        let pushers = self.pushers;
+        for (session, peer) in &mut self.peers {
+            let mask = (0..8)
+                .filter(|c| pushers[*c] == Some(*session))
+                .fold(0u8, |m, c| m | (1 << c));
             if peer.our_push_mask == mask {
                 continue;
             }
-            peer.our_push_mask = mask;
-            if let (Some(flow), Some(s)) = (peer.our_report_flow, endpoint.session_mut(session)) {
+            let Some(flow) = peer.our_report_flow else {
+                continue;
+            };
+            if let Some(s) = endpoint.session_mut(*session) {
                 s.send(flow, &MediaReportMessage::Push { mask }.encode(), None);
+                peer.our_push_mask = mask;
+            }
+        }
+    }
+
+    /// Honours neighbours' push requests up to the push limit per class, first asked
+    /// first served (in session order among those waiting).
+    fn grant(&mut self) {
+        let limit = if self.is_publisher() {
+            PUBLISHER_PUSH_LIMIT
+        } else {
+            MEMBER_PUSH_LIMIT
+        };
+        let mut sessions: Vec<SessionId> = self.peers.keys().copied().collect();
+        sessions.sort_unstable();
+        let mut requests: Vec<(u8, u8)> = sessions
+            .iter()
+            .map(|s| (self.peers[s].their_push_mask, self.peers[s].granted_mask))
+            .collect();
+        grant_pushes(&mut requests, limit);
+        for (s, (_, granted)) in sessions.iter().zip(requests) {
+            if let Some(p) = self.peers.get_mut(s) {
+                p.granted_mask = granted;
             }
         }
     }
@@ -288,11 +549,13 @@ impl GroupStream {
             MediaReportMessage::Push { mask } => {
                 if let Some(peer) = self.peers.get_mut(&session) {
                     peer.their_push_mask = mask;
+                    self.grant();
                 }
             }
             MediaReportMessage::Pull { fragment } => {
                 if let Some(f) = self.store.get(fragment).cloned() {
                     self.send_fragment(now, endpoint, session, &f);
+                    self.counters.pulls_answered += 1;
                 }
             }
             MediaReportMessage::Subscription(_) | MediaReportMessage::End { .. } => {}
@@ -330,7 +593,8 @@ impl GroupStream {
         self.counters.fragments_sent += 1;
     }
 
-    /// Pushes `fragment` to every neighbour that asked for its class, but `except`.
+    /// Pushes `fragment` to every neighbour whose request for its class we honour, but
+    /// `except`.
     fn push(
         &mut self,
         now: Instant,
@@ -342,7 +606,7 @@ impl GroupStream {
         let targets: Vec<SessionId> = self
             .peers
             .iter()
-            .filter(|(s, p)| Some(**s) != except && p.their_push_mask & class != 0)
+            .filter(|(s, p)| Some(**s) != except && p.granted_mask & class != 0)
             .map(|(s, _)| *s)
             .collect();
         for session in targets {
@@ -359,6 +623,7 @@ impl GroupStream {
             return; // Over 245 kB: NetGroup framing cannot carry it.
         };
         for f in fragments {
+            self.counters.fragments_published += 1;
             self.store.insert(now, f.clone());
             self.push(now, endpoint, &f, None);
         }
@@ -386,7 +651,14 @@ impl GroupStream {
         match self.store.insert(now, fragment.clone()) {
             super::fragments::Stored::New => {
                 self.counters.fragments_received += 1;
-                self.pulled.remove(&fragment.id);
+                let pulled = self.pulled.remove(&fragment.id).is_some();
+                if let Some(peer) = self.peers.get_mut(&session) {
+                    peer.received += 1;
+                }
+                // Timely: pushed by the neighbour we asked for the class, before a pull.
+                let class = (fragment.id % 8) as usize;
+                let timely = !pulled && self.pushers[class] == Some(session);
+                self.records[class].record(fragment.id, timely);
                 if !self.is_publisher() {
                     self.reassembler.insert(now, fragment.clone());
                 }
@@ -426,6 +698,7 @@ impl GroupStream {
         self.reassembler.skip_before(floor);
         self.reassembler.handle_timeout(now);
         self.deal_push_classes(endpoint);
+        self.grant();
         if self.next_map.is_some_and(|t| now >= t) {
             self.next_map = Some(now + self.update_period());
             self.send_maps(now, endpoint);
@@ -433,6 +706,7 @@ impl GroupStream {
         if self.next_pull.is_some_and(|t| now >= t) {
             self.next_pull = Some(now + self.update_period());
             if !self.is_publisher() {
+                self.rotate_pushers(now, endpoint);
                 self.pull(now, endpoint);
             }
         }
@@ -516,6 +790,22 @@ impl GroupStream {
                 budget -= 1;
             }
         }
+        // An overdue id is asked of whichever neighbour's map shows it, the one asked
+        // least this pass first (then in the pass's order), not only of those that showed
+        // it a pull delay ago: the first to show an id is most often the publisher, and
+        // the others spare it.
+        let mut asked: HashMap<SessionId, usize> = HashMap::new();
+        for (source, id) in &mut wanted {
+            let holders = sessions.iter().filter(|s| {
+                self.peers.get(s).is_some_and(|p| {
+                    p.our_report_flow.is_some() && p.map.as_ref().is_some_and(|m| m.contains(*id))
+                })
+            });
+            if let Some(s) = holders.min_by_key(|s| asked.get(s).copied().unwrap_or(0)) {
+                *source = *s;
+            }
+            *asked.entry(*source).or_default() += 1;
+        }
         for (session, id) in wanted {
             let Some(peer) = self.peers.get(&session) else {
                 continue;
@@ -533,5 +823,83 @@ impl GroupStream {
                 self.counters.pulls_sent += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_are_granted_first_asked_first_served_up_to_the_limit() {
+        // Three neighbours ask for class 0; two more classes are asked once.
+        let mut r = [(0b0000_0001, 0), (0b0000_0011, 0), (0b0000_0101, 0)];
+        grant_pushes(&mut r, 2);
+        assert_eq!(r.map(|(_, g)| g), [0b001, 0b011, 0b100]);
+        // The first gives class 0 up: the waiting third gets it.
+        r[0].0 = 0;
+        grant_pushes(&mut r, 2);
+        assert_eq!(r.map(|(_, g)| g), [0, 0b011, 0b101]);
+        // A grant held is kept when someone earlier in order asks again.
+        r[0].0 = 0b1;
+        grant_pushes(&mut r, 2);
+        assert_eq!(r.map(|(_, g)| g), [0, 0b011, 0b101]);
+    }
+
+    #[test]
+    fn receipts_are_counted_per_neighbour_and_duplicates_are_not() {
+        let mut endpoint =
+            Endpoint::new(crate::proto::endpoint::EndpointConfig::default(), [3; 32]);
+        let mut stream = GroupStream::joined(GroupStream::publish("cam", [1; 32]).subscription);
+        let now = Instant::ZERO;
+        for session in [7, 9] {
+            stream.on_neighbour(now, &mut endpoint, session, 1);
+        }
+        let fragments = Fragmenter::new()
+            .fragment_raw(9, 0, &Bytes::from(vec![0x27; 2000]))
+            .unwrap();
+        let wire = |f: &GroupFragment| {
+            let mut out = Vec::new();
+            f.encode(&mut out);
+            Bytes::from(out)
+        };
+        stream.on_fragment(now, &mut endpoint, 7, wire(&fragments[0]));
+        stream.on_fragment(now, &mut endpoint, 9, wire(&fragments[0]));
+        stream.on_fragment(now, &mut endpoint, 9, wire(&fragments[1]));
+        stream.on_fragment(now, &mut endpoint, 7, wire(&fragments[1]));
+        assert_eq!(stream.received_from(7), 1);
+        assert_eq!(stream.received_from(9), 1);
+        assert_eq!(stream.received_from(8), 0);
+        let c = stream.counters();
+        assert_eq!((c.fragments_received, c.duplicates), (2, 2));
+        stream.on_neighbour_gone(7);
+        assert_eq!(stream.received_from(7), 0);
+    }
+
+    #[test]
+    fn a_pusher_fails_when_late_fragments_outweigh_timely_ones() {
+        let mut r = ClassRecord::new(100);
+        // Ids up to `since` were under way before the pusher was asked.
+        for id in 90..=100 {
+            r.record(id, false);
+        }
+        assert_eq!((r.timely, r.late), (0, 0));
+        r.record(108, false);
+        r.record(116, false);
+        assert!(!r.failing(), "two late are not enough");
+        r.record(124, false);
+        assert!(r.failing());
+        // A good pusher that turns bad is noticed within a record span.
+        let mut r = ClassRecord::new(0);
+        for id in 1..=200 {
+            r.record(id, true);
+        }
+        assert!(!r.failing());
+        let mut late = 0;
+        while !r.failing() {
+            late += 1;
+            r.record(200 + late, false);
+        }
+        assert!(late <= u64::from(RECORD_SPAN), "noticed after {late}");
     }
 }
