@@ -90,6 +90,47 @@ fn example_config_parses_and_means_what_its_comments_say() {
         RefusalKind::GroupNotAllowed
     );
     assert!(live.authorize_group_join(&other, 1_000_000).is_ok());
+    let republished: Vec<_> = event
+        .republished_into("cam-2")
+        .map(|g| g.group_id())
+        .collect();
+    assert_eq!(republished, vec![allowed]);
+    assert_eq!(live.republished_into("cam-2").count(), 0);
+    assert_eq!(config.republish_groups().len(), 1);
+}
+
+#[test]
+fn a_republish_group_must_be_one_members_may_join() {
+    let text =
+        "[[app]]\nname = \"live\"\n[app.group]\nallow = [\"G:0101010c050e74657374011b00\"]\n\
+                [[app.republish]]\nstreams = \"cam*\"\ngroup = \"other\"\n";
+    let (line, column, message) = error_of(text);
+    assert_eq!((line, column), (7, 9));
+    assert!(
+        message
+            .contains(r#"app "live": republish.group: "other" is not in this app's group.allow"#),
+        "{message}"
+    );
+    let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"G:01zz\"\n";
+    let (line, _, message) = error_of(text);
+    assert_eq!(line, 4);
+    assert!(
+        message.contains("is neither a group name nor a groupspec"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_republish_group_may_be_named_by_a_word() {
+    let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"event\"\n";
+    let config = ServerConfig::parse(text, "config.toml").unwrap_or_else(|e| panic!("{e}"));
+    let spec = GroupSpec::from_name_or_spec("event").unwrap();
+    // What Flash's GroupSpecifier("event") writes with multicast and the server channel
+    // on and minGroupspecVersion 2: 7f:02, 01, 0c, 0e:"event", end marker.
+    assert_eq!(spec.to_string(), "G:027f020101010c060e6576656e7400");
+    let live = config.app("live").unwrap();
+    let into: Vec<_> = live.republished_into("anything").cloned().collect();
+    assert_eq!(into, vec![spec]);
 }
 
 #[test]

@@ -63,7 +63,10 @@ fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
     let dir = scratch("group");
     let src = source(&dir, 8);
     let mut server = Server::start(&["--group", GROUP]);
-    server.wait_for(|l| l.contains("republished into group"), Duration::from_secs(5));
+    server.wait_for(
+        |l| l.contains("republished into group"),
+        Duration::from_secs(5),
+    );
     let url = server.rtmfp_url("live");
     let outputs: Vec<_> = (0..MEMBERS)
         .map(|i| dir.join(format!("member{i}.flv")))
@@ -115,7 +118,11 @@ fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
             "member {i} starts at a keyframe"
         );
         assert_tail_of(&source_video, &video, &format!("member {i} video"));
-        assert_tail_of(&source_audio, &of_kind(&got, "audio"), &format!("member {i} audio"));
+        assert_tail_of(
+            &source_audio,
+            &of_kind(&got, "audio"),
+            &format!("member {i} audio"),
+        );
         // Members joined before the publisher started: they play from its start.
         assert!(
             video.len() + 25 >= source_video.len(),
@@ -124,6 +131,7 @@ fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
             source_video.len()
         );
     }
+    eprintln!("members got {from_server} fragments from the server, {from_peers} from peers");
     assert!(
         from_peers > from_server,
         "fragments from peers {from_peers}, from the server {from_server}"

@@ -151,7 +151,10 @@ fn members_play_the_republished_stream_mostly_from_each_other() {
             .iter()
             .position(|m| m.kind == MediaKind::Video && !m.is_sequence_header())
             .unwrap_or_else(|| panic!("player {p} got video"));
-        assert!(media[first_video].is_keyframe(), "player {p} starts at a keyframe");
+        assert!(
+            media[first_video].is_keyframe(),
+            "player {p} starts at a keyframe"
+        );
         assert!(
             media[..first_video]
                 .iter()
@@ -204,5 +207,10 @@ fn a_member_of_another_group_gets_nothing_from_the_server() {
         video_indexes(&world.members[outsider].events).is_empty(),
         "the member of another group gets nothing"
     );
-    assert!(world.members[outsider].client.group().unwrap().stream().is_none());
+    assert!(world.members[outsider]
+        .client
+        .group()
+        .unwrap()
+        .stream()
+        .is_none());
 }

@@ -20,12 +20,16 @@ use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::keying::HandshakeLayout;
 
-/// Writes what the group brings as FLV, timestamps rebased to start at 0.
+/// Writes what the group brings as FLV, timestamps rebased to start at 0. Headers the
+/// stream repeats for members that join late (metadata, codec headers identical to the
+/// last ones written) are written once: the file is what the publisher sent.
 struct FlvOut {
     sink: std::io::BufWriter<std::fs::File>,
     writer: FlvWriter,
     base: Option<u32>,
     buf: Vec<u8>,
+    /// The last metadata, video header and audio header written.
+    headers: [Option<bytes::Bytes>; 3],
 }
 
 impl FlvOut {
@@ -36,10 +40,23 @@ impl FlvOut {
             writer: FlvWriter::new(FlvHeader::new(true, true)),
             base: None,
             buf: Vec::new(),
+            headers: Default::default(),
         })
     }
 
     fn write(&mut self, m: &MediaMessage) -> Result<()> {
+        let header = match m.kind {
+            MediaKind::Data if m.is_metadata() => Some(0),
+            MediaKind::Video if m.is_sequence_header() => Some(1),
+            MediaKind::Audio if m.is_sequence_header() => Some(2),
+            _ => None,
+        };
+        if let Some(i) = header {
+            if self.headers[i].as_ref() == Some(&m.payload) {
+                return Ok(());
+            }
+            self.headers[i] = Some(m.payload.clone());
+        }
         let tag_type = match m.kind {
             MediaKind::Audio => TagType::Audio,
             MediaKind::Video => TagType::Video,
@@ -159,6 +176,7 @@ pub fn join(
         .group()
         .map_or(0, |g| g.neighbours().count());
     let heard = driver.endpoint.group().map_or(0, |g| g.heard());
+    let estimated = driver.endpoint.group().map_or(0, |g| g.estimated_members());
     let server = driver.endpoint.server_peer_id();
     let group = driver.endpoint.group();
     let stream = group.and_then(|g| g.stream());
@@ -171,7 +189,7 @@ pub fn join(
     // One line a script can parse: where the fragments came from, what reached the
     // player, what did not.
     println!(
-        "neighbours={neighbours} heard={heard} media_messages={media} fragments_received={} \
+        "neighbours={neighbours} heard={heard} estimated_members={estimated} media_messages={media} fragments_received={} \
          from_server={from_server} from_peers={} duplicates={} pulls_sent={} fragments_relayed={} \
          missing={} late={}",
         c.fragments_received,

@@ -110,7 +110,8 @@ enum Command {
     Join {
         /// rtmfp://HOST[:PORT]/APP
         url: String,
-        /// The groupspec (`G:...`), as Flash's GroupSpecifier builds it.
+        /// The groupspec (`G:...`), as Flash's GroupSpecifier builds it, or a group name
+        /// (the spec `serve --group NAME` republishes into).
         #[arg(long)]
         group: String,
         /// Play this stream from the group (taking it from neighbours, relaying it on).

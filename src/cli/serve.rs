@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::shard::{Io, ShardStats, StepHook};
 use crate::engine::{Engine, EngineOptions, IoChoice};
+use crate::group::GroupSpec;
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
-use crate::group::GroupSpec;
 use crate::server::config::ServerConfig;
 use crate::server::edge::{EdgeServer, ServerEvent};
 

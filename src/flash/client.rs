@@ -438,9 +438,14 @@ impl FlashClient {
             .map_or(0, |s| s.unacknowledged_bytes())
     }
 
-    /// Closes the session with the server and every direct session.
+    /// Closes the session with the server and every session with peers (group
+    /// neighbours included: leaving the server is leaving the group).
     pub fn close(&mut self, now: Instant) {
-        let peers: Vec<SessionId> = self.peers.keys().copied().collect();
+        let mut peers: Vec<SessionId> = self.peers.keys().copied().collect();
+        // Our member is gone with it: it connects to nobody any more.
+        if let Some(g) = self.group.take() {
+            peers.extend(g.link_sessions());
+        }
         for id in self.session.into_iter().chain(peers) {
             if let Some(s) = self.endpoint.session_mut(id) {
                 s.close(now);

@@ -26,6 +26,14 @@ use crate::proto::{Endpoint, Instant};
 
 /// How often a member sends a report to one of its neighbours.
 pub const REPORT_PERIOD: Duration = Duration::from_secs(10);
+/// How often a member recomputes the neighbours it wants (docs/netgroup.md §5).
+pub const OVERLAY_PERIOD: Duration = Duration::from_secs(10);
+/// A neighbour asked to close is not asked again for this long.
+const ASK_CLOSE_AGAIN: Duration = Duration::from_secs(90);
+/// Peers not mentioned by any report for this long are forgotten.
+const HEARD_EXPIRY: Duration = Duration::from_secs(300);
+/// The ring neighbours every best list holds, on each side.
+const RING_SIDE: usize = 3;
 /// Peers recommended in one report at most.
 const REPORT_PEERS: usize = 12;
 
@@ -101,6 +109,10 @@ pub struct GroupMember {
     wanted: Option<String>,
     /// New fragments of our stream, by the peer they came from.
     received_from: HashMap<PeerId, u64>,
+    /// When the best list is next recomputed.
+    next_overlay: Option<Instant>,
+    /// Neighbours we asked to close (`0c`), and when.
+    asked_to_close: HashMap<PeerId, Instant>,
 }
 
 impl GroupMember {
@@ -135,6 +147,8 @@ impl GroupMember {
             stream: None,
             wanted: None,
             received_from: HashMap::new(),
+            next_overlay: None,
+            asked_to_close: HashMap::new(),
         }
     }
 
@@ -184,6 +198,14 @@ impl GroupMember {
         if !self.links.contains_key(&session) {
             self.on_peer_opened(now, endpoint, session, false);
         }
+    }
+
+    /// Our sessions with peers (neighbours, and peers whose handshake is pending).
+    pub fn link_sessions(&self) -> impl Iterator<Item = SessionId> + '_ {
+        self.links
+            .keys()
+            .copied()
+            .chain(self.connecting.keys().copied())
     }
 
     /// Is `session` one of our links?
@@ -323,6 +345,9 @@ impl GroupMember {
             self.send_handshake(endpoint, session);
         }
         self.next_report.get_or_insert(now + REPORT_PERIOD);
+        if self.server.is_some() {
+            self.next_overlay.get_or_insert(now + OVERLAY_PERIOD);
+        }
     }
 
     /// An event of a peer session. Group traffic is taken (a fragment's bytes without a
@@ -438,7 +463,8 @@ impl GroupMember {
                     self.send_report(endpoint, session);
                 }
             }
-            ReportFlowMessage::Abort | ReportFlowMessage::AskClose => {}
+            ReportFlowMessage::AskClose => self.on_ask_close(now, endpoint, session),
+            ReportFlowMessage::Abort => {}
         }
     }
 
@@ -530,6 +556,134 @@ impl GroupMember {
         }
         if let Some(stream) = &mut self.stream {
             stream.on_media_report(now, endpoint, session, message);
+        }
+    }
+
+    /// Flash's `estimatedMemberCount` (docs/netgroup.md §5): from the spacing of the
+    /// peers around our ring position, or the count itself while few are known.
+    pub fn estimated_members(&self) -> u64 {
+        let known = self.heard.len() as u64 + 1;
+        if self.heard.len() < 4 {
+            return known;
+        }
+        let ours = group_address(&self.our_peer_id);
+        let mut ring: Vec<u64> = self
+            .heard
+            .keys()
+            .map(|p| ring_prefix(&group_address(p)))
+            .collect();
+        ring.sort_unstable();
+        let me = ring_prefix(&ours);
+        let after = ring.partition_point(|&a| a <= me);
+        let n = ring.len();
+        let before2 = ring[(after + n - 2) % n];
+        let after2 = ring[(after + 1) % n];
+        let span = after2.wrapping_sub(before2) / 4;
+        if span == 0 {
+            return known;
+        }
+        (u64::MAX / span).saturating_add(1).max(known)
+    }
+
+    /// How many neighbours we keep: `floor(log2(estimate)) + 13`.
+    pub fn target_neighbours(&self) -> usize {
+        let estimate = self.estimated_members().max(1);
+        (63 - estimate.leading_zeros()) as usize + 13
+    }
+
+    /// The peers we want as neighbours: all we know while few, else the nearest on
+    /// each side of our ring position, then peers at half, a quarter, an eighth... of
+    /// the ring away, until the target count.
+    fn best_list(&self) -> Vec<PeerId> {
+        let target = self.target_neighbours();
+        let mut ring: Vec<([u8; 32], PeerId)> =
+            self.heard.keys().map(|p| (group_address(p), *p)).collect();
+        if ring.len() <= 2 * RING_SIDE {
+            return ring.into_iter().map(|(_, p)| p).collect();
+        }
+        ring.sort_unstable();
+        let ours = group_address(&self.our_peer_id);
+        let n = ring.len();
+        let after = ring.partition_point(|(a, _)| *a <= ours);
+        let mut best: Vec<PeerId> = Vec::with_capacity(target);
+        let add = |best: &mut Vec<PeerId>, p: PeerId| {
+            if !best.contains(&p) {
+                best.push(p);
+            }
+        };
+        for i in 0..RING_SIDE {
+            add(&mut best, ring[(after + i) % n].1);
+            add(&mut best, ring[(after + n - 1 - i) % n].1);
+        }
+        let me = ring_prefix(&ours);
+        let mut jump = u64::MAX / 2;
+        while best.len() < target.min(n) && jump > 0 {
+            let spot = me.wrapping_add(jump);
+            let from = ring.partition_point(|(a, _)| ring_prefix(a) < spot);
+            // The next peer at or past the spot that is not in the list yet.
+            if let Some(p) = (0..n)
+                .map(|k| ring[(from + k) % n].1)
+                .find(|p| !best.contains(p))
+            {
+                add(&mut best, p);
+            }
+            jump /= 2;
+        }
+        best
+    }
+
+    /// Every overlay period: forget peers no report mentioned for 5 minutes, connect to
+    /// the best-list peers we lack, and ask neighbours that dropped out of it to close
+    /// while we have more than we want.
+    fn maintain_overlay(&mut self, now: Instant, endpoint: &mut Endpoint) {
+        let linked: Vec<PeerId> = self.links.values().map(|l| l.peer_id).collect();
+        self.heard
+            .retain(|p, h| linked.contains(p) || now.saturating_since(h.last_heard) < HEARD_EXPIRY);
+        self.asked_to_close
+            .retain(|_, at| now.saturating_since(*at) < ASK_CLOSE_AGAIN);
+        let best = self.best_list();
+        for &peer in &best {
+            self.connect(now, endpoint, peer);
+        }
+        let mut surplus = self.links.len().saturating_sub(best.len());
+        let mut extra: Vec<(SessionId, PeerId)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.verified && !best.contains(&l.peer_id))
+            .map(|(s, l)| (*s, l.peer_id))
+            .collect();
+        extra.sort_unstable();
+        for (session, peer) in extra {
+            if surplus == 0 {
+                break;
+            }
+            if self.asked_to_close.contains_key(&peer) {
+                continue;
+            }
+            let flow = self.links.get(&session).and_then(|l| l.report_flow);
+            if let (Some(flow), Some(s)) = (flow, endpoint.session_mut(session)) {
+                s.send(flow, &ReportFlowMessage::AskClose.encode(), None);
+                self.asked_to_close.insert(peer, now);
+                surplus -= 1;
+            }
+        }
+    }
+
+    /// A neighbour asked us to close our session with it: we do if we have more
+    /// neighbours than we want and it is not one of them. The server's member keeps
+    /// every session members open to it.
+    fn on_ask_close(&mut self, now: Instant, endpoint: &mut Endpoint, session: SessionId) {
+        if self.server.is_none() {
+            return;
+        }
+        let Some(peer) = self.links.get(&session).map(|l| l.peer_id) else {
+            return;
+        };
+        let best = self.best_list();
+        if self.links.len() > best.len() && !best.contains(&peer) {
+            if let Some(s) = endpoint.session_mut(session) {
+                s.close(now);
+            }
         }
     }
 
@@ -625,13 +779,13 @@ impl GroupMember {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let stream = self.stream.as_ref().and_then(GroupStream::poll_timeout);
-        match (self.next_report, stream) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.next_report, self.next_overlay, stream]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Periodic work: a report to one neighbour in turn.
+    /// Periodic work: a report to one neighbour in turn; the neighbour set.
     pub fn handle_timeout(&mut self, now: Instant, endpoint: &mut Endpoint) {
         if let Some(stream) = &mut self.stream {
             if stream.poll_timeout().is_some_and(|t| now >= t) {
@@ -639,6 +793,10 @@ impl GroupMember {
             }
         }
         self.drain_media();
+        if self.next_overlay.is_some_and(|t| now >= t) {
+            self.next_overlay = Some(now + OVERLAY_PERIOD);
+            self.maintain_overlay(now, endpoint);
+        }
         let Some(due) = self.next_report else {
             return;
         };
@@ -659,6 +817,11 @@ impl GroupMember {
         self.report_turn = (self.report_turn + 1) % verified.len();
         self.send_report(endpoint, verified[self.report_turn]);
     }
+}
+
+/// A ring position's first 64 bits, as Flash's size estimate reads them.
+fn ring_prefix(address: &[u8; 32]) -> u64 {
+    u64::from_be_bytes(address[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// Distance between two ring positions, by their first 128 bits, the shorter way round.

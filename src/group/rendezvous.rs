@@ -306,7 +306,14 @@ mod tests {
         ring.sort();
         let (_, leaver) = ring[5];
         let left = r.leave(&group(1), &peer(leaver), leaver).unwrap();
-        assert_eq!(left.bridge, Some((ring[6].1, peer(ring[4].1))));
+        assert_eq!(
+            left.bridge,
+            Some(Bridge {
+                tell: ring[6].1,
+                about: peer(ring[4].1),
+                about_handle: ring[4].1,
+            })
+        );
     }
 
     proptest::proptest! {
@@ -332,9 +339,10 @@ mod tests {
                 } else if !join && present.remove(&n) {
                     let left = r.leave(&group(7), &peer(n), n).unwrap();
                     links.retain(|&(a, b)| a != n && b != n);
-                    if let Some((told, about)) = left.bridge {
-                        let about = u32::from_be_bytes(about.0[..4].try_into().unwrap());
-                        link(&mut links, told, about);
+                    if let Some(bridge) = left.bridge {
+                        let about = u32::from_be_bytes(bridge.about.0[..4].try_into().unwrap());
+                        proptest::prop_assert_eq!(about, bridge.about_handle);
+                        link(&mut links, bridge.tell, about);
                     }
                 }
                 proptest::prop_assert_eq!(r.members(&group(7)), present.len());

@@ -222,8 +222,10 @@ impl Endpoint {
         }
         let mut randomness = [0u8; 64];
         rng.fill_bytes(&mut randomness);
-        let server_cert =
-            Certificate::server(&config.server_identity.unwrap_or(randomness), &config.groups);
+        let server_cert = Certificate::server(
+            &config.server_identity.unwrap_or(randomness),
+            &config.groups,
+        );
         Endpoint {
             config,
             rng,

@@ -267,9 +267,9 @@ impl App {
         self.server_peer = Some(peer);
         for spec in self.config.republish_groups() {
             let group = spec.group_id();
-            let joined =
-                self.directory
-                    .join_group(group, peer, SERVER_MEMBER, |_| Ok::<(), Refusal>(()));
+            let joined = self
+                .directory
+                .join_group(group, peer, SERVER_MEMBER, |_| Ok::<(), Refusal>(()));
             if let Ok(joined) = joined {
                 for member in joined.notify {
                     self.tell_member(member, group, peer);

@@ -228,10 +228,14 @@ impl EdgeServer {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let closing = self.closing.values().min().copied();
-        [self.endpoint.poll_timeout(), closing, self.groups.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.endpoint.poll_timeout(),
+            closing,
+            self.groups.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {

@@ -77,7 +77,10 @@ impl ServerGroups {
 
     /// Our member of `group`.
     pub fn get(&self, group: &GroupId) -> Option<&GroupMember> {
-        self.members.iter().find(|(g, _)| g == group).map(|(_, m)| m)
+        self.members
+            .iter()
+            .find(|(g, _)| g == group)
+            .map(|(_, m)| m)
     }
 
     /// Sessions that opened group flows for a group the server is not in.
@@ -114,7 +117,7 @@ impl ServerGroups {
         if let Some(group) = self.routed.get(&session).copied() {
             let member = self.member(&group)?;
             if let SessionEvent::Closed(reason) = event {
-                member.on_peer_event(now, endpoint, session, SessionEvent::Closed(reason.clone()));
+                member.on_peer_event(now, endpoint, session, SessionEvent::Closed(reason));
                 self.routed.remove(&session);
                 return Some(SessionEvent::Closed(reason));
             }
@@ -270,12 +273,7 @@ impl StreamHeaders {
 /// The 32 bytes naming a republished stream in its group: the same on every shard (all
 /// know the server's peer id and the publication), different for every publication, so
 /// members never mix the fragments of two.
-fn stream_key(
-    server: &PeerId,
-    group: &GroupId,
-    name: &str,
-    publication: Publication,
-) -> [u8; 32] {
+fn stream_key(server: &PeerId, group: &GroupId, name: &str, publication: Publication) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"rtmfp-edge republished stream");
     h.update(server.0);

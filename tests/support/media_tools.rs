@@ -97,4 +97,3 @@ pub fn packets(path: &Path) -> Vec<Packet> {
 pub fn of_kind(p: &[Packet], kind: &str) -> Vec<Packet> {
     p.iter().filter(|p| p.kind == kind).cloned().collect()
 }
-

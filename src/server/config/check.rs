@@ -11,8 +11,7 @@ use super::error::{ConfigError, Position, Source};
 use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawRepublish, RawServer};
 use super::{
     AccessRule, AppConfig, Cidr, GroupRule, Limits, PublishRule, Republish, ServerConfig,
-    SharedToken,
-    StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
+    SharedToken, StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
 };
 use crate::group::GroupSpec;
 use crate::proto::cookie::{FLASH_COOKIE_LEN, RFC_COOKIE_LEN};
