@@ -136,7 +136,6 @@ fn members_play_the_republished_stream_mostly_from_each_other() {
     let publisher = add_publisher(&mut world);
     stream_frames(&mut world, publisher);
 
-    let server_peer = world.members[players[0]].client.server_peer_id().unwrap();
     let (mut from_server, mut from_peers) = (0, 0);
     for &p in &players {
         let events = &world.members[p].events;
@@ -171,7 +170,7 @@ fn members_play_the_republished_stream_mostly_from_each_other() {
         );
         let group = world.members[p].client.group().unwrap();
         let received = group.stream().unwrap().counters().fragments_received;
-        let server = group.received_from(&server_peer);
+        let server = group.received_from_server();
         from_server += server;
         from_peers += received - server;
     }

@@ -21,9 +21,20 @@ fn shard(index: u8, identity: Option<[u8; 64]>) -> Endpoint {
     Endpoint::new(config, [index + 1; 32])
 }
 
-/// Connects a client to the server's peer id; its first datagram (the IHello) goes to
-/// shard 0, all the others to shard 1. Returns whether both ends saw the session open.
-fn handshake_across_shards(identity: Option<[u8; 64]>) -> (bool, bool) {
+/// Which of the server's identities the client connects to.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The certificate it presents in RHello (clients connecting to it as a server).
+    Server,
+    /// Its Flash-era static-key certificate (peers connecting to it as a NetGroup
+    /// member).
+    Peer,
+}
+
+/// Connects a client to one of the server's peer ids; its first datagram (the IHello)
+/// goes to shard 0, all the others to shard 1. Returns whether both ends saw the
+/// session open.
+fn handshake_across_shards(identity: Option<[u8; 64]>, target: Target) -> (bool, bool) {
     let server: SocketAddr = "10.0.0.1:1935".parse().unwrap();
     let client_addr: SocketAddr = "10.0.0.2:5000".parse().unwrap();
     let mut shards = [shard(0, identity), shard(1, identity)];
@@ -34,7 +45,14 @@ fn handshake_across_shards(identity: Option<[u8; 64]>) -> (bool, bool) {
         },
         [7; 32],
     );
-    let target = shards[0].server_peer_id();
+    let target = match target {
+        Target::Server => shards[0].server_peer_id(),
+        Target::Peer => {
+            // Both shards made their static keys at start, as a republishing server does.
+            shards[1].client_peer_ids();
+            shards[0].client_peer_ids().0
+        }
+    };
     let mut now = Instant::ZERO;
     client.connect(now, server, EndpointDiscriminator::for_peer(target));
     let (mut client_open, mut server_open) = (false, false);
@@ -76,7 +94,19 @@ fn a_handshake_split_across_shards_of_one_identity_opens_a_session() {
         shard(1, identity).server_peer_id(),
         "one peer id for the whole server"
     );
-    assert_eq!(handshake_across_shards(identity), (true, true));
+    assert_eq!(
+        shard(0, identity).client_peer_ids(),
+        shard(1, identity).client_peer_ids(),
+        "one static-key identity (the server's peer id as a group member)"
+    );
+    assert_eq!(
+        handshake_across_shards(identity, Target::Server),
+        (true, true)
+    );
+    assert_eq!(
+        handshake_across_shards(identity, Target::Peer),
+        (true, true)
+    );
 }
 
 #[test]
@@ -86,5 +116,8 @@ fn without_a_shared_identity_the_second_shard_refuses_the_first_shards_cookie() 
         shard(0, None).server_peer_id(),
         shard(1, None).server_peer_id()
     );
-    assert_eq!(handshake_across_shards(None), (false, false));
+    assert_eq!(
+        handshake_across_shards(None, Target::Server),
+        (false, false)
+    );
 }

@@ -177,15 +177,11 @@ pub fn join(
         .map_or(0, |g| g.neighbours().count());
     let heard = driver.endpoint.group().map_or(0, |g| g.heard());
     let estimated = driver.endpoint.group().map_or(0, |g| g.estimated_members());
-    let server = driver.endpoint.server_peer_id();
     let group = driver.endpoint.group();
     let stream = group.and_then(|g| g.stream());
     let c = stream.map(|s| s.counters()).unwrap_or_default();
     let r = stream.map(|s| s.reassembly()).unwrap_or_default();
-    let from_server = match (group, server) {
-        (Some(g), Some(server)) => g.received_from(&server),
-        _ => 0,
-    };
+    let from_server = group.map_or(0, |g| g.received_from_server());
     // One line a script can parse: where the fragments came from, what reached the
     // player, what did not.
     println!(

@@ -109,6 +109,9 @@ pub struct GroupMember {
     wanted: Option<String>,
     /// New fragments of our stream, by the peer they came from.
     received_from: HashMap<PeerId, u64>,
+    /// New fragments of our stream from the server's own member (a peer at the
+    /// server's address).
+    received_from_server: u64,
     /// When the best list is next recomputed.
     next_overlay: Option<Instant>,
     /// Neighbours we asked to close (`0c`), and when.
@@ -147,6 +150,7 @@ impl GroupMember {
             stream: None,
             wanted: None,
             received_from: HashMap::new(),
+            received_from_server: 0,
             next_overlay: None,
             asked_to_close: HashMap::new(),
         }
@@ -233,6 +237,12 @@ impl GroupMember {
     /// New fragments of our stream that came from `peer`.
     pub fn received_from(&self, peer: &PeerId) -> u64 {
         self.received_from.get(peer).copied().unwrap_or(0)
+    }
+
+    /// New fragments of our stream that came from the server's own member (the server
+    /// republishing a stream into the group is a peer at the server's address).
+    pub fn received_from_server(&self) -> u64 {
+        self.received_from_server
     }
 
     /// Members we know of.
@@ -386,12 +396,17 @@ impl GroupMember {
             }
             SessionEvent::Message { flow_id, data } if link.media_flows.contains(&flow_id) => {
                 let peer = link.peer_id;
+                let from_server = self.server.is_some()
+                    && endpoint.session(session).map(|s| s.peer) == self.server;
                 if let Some(stream) = &mut self.stream {
                     let before = stream.counters().fragments_received;
                     stream.on_fragment(now, endpoint, session, bytes::Bytes::from(data));
                     let new = stream.counters().fragments_received - before;
                     if new > 0 {
                         *self.received_from.entry(peer).or_default() += new;
+                        if from_server {
+                            self.received_from_server += new;
+                        }
                     }
                 }
                 self.drain_media();

@@ -195,6 +195,9 @@ pub struct GroupStream {
     counters: StreamCounters,
 }
 
+/// A member whose first fragment has an id up to this came in at the stream's start: it
+/// plays from fragment 1.
+const STREAM_START_IDS: u64 = 32;
 /// An availability map not delivered within this long is abandoned.
 const MAP_LIFETIME: Duration = Duration::from_secs(1);
 /// Pull requests one pass sends at most.
@@ -660,6 +663,12 @@ impl GroupStream {
                 let timely = !pulled && self.pushers[class] == Some(session);
                 self.records[class].record(fragment.id, timely);
                 if !self.is_publisher() {
+                    if fragment.id <= STREAM_START_IDS {
+                        // The stream has just begun: play it from its first fragment
+                        // (pulling what the first pushes missed), metadata and codec
+                        // headers first, as the publisher sent them.
+                        self.reassembler.start_at(1);
+                    }
                     self.reassembler.insert(now, fragment.clone());
                 }
                 self.push(now, endpoint, &fragment, Some(session));

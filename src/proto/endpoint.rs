@@ -383,11 +383,21 @@ impl Endpoint {
 
     fn static_keys(&mut self) -> &StaticKeys {
         if self.static_keys.is_none() {
+            // A server's shards share one identity: the static keys (and so the peer id
+            // it has as a NetGroup member) too.
+            let mut shared = self.config.server_identity.map(|identity| {
+                use sha2::Digest;
+                let mut h = sha2::Sha256::new();
+                h.update(b"rtmfp-edge static keys");
+                h.update(identity);
+                ChaCha20Rng::from_seed(h.finalize().into())
+            });
+            let rng = shared.as_mut().unwrap_or(&mut self.rng);
             let keys: Vec<DhKeyPair> = self
                 .config
                 .groups
                 .iter()
-                .map(|&g| DhKeyPair::generate(g, &mut self.rng))
+                .map(|&g| DhKeyPair::generate(g, &mut *rng))
                 .collect();
             let group2 = keys.iter().find(|k| k.group() == DhGroup::Modp1024);
             let flash_cert = match group2 {
@@ -395,7 +405,7 @@ impl Endpoint {
                 None => Certificate::with_static_keys(&[], None),
             };
             let mut randomness = [0u8; 64];
-            self.rng.fill_bytes(&mut randomness);
+            rng.fill_bytes(&mut randomness);
             let all: Vec<(DhGroup, &[u8])> =
                 keys.iter().map(|k| (k.group(), k.public_key())).collect();
             let rfc_cert = Certificate::with_static_keys(&all, Some(&randomness));

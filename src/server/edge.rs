@@ -169,10 +169,14 @@ impl EdgeServer {
         let mut rng = ChaCha20Rng::from_seed(seed);
         let mut endpoint_seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rng, &mut endpoint_seed);
-        let endpoint = Endpoint::new(endpoint_config, endpoint_seed);
-        let groups = ServerGroups::new(app.config(), endpoint.server_peer_id());
+        let mut endpoint = Endpoint::new(endpoint_config, endpoint_seed);
+        // As a group member the server is a peer: peers connect to the fingerprint of
+        // the Flash-era static-key certificate, as to any Flash peer (librtmfp accepts
+        // nothing else in a P2P handshake), not to the RHello server certificate.
+        let member_peer = endpoint.client_peer_ids().0;
+        let groups = ServerGroups::new(app.config(), member_peer);
         if !groups.is_empty() {
-            app.join_republish_groups(endpoint.server_peer_id());
+            app.join_republish_groups(member_peer);
         }
         EdgeServer {
             endpoint,
