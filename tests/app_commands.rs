@@ -862,7 +862,7 @@ fn release_stream_and_fc_publish_get_results_as_ffmpeg_waits_for_them() {
 }
 
 #[test]
-fn set_peer_info_reports_the_addresses_that_parse() {
+fn set_peer_info_reports_the_addresses_that_parse_and_can_be_reached() {
     let mut app = default_server();
     let conn = connected(&mut app, "live");
     call(
@@ -877,6 +877,9 @@ fn set_peer_info_reports_the_addresses_that_parse() {
                 "192.168.1.20:50000".into(),
                 "not an address".into(),
                 "[2001:db8::1]:50001".into(),
+                // What librtmfp sends: the addresses it bound, which nobody can reach.
+                "0.0.0.0:48080".into(),
+                "[::]:44560".into(),
             ],
         ),
     );

@@ -595,6 +595,9 @@ impl App {
                     .iter()
                     .filter_map(Value::as_str)
                     .filter_map(|s| s.parse::<SocketAddr>().ok())
+                    // librtmfp reports the address it bound (0.0.0.0, [::]): no peer
+                    // can reach it there, so it is not handed out.
+                    .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
                     .collect();
                 self.outgoing
                     .push_back((conn, Outgoing::PeerAddresses(addresses)));
