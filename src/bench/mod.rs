@@ -7,9 +7,16 @@
 //! sends the synthetic stream, `subscribers` does the N real handshakes and plays,
 //! `receiver` is the cheap per-datagram counter and acker that replaces them, `report`
 //! the summary line, CSV and plot, and `fanout` runs the sweep.
+//!
+//! `bench group`: a stream republished into a NetGroup and played by N members from
+//! each other (`group`: options, stream, measures; `group_sim` in memory on a virtual
+//! clock, `group_udp` on loopback sockets).
 
 pub mod ceiling;
 pub mod fanout;
+pub mod group;
+pub mod group_sim;
+pub mod group_udp;
 pub mod netns;
 pub mod publisher;
 pub mod receiver;

@@ -1,4 +1,5 @@
-//! `bench fanout`: the end-to-end fan-out benchmark (see docs/bench.md).
+//! `bench fanout`: the end-to-end fan-out benchmark; `bench group`: a stream relayed
+//! among NetGroup members (see docs/bench.md).
 
 use std::path::PathBuf;
 
@@ -6,6 +7,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 
 use crate::bench::fanout::{self, Options};
+use crate::bench::group::{self, GroupOptions, Mode};
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -36,10 +38,78 @@ pub enum Bench {
         #[arg(long, default_value = "target/bench-fanout")]
         out: PathBuf,
     },
+    /// One stream republished by the server into a NetGroup, N members playing it from
+    /// each other: delivery, server and member upload, latency, join time. No root
+    /// needed. The last stdout line is a key=value summary.
+    Group {
+        /// Members playing the stream.
+        #[arg(long, default_value_t = 50)]
+        members: usize,
+        /// Seconds of stream after the members joined (they join over 10 ms each, 1-5 s).
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Fraction of the members that leave during the run; as many new ones join.
+        #[arg(long, default_value_t = 0.0)]
+        churn: f64,
+        /// Fraction of datagrams lost, at random (sim only).
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// sim: in-process on a virtual clock, deterministic; udp: real sockets on
+        /// loopback, the server on the engine.
+        #[arg(long, value_enum, default_value_t = GroupMode::Sim)]
+        mode: GroupMode,
+        /// Stream bitrate, kbit/s.
+        #[arg(long, default_value_t = 500)]
+        bitrate: u32,
+        /// Seed for the sim's keys, loss and churn (and udp's churn).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One-way delay of every datagram in the sim, ms.
+        #[arg(long, default_value_t = 10)]
+        delay_ms: u64,
+        /// Threads running the members in udp mode.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum GroupMode {
+    Sim,
+    Udp,
 }
 
 pub fn bench(cmd: Bench) -> Result<()> {
     match cmd {
+        Bench::Group {
+            members,
+            seconds,
+            churn,
+            loss,
+            mode,
+            bitrate,
+            seed,
+            delay_ms,
+            threads,
+        } => {
+            let opts = GroupOptions {
+                members,
+                seconds,
+                churn,
+                loss,
+                mode: match mode {
+                    GroupMode::Sim => Mode::Sim,
+                    GroupMode::Udp => Mode::Udp,
+                },
+                bitrate_kbps: bitrate,
+                seed,
+                delay_ms,
+                threads: threads.max(1),
+            };
+            let summary = group::run(&opts)?.summary();
+            println!("{}", summary.line());
+            Ok(())
+        }
         Bench::Fanout {
             subscribers,
             bitrate,

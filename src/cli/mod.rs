@@ -7,7 +7,7 @@ mod join;
 mod play;
 mod probe;
 mod publish;
-mod serve;
+pub(crate) mod serve;
 pub(crate) mod stream_client;
 pub mod url;
 
@@ -133,7 +133,7 @@ enum Command {
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
     Demo,
-    /// Benchmarks that need root: `bench fanout`.
+    /// Benchmarks: `bench fanout` (needs root), `bench group`.
     #[command(subcommand)]
     Bench(bench::Bench),
 }
