@@ -23,7 +23,6 @@ use crate::group::member::GroupEvent;
 use crate::group::GroupSpec;
 use crate::net::DatagramMachine;
 use crate::proto::endpoint::EndpointConfig;
-use crate::proto::epd::PeerId;
 use crate::proto::Instant;
 use crate::server::config::ServerConfig;
 use crate::server::edge::EdgeServer;
@@ -83,7 +82,6 @@ struct Sim {
     due: Vec<u64>,
     touched: Vec<u32>,
     is_touched: Vec<bool>,
-    server_peer: Option<PeerId>,
     /// The publisher's stream id, and `Some` start time once it publishes.
     stream_id: Option<u32>,
     source: Option<Source>,
@@ -215,9 +213,6 @@ impl Sim {
                         ClientEvent::Connected => {
                             client.join_group(&self.spec);
                             client.play_from_group(STREAM);
-                            if self.server_peer.is_none() {
-                                self.server_peer = client.server_peer_id();
-                            }
                         }
                         ClientEvent::Group(GroupEvent::Media(m)) => {
                             self.records[slot].on_media(&m, now)
@@ -257,7 +252,7 @@ impl Sim {
         let r = &mut self.records[slot];
         if let Some(g) = client.group() {
             r.counters = g.stream().map(|s| s.counters()).unwrap_or_default();
-            r.from_server = self.server_peer.map_or(0, |p| g.received_from(&p));
+            r.from_server = g.received_from_server();
         }
         r.published_at_end = published;
     }
@@ -317,7 +312,6 @@ pub fn run(opts: &GroupOptions) -> Result<GroupRun> {
         due: vec![u64::MAX; nodes],
         touched: Vec::new(),
         is_touched: vec![false; nodes],
-        server_peer: None,
         stream_id: None,
         source: None,
         bitrate_kbps: opts.bitrate_kbps,

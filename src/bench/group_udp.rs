@@ -25,7 +25,6 @@ use crate::flash::client::{ClientEvent, FlashClient};
 use crate::flash::command::code;
 use crate::group::member::GroupEvent;
 use crate::net::os_seed;
-use crate::proto::epd::PeerId;
 use crate::proto::Instant;
 
 /// The server's group counters, copied by the shard's step hook: fragments published
@@ -224,7 +223,6 @@ fn run_members(
     let mut pending = slots.into_iter().peekable();
     let mut live: Vec<Live> = Vec::new();
     let mut done = Vec::new();
-    let mut server_peer: Option<PeerId> = None;
     let mut buf = vec![0u8; 65536];
     let mut fds: Vec<libc::pollfd> = Vec::new();
     let at = |d: Duration| ctx.t0 + d.as_micros() as u64;
@@ -263,7 +261,7 @@ fn run_members(
         while i < live.len() {
             if live[i].leave_at.is_some_and(|t| t <= mono) {
                 let mut m = live.swap_remove(i);
-                snapshot(&mut m, server_peer, ctx);
+                snapshot(&mut m, ctx);
                 m.record.left_us = Some(mono);
                 m.client.close(now);
                 flush(&mut m, now, ctx.server);
@@ -322,9 +320,6 @@ fn run_members(
                         ClientEvent::Connected => {
                             m.client.join_group(&GroupOptions::spec());
                             m.client.play_from_group(STREAM);
-                            if server_peer.is_none() {
-                                server_peer = m.client.server_peer_id();
-                            }
                         }
                         ClientEvent::Group(GroupEvent::Media(msg)) => {
                             m.record.on_media(&msg, monotonic_micros())
@@ -337,16 +332,16 @@ fn run_members(
         }
     }
     for mut m in live {
-        snapshot(&mut m, server_peer, ctx);
+        snapshot(&mut m, ctx);
         done.push((m.slot, m.record));
     }
     Ok(done)
 }
 
-fn snapshot(m: &mut Live, server_peer: Option<PeerId>, ctx: &MemberCtx) {
+fn snapshot(m: &mut Live, ctx: &MemberCtx) {
     if let Some(g) = m.client.group() {
         m.record.counters = g.stream().map(|s| s.counters()).unwrap_or_default();
-        m.record.from_server = server_peer.map_or(0, |p| g.received_from(&p));
+        m.record.from_server = g.received_from_server();
     }
     m.record.published_at_end = ctx.published[0].load(Ordering::Relaxed);
 }
