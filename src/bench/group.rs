@@ -13,11 +13,13 @@ use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::group::fragments::ReassemblyStats;
 use crate::group::stream::StreamCounters;
 use crate::group::GroupSpec;
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::dh::DhGroup;
 use crate::proto::endpoint::EndpointConfig;
+use crate::proto::epd::PeerId;
 use crate::proto::keying::HandshakeLayout;
 
 pub const FPS: u32 = 25;
@@ -304,6 +306,14 @@ pub struct MemberRecord {
     /// UDP payload bytes it sent to peers (not the server), and got from the server.
     pub wire_up: u64,
     pub wire_from_server: u64,
+    /// What its player side reported (missing ids, gaps, late fragments) when it left or
+    /// the run ended.
+    pub reassembly: ReassemblyStats,
+    /// Fragments and bytes its store held then.
+    pub held: (usize, usize),
+    /// Its peer id and its neighbours then (sim only).
+    pub peer_id: Option<PeerId>,
+    pub neighbours: Vec<PeerId>,
 }
 
 impl MemberRecord {

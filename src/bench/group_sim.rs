@@ -246,12 +246,16 @@ impl Sim {
     /// Notes what the member at `slot` did (when it leaves, or at the end).
     fn snapshot(&mut self, slot: usize) {
         let published = self.server_published();
-        let Some(client) = &self.members[slot] else {
+        let Some(client) = &mut self.members[slot] else {
             return;
         };
         let r = &mut self.records[slot];
+        r.peer_id = client.peer_id();
         if let Some(g) = client.group() {
             r.counters = g.stream().map(|s| s.counters()).unwrap_or_default();
+            r.reassembly = g.stream().map(|s| s.reassembly()).unwrap_or_default();
+            r.held = g.stream().map_or((0, 0), |s| s.held());
+            r.neighbours = g.neighbours().collect();
             r.from_server = g.received_from_server();
         }
         r.published_at_end = published;
