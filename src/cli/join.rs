@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::stream_client;
 use super::url::RtmfpUrl;
+use crate::flash::amf::Value;
 use crate::flash::client::ClientEvent;
 use crate::flv::{FlvHeader, FlvTag, FlvWriter, TagType};
 use crate::group::member::GroupEvent;
@@ -77,15 +78,30 @@ impl FlvOut {
 
 /// Joins `spec` on the server of `url` and prints group events for `duration`; plays
 /// `play` from the group into `output` if given.
-pub fn join(
-    url: &str,
-    spec: &str,
-    token: Option<String>,
-    play: Option<&str>,
-    output: Option<&str>,
-    duration: Duration,
-    timeout: Duration,
-) -> Result<()> {
+/// What `join` was asked to do.
+pub struct JoinOptions<'a> {
+    pub url: &'a str,
+    /// A groupspec or a group name.
+    pub spec: &'a str,
+    pub token: Option<String>,
+    pub play: Option<&'a str>,
+    pub output: Option<&'a str>,
+    pub post: Option<&'a str>,
+    pub duration: Duration,
+    pub timeout: Duration,
+}
+
+pub fn join(options: JoinOptions<'_>) -> Result<()> {
+    let JoinOptions {
+        url,
+        spec,
+        token,
+        play,
+        output,
+        post,
+        duration,
+        timeout,
+    } = options;
     let url = RtmfpUrl::parse(url)?;
     let spec = GroupSpec::from_name_or_spec(spec).with_context(|| format!("--group {spec:?}"))?;
     // Flash-era keying with the server: our peer id is then the Flash-era certificate's,
@@ -113,16 +129,35 @@ pub fn join(
     let started = StdInstant::now();
     let mut refused = false;
     let mut closed = None;
+    // Posted once the first neighbour is up: a post reaches the members linked then.
+    let mut to_post = post.map(|text| Value::String(text.to_owned()));
+    let mut posts = 0u64;
     while started.elapsed() < duration && !refused && closed.is_none() && failure.is_none() {
         let left = duration.saturating_sub(started.elapsed());
-        driver.run(left, |c, _| {
+        driver.run(left, |c, now| {
             while let Some(e) = c.poll_event() {
                 match e {
                     ClientEvent::Group(g) => {
                         match &g {
                             GroupEvent::JoinRefused => refused = true,
                             GroupEvent::Heard(p) => println!("heard {p}"),
-                            GroupEvent::NeighbourUp(p) => println!("neighbour up {p}"),
+                            GroupEvent::NeighbourUp(p) => {
+                                println!("neighbour up {p}");
+                                if let Some(message) = to_post.take() {
+                                    match c.post_to_group(now, &message) {
+                                        Some(Ok(id)) => println!("posted {id}"),
+                                        Some(Err(e)) => eprintln!("post refused: {e}"),
+                                        None => {}
+                                    }
+                                }
+                            }
+                            GroupEvent::Post { id, message } => {
+                                posts += 1;
+                                println!("post {id} {message:?}");
+                            }
+                            GroupEvent::Received { route, message } => {
+                                println!("received ({route:?}) {message:?}")
+                            }
                             GroupEvent::NeighbourDown(p) => println!("neighbour down {p}"),
                             GroupEvent::HandshakeRejected { peer, why } => {
                                 println!("handshake from {peer} rejected: {why}")
@@ -185,7 +220,7 @@ pub fn join(
     // One line a script can parse: where the fragments came from, what reached the
     // player, what did not.
     println!(
-        "neighbours={neighbours} heard={heard} estimated_members={estimated} media_messages={media} fragments_received={} \
+        "neighbours={neighbours} heard={heard} estimated_members={estimated} posts_received={posts} media_messages={media} fragments_received={} \
          from_server={from_server} from_peers={} duplicates={} pulls_sent={} fragments_relayed={} \
          missing={} late={}",
         c.fragments_received,

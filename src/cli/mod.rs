@@ -123,6 +123,10 @@ enum Command {
         /// A token for servers that ask for one (sent as the connect argument).
         #[arg(long)]
         token: Option<String>,
+        /// Post this text to the group (NetGroup.post) once a neighbour is up; posts
+        /// from others are printed as they come.
+        #[arg(long)]
+        post: Option<String>,
         /// Stay in the group this many seconds.
         #[arg(long, default_value_t = 30.0)]
         duration: f64,
@@ -210,17 +214,19 @@ pub fn main() -> ExitCode {
             play,
             output,
             token,
+            post,
             duration,
             timeout,
-        } => join::join(
-            &url,
-            &group,
+        } => join::join(join::JoinOptions {
+            url: &url,
+            spec: &group,
             token,
-            play.as_deref(),
-            output.as_deref(),
-            Duration::from_secs_f64(duration),
-            Duration::from_secs(timeout),
-        ),
+            play: play.as_deref(),
+            output: output.as_deref(),
+            post: post.as_deref(),
+            duration: Duration::from_secs_f64(duration),
+            timeout: Duration::from_secs(timeout),
+        }),
         Command::Demo => demo::demo(),
         Command::Bench(b) => bench::bench(b),
     };

@@ -15,6 +15,7 @@ use super::command::{code, on_status, status_code, Command, Level};
 use super::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use super::tc::{self, kind, message_header, FlowMetadata, Lane, TcMessage};
 use crate::group::member::{GroupEvent, GroupMember};
+use crate::group::posting::{PostError, PostId};
 use crate::group::GroupSpec;
 use crate::media::{MediaKind, MediaMessage};
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
@@ -251,6 +252,29 @@ impl FlashClient {
         if let Some(g) = &mut self.group {
             g.publish(now, &mut self.endpoint, name, key);
         }
+    }
+
+    /// Posts `message` to the group we joined (`NetGroup.post`); its id, or why not.
+    /// `None` if we joined no group.
+    pub fn post_to_group(
+        &mut self,
+        now: Instant,
+        message: &Value,
+    ) -> Option<Result<PostId, PostError>> {
+        let g = self.group.as_mut()?;
+        Some(g.post(now, &mut self.endpoint, message))
+    }
+
+    /// Sends `message` towards the group member nearest `address`
+    /// (`NetGroup.sendToNearest`). `None` if we joined no group.
+    pub fn send_to_nearest(
+        &mut self,
+        now: Instant,
+        address: [u8; 32],
+        message: &Value,
+    ) -> Option<Result<(), PostError>> {
+        let g = self.group.as_mut()?;
+        Some(g.send_to_nearest(now, &mut self.endpoint, address, message))
     }
 
     /// Media for the stream we publish into the group.

@@ -14,9 +14,11 @@ use super::peer_messages::{
     AddressKind, GroupFlowRole, GroupHandshake, GroupReport, MediaReportMessage, PeerAddress,
     ReportFlowMessage, ReportedPeer,
 };
+use super::posting::{self, PostError, PostId, PostLog, Route, RoutedMessage};
 use super::server_flow::{join_message, parse_member_notice, GROUP_FLOW_METADATA};
 use super::spec::{group_address, GroupId, GroupSpec};
 use super::stream::GroupStream;
+use crate::flash::amf::Value;
 use crate::media::MediaMessage;
 use crate::proto::endpoint::SessionId;
 use crate::proto::epd::{EndpointDiscriminator, PeerId};
@@ -38,7 +40,7 @@ const RING_SIDE: usize = 3;
 const REPORT_PEERS: usize = 12;
 
 /// What happened in the group, for the application and for tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum GroupEvent {
     /// The server refused our join (its reason came as a NetConnection status).
     JoinRefused,
@@ -55,6 +57,11 @@ pub enum GroupEvent {
     Report { from: PeerId, peers: usize },
     /// A message of the stream we play, in order, starting where it decodes.
     Media(MediaMessage),
+    /// A post another member made (`NetGroup.Posting.Notify`): each post once.
+    Post { id: PostId, message: Value },
+    /// A message routed to us: we were the member nearest its address
+    /// (`NetGroup.SendTo.Notify`), or a neighbour sent it to its neighbours.
+    Received { route: Route, message: Value },
 }
 
 /// One session with a peer that is (or may become) a neighbour.
@@ -72,6 +79,11 @@ struct Link {
     /// Its media report flows and media flows (one of each per stream).
     media_report_flows: Vec<u64>,
     media_flows: Vec<u64>,
+    /// Its post and routed-message flows to us, and ours to it (opened on first use).
+    their_post_flows: Vec<u64>,
+    their_message_flows: Vec<u64>,
+    post_flow: Option<u64>,
+    message_flow: Option<u64>,
 }
 
 /// A peer we know of.
@@ -116,6 +128,8 @@ pub struct GroupMember {
     next_overlay: Option<Instant>,
     /// Neighbours we asked to close (`0c`), and when.
     asked_to_close: HashMap<PeerId, Instant>,
+    /// Posts seen lately: each is taken and passed on once.
+    posts: PostLog,
 }
 
 impl GroupMember {
@@ -153,6 +167,7 @@ impl GroupMember {
             received_from_server: 0,
             next_overlay: None,
             asked_to_close: HashMap::new(),
+            posts: PostLog::default(),
         }
     }
 
@@ -348,6 +363,10 @@ impl GroupMember {
                 report_sent: false,
                 media_report_flows: Vec::new(),
                 media_flows: Vec::new(),
+                their_post_flows: Vec::new(),
+                their_message_flows: Vec::new(),
+                post_flow: None,
+                message_flow: None,
             },
         );
         self.hear(now, peer_id, vec![]);
@@ -385,6 +404,8 @@ impl GroupMember {
                             stream.on_media_flow(session, flow_id);
                         }
                     }
+                    Some(GroupFlowRole::PostValue) => link.their_post_flows.push(flow_id),
+                    Some(GroupFlowRole::Message) => link.their_message_flows.push(flow_id),
                     _ => {}
                 }
             }
@@ -411,6 +432,16 @@ impl GroupMember {
                 }
                 self.drain_media();
             }
+            SessionEvent::Message { flow_id, data }
+                if link.verified && link.their_post_flows.contains(&flow_id) =>
+            {
+                self.on_post(now, endpoint, session, &data);
+            }
+            SessionEvent::Message { flow_id, data }
+                if link.verified && link.their_message_flows.contains(&flow_id) =>
+            {
+                self.on_routed(now, endpoint, session, &data);
+            }
             SessionEvent::Message { flow_id, data } if Some(flow_id) == link.their_report_flow => {
                 // Unreadable group traffic is dropped and counted, never fatal.
                 match ReportFlowMessage::parse(&data) {
@@ -432,6 +463,174 @@ impl GroupMember {
             other => return Some(other),
         }
         None
+    }
+
+    /// Posts `message` to the group (`NetGroup.post`): every member gets it once. Its id
+    /// is the SHA-256 of its serialization, so posting the same message again is not a
+    /// new post (Flash's rule: make messages unique, with a sequence number for
+    /// instance). Returns the id.
+    pub fn post(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        message: &Value,
+    ) -> Result<PostId, PostError> {
+        let (bytes, id) = posting::serialize(message)?;
+        if self.posts.first_sighting(now, id) {
+            self.flood_post(endpoint, &bytes, None);
+        }
+        Ok(id)
+    }
+
+    /// Posts received so far, ours and others' (those still remembered).
+    pub fn posts_seen(&self) -> usize {
+        self.posts.len()
+    }
+
+    fn on_post(&mut self, now: Instant, endpoint: &mut Endpoint, from: SessionId, data: &[u8]) {
+        match posting::read_post(data) {
+            Ok((id, message)) => {
+                if self.posts.first_sighting(now, id) {
+                    self.events.push_back(GroupEvent::Post { id, message });
+                    self.flood_post(endpoint, data, Some(from));
+                }
+            }
+            Err(_) => self.unreadable += 1,
+        }
+    }
+
+    /// Sends a post to every neighbour but `except`.
+    fn flood_post(&mut self, endpoint: &mut Endpoint, bytes: &[u8], except: Option<SessionId>) {
+        let mut sessions: Vec<SessionId> = self
+            .links
+            .iter()
+            .filter(|(s, l)| l.verified && Some(**s) != except)
+            .map(|(s, _)| *s)
+            .collect();
+        sessions.sort_unstable();
+        for session in sessions {
+            self.send_on(endpoint, session, GroupFlowRole::PostValue, bytes);
+        }
+    }
+
+    /// Sends `bytes` on our flow of `role` to the neighbour on `session` (opened on
+    /// first use, answering its report flow).
+    fn send_on(
+        &mut self,
+        endpoint: &mut Endpoint,
+        session: SessionId,
+        role: GroupFlowRole,
+        bytes: &[u8],
+    ) {
+        let Some(link) = self.links.get_mut(&session) else {
+            return;
+        };
+        let Some(s) = endpoint.session_mut(session) else {
+            return;
+        };
+        let answer = link.their_report_flow;
+        let slot = match role {
+            GroupFlowRole::PostValue => &mut link.post_flow,
+            _ => &mut link.message_flow,
+        };
+        let flow = *slot.get_or_insert_with(|| s.open_flow(role.metadata(), answer));
+        s.send(flow, bytes, None);
+    }
+
+    /// Sends `message` on towards the member whose group address is nearest `address`
+    /// (`NetGroup.sendToNearest`); if that is us, it is ours at once.
+    pub fn send_to_nearest(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        address: [u8; 32],
+        message: &Value,
+    ) -> Result<(), PostError> {
+        let (payload, _) = posting::serialize(message)?;
+        let routed = RoutedMessage {
+            route: Route::Nearest,
+            address,
+            payload,
+        };
+        self.route(now, endpoint, routed, message.clone());
+        Ok(())
+    }
+
+    /// Sends `message` to every neighbour (`NetGroup.sendToAllNeighbors`); each takes
+    /// it. Returns how many it went to.
+    pub fn send_to_all_neighbours(
+        &mut self,
+        endpoint: &mut Endpoint,
+        message: &Value,
+    ) -> Result<usize, PostError> {
+        let (payload, _) = posting::serialize(message)?;
+        let mut sessions: Vec<(SessionId, PeerId)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.verified)
+            .map(|(s, l)| (*s, l.peer_id))
+            .collect();
+        sessions.sort_unstable();
+        for &(session, peer) in &sessions {
+            let routed = RoutedMessage {
+                route: Route::Neighbour,
+                address: group_address(&peer),
+                payload: payload.clone(),
+            };
+            self.send_on(endpoint, session, GroupFlowRole::Message, &routed.encode());
+        }
+        Ok(sessions.len())
+    }
+
+    fn on_routed(&mut self, now: Instant, endpoint: &mut Endpoint, _from: SessionId, data: &[u8]) {
+        let Ok(routed) = RoutedMessage::parse(data) else {
+            self.unreadable += 1;
+            return;
+        };
+        let Ok(message) = routed.value() else {
+            self.unreadable += 1;
+            return;
+        };
+        match routed.route {
+            Route::Neighbour => self.events.push_back(GroupEvent::Received {
+                route: Route::Neighbour,
+                message,
+            }),
+            Route::Nearest => self.route(now, endpoint, routed, message),
+        }
+    }
+
+    /// A `Nearest` message: on to the neighbour strictly nearer its address than we are
+    /// (the nearest of them), or ours. The distance shrinks at every hop: no loops.
+    fn route(
+        &mut self,
+        _now: Instant,
+        endpoint: &mut Endpoint,
+        routed: RoutedMessage,
+        message: Value,
+    ) {
+        let ours = ring_distance(&group_address(&self.our_peer_id), &routed.address);
+        let nearer = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.verified)
+            .map(|(s, l)| {
+                (
+                    ring_distance(&group_address(&l.peer_id), &routed.address),
+                    *s,
+                )
+            })
+            .filter(|(d, _)| *d < ours)
+            .min();
+        match nearer {
+            Some((_, session)) => {
+                self.send_on(endpoint, session, GroupFlowRole::Message, &routed.encode())
+            }
+            None => self.events.push_back(GroupEvent::Received {
+                route: Route::Nearest,
+                message,
+            }),
+        }
     }
 
     /// A session we started toward a peer failed.

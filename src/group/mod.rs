@@ -8,11 +8,13 @@
 //! join and notice messages. `peer_messages` and `member` are a member's side: the
 //! group flows between peers, the handshake and reports. `fragments` is the P2P media
 //! stream: numbered fragments, their store and availability maps, and reassembly for
-//! the member's player.
+//! the member's player. `posting` is the rest of NetGroup's traffic: posts flooded to
+//! every member once, and messages routed towards a group address.
 
 pub mod fragments;
 pub mod member;
 pub mod peer_messages;
+pub mod posting;
 pub mod rendezvous;
 pub mod server_flow;
 pub mod spec;
