@@ -121,6 +121,34 @@ fn a_republish_group_must_be_one_members_may_join() {
 }
 
 #[test]
+fn serve_group_republishes_every_app_into_the_group_and_lets_members_join_it() {
+    let mut config = ServerConfig::load(docs("example-config.toml")).unwrap();
+    let spec = GroupSpec::from_name_or_spec("lobby").unwrap();
+    let event = config.app("event").unwrap();
+    assert_eq!(
+        event
+            .authorize_group_join(&spec.group_id(), 0)
+            .unwrap_err()
+            .kind,
+        RefusalKind::GroupNotAllowed
+    );
+    config.republish_everything_into(spec.clone());
+    for app in config.apps() {
+        assert!(
+            app.authorize_group_join(&spec.group_id(), 0).is_ok(),
+            "{}",
+            app.name
+        );
+        assert!(
+            app.republished_into("any").any(|g| *g == spec),
+            "{}",
+            app.name
+        );
+    }
+    assert_eq!(config.republish_groups().len(), 2);
+}
+
+#[test]
 fn a_republish_group_may_be_named_by_a_word() {
     let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"event\"\n";
     let config = ServerConfig::parse(text, "config.toml").unwrap_or_else(|e| panic!("{e}"));
