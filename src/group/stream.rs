@@ -751,10 +751,7 @@ impl GroupStream {
     fn pull(&mut self, now: Instant, endpoint: &mut Endpoint) {
         let fetch = self.fetch_period();
         self.pulled.retain(|_, at| now < *at + fetch * 2);
-        // A tenth of the fetch period (250 ms by default): long enough for pushes in
-        // flight and one retransmission on a short path; a fifth cost 0.3 s of median
-        // latency with 5% loss and bought nothing without (bench group, 100-200 members).
-        let grace = fetch / 10;
+        let grace = fetch / 5;
         for peer in self.peers.values_mut() {
             while let Some(&(at, id)) = peer.announcements.front() {
                 if now < at + grace {
