@@ -751,6 +751,10 @@ impl GroupStream {
     fn pull(&mut self, now: Instant, endpoint: &mut Endpoint) {
         let fetch = self.fetch_period();
         self.pulled.retain(|_, at| now < *at + fetch * 2);
+        // A fifth of the fetch period (500 ms by default). A tenth (250 ms, the minimum
+        // retransmission timeout) cut latency without loss (p99 700 -> 450 ms at 500
+        // members) but, with 5% loss, raced retransmissions: more pulls, the server
+        // uploading 6.5x instead of 4.7x, and less delivered (bench group).
         let grace = fetch / 5;
         for peer in self.peers.values_mut() {
             while let Some(&(at, id)) = peer.announcements.front() {
