@@ -1,6 +1,8 @@
-//! Posts and routed messages among our members (docs/netgroup.md §9): a post reaches
-//! every other member exactly once, and the same message posted again is not a new post;
-//! `sendToNearest` reaches the one member nearest the address, and only it.
+//! Posts, routed messages and object replication among our members (docs/netgroup.md
+//! §9): a post reaches every other member exactly once, and the same message posted again
+//! is not a new post; `sendToNearest` reaches the one member nearest the address, and
+//! only it; wanted objects come once each from neighbours that have them, from another
+//! when one refuses.
 //!
 //! Sans-IO: our server and members in memory (tests/support/group_world.rs).
 
@@ -136,4 +138,72 @@ fn send_to_nearest_reaches_the_member_nearest_the_address() {
             assert_eq!(got, want, "target #{k}: member {m} (nearest is {nearest})");
         }
     }
+}
+
+#[test]
+fn wanted_objects_are_fetched_once_each_from_neighbours_that_have_them() {
+    use rtmfp_edge::group::member::GroupEvent as E;
+    let mut world = group_of(10);
+    let (a, b, wanter) = (1, 6, 3);
+    let now = world.now;
+    {
+        let (g, endpoint) = world.members[a].client.group_and_endpoint().unwrap();
+        g.add_have_objects(endpoint, 0, 9);
+    }
+    {
+        let (g, endpoint) = world.members[b].client.group_and_endpoint().unwrap();
+        g.add_have_objects(endpoint, 0, 19);
+    }
+    world.run_for(Duration::from_millis(500));
+    {
+        let (g, endpoint) = world.members[wanter].client.group_and_endpoint().unwrap();
+        g.add_want_objects(now, endpoint, 0, 19);
+    }
+    // The holders' applications answer requests as they come; A refuses object 4.
+    let mut answered = [0usize; 10];
+    for _ in 0..600 {
+        world.step();
+        for m in [a, b] {
+            let requests: Vec<_> = world.members[m].events[answered[m]..]
+                .iter()
+                .filter_map(|e| match e {
+                    E::ObjectRequested(r) => Some(*r),
+                    _ => None,
+                })
+                .collect();
+            answered[m] = world.members[m].events.len();
+            let (g, endpoint) = world.members[m].client.group_and_endpoint().unwrap();
+            for r in requests {
+                if m == a && r.index == 4 {
+                    g.deny_requested_object(endpoint, r);
+                } else {
+                    let object = Value::String(format!("{m}:{}", r.index));
+                    g.write_requested_object(endpoint, r, &object).unwrap();
+                }
+            }
+        }
+    }
+    let fetched: Vec<(u64, Value)> = world.members[wanter]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            E::ObjectFetched { index, object } => Some((*index, object.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut indexes: Vec<u64> = fetched.iter().map(|(i, _)| *i).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..20).collect::<Vec<_>>(), "every object once");
+    for (index, object) in &fetched {
+        let Value::String(text) = object else {
+            panic!("object {index}: {object:?}")
+        };
+        let (from, i) = text.split_once(':').unwrap();
+        assert_eq!(i, index.to_string());
+        if *index >= 10 || *index == 4 {
+            assert_eq!(from, b.to_string(), "object {index} only B gives");
+        }
+    }
+    let (g, _) = world.members[wanter].client.group_and_endpoint().unwrap();
+    assert!(g.wanted_objects().is_empty());
 }

@@ -158,6 +158,15 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
                             GroupEvent::Received { route, message } => {
                                 println!("received ({route:?}) {message:?}")
                             }
+                            // `join` holds no objects: a neighbour asking is told so.
+                            GroupEvent::ObjectRequested(request) => {
+                                if let Some((g, endpoint)) = c.group_and_endpoint() {
+                                    g.deny_requested_object(endpoint, *request);
+                                }
+                            }
+                            GroupEvent::ObjectFetched { index, .. } => {
+                                println!("object {index} fetched")
+                            }
                             GroupEvent::NeighbourDown(p) => println!("neighbour down {p}"),
                             GroupEvent::HandshakeRejected { peer, why } => {
                                 println!("handshake from {peer} rejected: {why}")

@@ -254,6 +254,13 @@ impl FlashClient {
         }
     }
 
+    /// Our group member and the endpoint it sends through, for the NetGroup calls that
+    /// have no shortcut here (object replication, sendToAllNeighbors...).
+    pub fn group_and_endpoint(&mut self) -> Option<(&mut GroupMember, &mut Endpoint)> {
+        let g = self.group.as_mut()?;
+        Some((g, &mut self.endpoint))
+    }
+
     /// Posts `message` to the group we joined (`NetGroup.post`); its id, or why not.
     /// `None` if we joined no group.
     pub fn post_to_group(

@@ -15,6 +15,7 @@ use super::peer_messages::{
     ReportFlowMessage, ReportedPeer,
 };
 use super::posting::{self, PostError, PostId, PostLog, Route, RoutedMessage};
+use super::replication::{self, ObjectRequest, Replication, ReplicationAction, ReplicationMessage};
 use super::server_flow::{join_message, parse_member_notice, GROUP_FLOW_METADATA};
 use super::spec::{group_address, GroupId, GroupSpec};
 use super::stream::GroupStream;
@@ -62,6 +63,12 @@ pub enum GroupEvent {
     /// A message routed to us: we were the member nearest its address
     /// (`NetGroup.SendTo.Notify`), or a neighbour sent it to its neighbours.
     Received { route: Route, message: Value },
+    /// A neighbour asks for an object we said we have
+    /// (`NetGroup.Replication.Request`): answer with
+    /// [`GroupMember::write_requested_object`] or [`GroupMember::deny_requested_object`].
+    ObjectRequested(ObjectRequest),
+    /// An object we wanted came (`NetGroup.Replication.Fetch.Result`).
+    ObjectFetched { index: u64, object: Value },
 }
 
 /// One session with a peer that is (or may become) a neighbour.
@@ -130,6 +137,8 @@ pub struct GroupMember {
     asked_to_close: HashMap<PeerId, Instant>,
     /// Posts seen lately: each is taken and passed on once.
     posts: PostLog,
+    /// Objects we have and want (object replication).
+    replication: Replication,
 }
 
 impl GroupMember {
@@ -168,6 +177,7 @@ impl GroupMember {
             next_overlay: None,
             asked_to_close: HashMap::new(),
             posts: PostLog::default(),
+            replication: Replication::default(),
         }
     }
 
@@ -453,6 +463,10 @@ impl GroupMember {
                 if let Some(stream) = &mut self.stream {
                     stream.on_neighbour_gone(session);
                 }
+                let mut actions = Vec::new();
+                self.replication
+                    .on_neighbour_gone(now, session, &mut actions);
+                self.apply(endpoint, actions);
                 if let Some(link) = self.links.remove(&session) {
                     if link.verified {
                         self.events
@@ -582,7 +596,19 @@ impl GroupMember {
         Ok(sessions.len())
     }
 
-    fn on_routed(&mut self, now: Instant, endpoint: &mut Endpoint, _from: SessionId, data: &[u8]) {
+    fn on_routed(&mut self, now: Instant, endpoint: &mut Endpoint, from: SessionId, data: &[u8]) {
+        if data.first().is_some_and(|k| replication::KINDS.contains(k)) {
+            match ReplicationMessage::parse(data) {
+                Ok(message) => {
+                    let mut actions = Vec::new();
+                    self.replication
+                        .on_message(now, from, message, &mut actions);
+                    self.apply(endpoint, actions);
+                }
+                Err(_) => self.unreadable += 1,
+            }
+            return;
+        }
         let Ok(routed) = RoutedMessage::parse(data) else {
             self.unreadable += 1;
             return;
@@ -631,6 +657,95 @@ impl GroupMember {
                 message,
             }),
         }
+    }
+
+    fn verified_sessions(&self) -> Vec<SessionId> {
+        let mut v: Vec<SessionId> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.verified)
+            .map(|(s, _)| *s)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Carries out what object replication decided.
+    fn apply(&mut self, endpoint: &mut Endpoint, actions: Vec<ReplicationAction>) {
+        for action in actions {
+            match action {
+                ReplicationAction::Send(session, message) => {
+                    self.send_on(endpoint, session, GroupFlowRole::Message, &message.encode())
+                }
+                ReplicationAction::Requested(request) => {
+                    self.events.push_back(GroupEvent::ObjectRequested(request))
+                }
+                ReplicationAction::Fetched { index, object } => self
+                    .events
+                    .push_back(GroupEvent::ObjectFetched { index, object }),
+            }
+        }
+    }
+
+    /// We have objects `first..=last` (`NetGroup.addHaveObjects`): neighbours may ask.
+    pub fn add_have_objects(&mut self, endpoint: &mut Endpoint, first: u64, last: u64) {
+        let (mut actions, neighbours) = (Vec::new(), self.verified_sessions());
+        self.replication
+            .add_have(first, last, &neighbours, &mut actions);
+        self.apply(endpoint, actions);
+    }
+
+    /// `NetGroup.removeHaveObjects`.
+    pub fn remove_have_objects(&mut self, endpoint: &mut Endpoint, first: u64, last: u64) {
+        let (mut actions, neighbours) = (Vec::new(), self.verified_sessions());
+        self.replication
+            .remove_have(first, last, &neighbours, &mut actions);
+        self.apply(endpoint, actions);
+    }
+
+    /// We want objects `first..=last` (`NetGroup.addWantObjects`): each is fetched from
+    /// a neighbour that has it, and comes as [`GroupEvent::ObjectFetched`].
+    pub fn add_want_objects(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        first: u64,
+        last: u64,
+    ) {
+        let mut actions = Vec::new();
+        self.replication.add_want(now, first, last, &mut actions);
+        self.apply(endpoint, actions);
+    }
+
+    /// `NetGroup.removeWantObjects`.
+    pub fn remove_want_objects(&mut self, first: u64, last: u64) {
+        self.replication.remove_want(first, last);
+    }
+
+    /// Answers a neighbour's request with the object (`writeRequestedObject`).
+    pub fn write_requested_object(
+        &mut self,
+        endpoint: &mut Endpoint,
+        request: ObjectRequest,
+        object: &Value,
+    ) -> Result<(), PostError> {
+        let mut actions = Vec::new();
+        self.replication
+            .answer(request, Some(object), &mut actions)?;
+        self.apply(endpoint, actions);
+        Ok(())
+    }
+
+    /// Refuses a neighbour's request (`denyRequestedObject`): it asks someone else.
+    pub fn deny_requested_object(&mut self, endpoint: &mut Endpoint, request: ObjectRequest) {
+        let mut actions = Vec::new();
+        let _ = self.replication.answer(request, None, &mut actions);
+        self.apply(endpoint, actions);
+    }
+
+    /// Objects we want and have not got yet.
+    pub fn wanted_objects(&self) -> &replication::IndexSet {
+        self.replication.want()
     }
 
     /// A session we started toward a peer failed.
@@ -725,6 +840,9 @@ impl GroupMember {
         }
         if newly {
             self.events.push_back(GroupEvent::NeighbourUp(peer));
+            let mut actions = Vec::new();
+            self.replication.on_neighbour(session, &mut actions);
+            self.apply(endpoint, actions);
             if let (Some(stream), Some(flow)) = (&mut self.stream, their_report_flow) {
                 stream.on_neighbour(now, endpoint, session, flow);
             }
@@ -993,10 +1111,15 @@ impl GroupMember {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let stream = self.stream.as_ref().and_then(GroupStream::poll_timeout);
-        [self.next_report, self.next_overlay, stream]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_report,
+            self.next_overlay,
+            stream,
+            self.replication.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Periodic work: a report to one neighbour in turn; the neighbour set.
@@ -1010,6 +1133,11 @@ impl GroupMember {
         if self.next_overlay.is_some_and(|t| now >= t) {
             self.next_overlay = Some(now + OVERLAY_PERIOD);
             self.maintain_overlay(now, endpoint);
+        }
+        if self.replication.poll_timeout().is_some_and(|t| now >= t) {
+            let mut actions = Vec::new();
+            self.replication.handle_timeout(now, &mut actions);
+            self.apply(endpoint, actions);
         }
         let Some(due) = self.next_report else {
             return;

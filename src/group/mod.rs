@@ -9,13 +9,15 @@
 //! group flows between peers, the handshake and reports. `fragments` is the P2P media
 //! stream: numbered fragments, their store and availability maps, and reassembly for
 //! the member's player. `posting` is the rest of NetGroup's traffic: posts flooded to
-//! every member once, and messages routed towards a group address.
+//! every member once, and messages routed towards a group address; `replication` is
+//! object replication (members fetch numbered objects from neighbours that have them).
 
 pub mod fragments;
 pub mod member;
 pub mod peer_messages;
 pub mod posting;
 pub mod rendezvous;
+pub mod replication;
 pub mod server_flow;
 pub mod spec;
 pub mod stream;
