@@ -207,3 +207,43 @@ fn wanted_objects_are_fetched_once_each_from_neighbours_that_have_them() {
     let (g, _) = world.members[wanter].client.group_and_endpoint().unwrap();
     assert!(g.wanted_objects().is_empty());
 }
+
+#[test]
+fn send_to_neighbour_reaches_the_next_member_each_way_round_the_ring() {
+    let mut world = group_of(MEMBERS);
+    let addresses: Vec<u128> = (0..MEMBERS)
+        .map(|m| {
+            let a = group_address(&world.members[m].client.peer_id().unwrap());
+            u128::from_be_bytes(a[..16].try_into().unwrap())
+        })
+        .collect();
+    let sender = 2;
+    // In a group this small every member is every other's neighbour (the target is
+    // log2(N) + 13), so the next neighbour is the next member on the ring.
+    let next = |increasing: bool| {
+        (0..MEMBERS)
+            .filter(|&m| m != sender)
+            .min_by_key(|&m| {
+                if increasing {
+                    addresses[m].wrapping_sub(addresses[sender])
+                } else {
+                    addresses[sender].wrapping_sub(addresses[m])
+                }
+            })
+            .unwrap()
+    };
+    for increasing in [true, false] {
+        let message = Value::String(format!("next, increasing={increasing}"));
+        let (g, endpoint) = world.members[sender].client.group_and_endpoint().unwrap();
+        assert!(g.send_to_neighbour(endpoint, increasing, &message).unwrap());
+        world.run_for(Duration::from_secs(1));
+        let got: Vec<usize> = (0..MEMBERS)
+            .filter(|&m| {
+                world.members[m].events.iter().any(|e| {
+                    matches!(e, GroupEvent::Received { route: Route::Neighbour, message: v } if *v == message)
+                })
+            })
+            .collect();
+        assert_eq!(got, vec![next(increasing)], "increasing={increasing}");
+    }
+}

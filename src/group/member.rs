@@ -596,6 +596,43 @@ impl GroupMember {
         Ok(sessions.len())
     }
 
+    /// Sends `message` to the neighbour next to us on the ring of group addresses,
+    /// clockwise (`NetGroupSendMode.NEXT_INCREASING`) or not (`NEXT_DECREASING`)
+    /// (`NetGroup.sendToNeighbor`). Returns whether there was a neighbour.
+    pub fn send_to_neighbour(
+        &mut self,
+        endpoint: &mut Endpoint,
+        increasing: bool,
+        message: &Value,
+    ) -> Result<bool, PostError> {
+        let (payload, _) = posting::serialize(message)?;
+        let ours = ring_prefix_128(&group_address(&self.our_peer_id));
+        let next = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.verified)
+            .map(|(s, l)| {
+                let theirs = ring_prefix_128(&group_address(&l.peer_id));
+                let step = if increasing {
+                    theirs.wrapping_sub(ours)
+                } else {
+                    ours.wrapping_sub(theirs)
+                };
+                (step, *s, l.peer_id)
+            })
+            .min();
+        let Some((_, session, peer)) = next else {
+            return Ok(false);
+        };
+        let routed = RoutedMessage {
+            route: Route::Neighbour,
+            address: group_address(&peer),
+            payload,
+        };
+        self.send_on(endpoint, session, GroupFlowRole::Message, &routed.encode());
+        Ok(true)
+    }
+
     fn on_routed(&mut self, now: Instant, endpoint: &mut Endpoint, from: SessionId, data: &[u8]) {
         if data.first().is_some_and(|k| replication::KINDS.contains(k)) {
             match ReplicationMessage::parse(data) {
@@ -1166,10 +1203,13 @@ fn ring_prefix(address: &[u8; 32]) -> u64 {
     u64::from_be_bytes(address[..8].try_into().unwrap_or([0; 8]))
 }
 
+/// A ring position's first 128 bits.
+fn ring_prefix_128(address: &[u8; 32]) -> u128 {
+    u128::from_be_bytes(address[..16].try_into().unwrap_or([0; 16]))
+}
+
 /// Distance between two ring positions, by their first 128 bits, the shorter way round.
 fn ring_distance(a: &[u8; 32], b: &[u8; 32]) -> u128 {
-    let x = u128::from_be_bytes(a[..16].try_into().unwrap_or([0; 16]));
-    let y = u128::from_be_bytes(b[..16].try_into().unwrap_or([0; 16]));
-    let d = x.wrapping_sub(y);
+    let d = ring_prefix_128(a).wrapping_sub(ring_prefix_128(b));
     d.min(d.wrapping_neg())
 }
