@@ -1,7 +1,7 @@
 //! `bench group`: one stream republished by the server into a NetGroup, N members
 //! playing it from each other, measured: delivery, upload per member and for the server,
 //! latency, join time. Two drivers share this module: [`super::group_sim`] (in-process,
-//! virtual clock, deterministic) and [`super::group_udp`] (real sockets on loopback).
+//! virtual clock, seeded) and [`super::group_udp`] (real sockets on loopback).
 //! See docs/bench.md.
 //!
 //! Here: the options, the synthetic stream, the join/leave schedule, what each member

@@ -1,7 +1,8 @@
 //! `bench group --mode sim`: the server, a publisher and the members in one thread,
 //! exchanging datagrams in memory on a virtual clock. Every datagram takes the same
-//! one-way delay and is lost with the given probability (a seeded RNG): the run is
-//! deterministic for a seed.
+//! one-way delay and is lost with the given probability (a seeded RNG). Loss, churn and
+//! keys follow the seed; the members' own choices iterate randomly-seeded hash maps, so
+//! two runs of one seed differ in detail (compare runs over several seeds).
 //!
 //! Event-driven: time jumps to the next datagram arrival, timer (each machine's
 //! `poll_timeout`), media message or schedule step, and only the machines concerned run.

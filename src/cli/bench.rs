@@ -54,7 +54,7 @@ pub enum Bench {
         /// Fraction of datagrams lost, at random (sim only).
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
-        /// sim: in-process on a virtual clock, deterministic; udp: real sockets on
+        /// sim: in-process on a virtual clock, seeded; udp: real sockets on
         /// loopback, the server on the engine.
         #[arg(long, value_enum, default_value_t = GroupMode::Sim)]
         mode: GroupMode,
