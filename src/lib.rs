@@ -13,6 +13,7 @@ pub mod flash;
 pub mod flv;
 pub mod group;
 pub mod media;
+pub mod multicast;
 pub mod net;
 pub mod proto;
 pub mod rtmp;
