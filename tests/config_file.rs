@@ -149,6 +149,37 @@ fn serve_group_republishes_every_app_into_the_group_and_lets_members_join_it() {
 }
 
 #[test]
+fn a_republish_rule_names_its_multicast_form_and_address() {
+    let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"g\"\nform = \"fusion\"\naddress = \"239.1.2.3:30000\"\n";
+    let config = ServerConfig::parse(text, "config.toml").unwrap_or_else(|e| panic!("{e}"));
+    let group = GroupSpec::from_name_or_spec("g").unwrap().group_id();
+    assert_eq!(
+        config.multicast_address(&group),
+        Some("239.1.2.3:30000".parse().unwrap())
+    );
+    let errors = [
+        ("form = \"carrier-pigeon\"\n", 5, "is not p2p, ip or fusion"),
+        ("form = \"ip\"\n", 5, "needs an address"),
+        (
+            "form = \"ip\"\naddress = \"10.0.0.1:30000\"\n",
+            6,
+            "is not a multicast address",
+        ),
+        (
+            "form = \"ip\"\naddress = \"239.1.2.3\"\n",
+            6,
+            "is not ADDR:PORT",
+        ),
+    ];
+    for (lines, line, why) in errors {
+        let text = format!("[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"g\"\n{lines}");
+        let (at, _, message) = error_of(&text);
+        assert_eq!(at, line, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+}
+
+#[test]
 fn a_republish_group_may_be_named_by_a_word() {
     let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"event\"\n";
     let config = ServerConfig::parse(text, "config.toml").unwrap_or_else(|e| panic!("{e}"));

@@ -19,7 +19,7 @@ use rtmfp_edge::group::GroupSpec;
 use rtmfp_edge::media::{MediaKind, MediaMessage};
 use rtmfp_edge::proto::endpoint::EndpointConfig;
 use rtmfp_edge::proto::Instant;
-use rtmfp_edge::server::config::ServerConfig;
+use rtmfp_edge::server::config::{MulticastForm, ServerConfig};
 use rtmfp_edge::server::edge::EdgeServer;
 
 const FRAMES: u32 = 250; // 10 s at 25 frames/s
@@ -56,13 +56,24 @@ fn audio(i: u32) -> MediaMessage {
 
 /// A server that republishes every stream of app `live` into `spec`'s group.
 fn republishing_world(spec: &GroupSpec) -> World {
+    republishing_world_as(spec, MulticastForm::P2p, None)
+}
+
+fn republishing_world_as(
+    spec: &GroupSpec,
+    form: MulticastForm,
+    address: Option<std::net::SocketAddr>,
+) -> World {
     let mut config = ServerConfig::embedded_default();
-    config.republish_everything_into(spec.clone());
+    config.republish_everything_as(spec.clone(), form, address);
     World {
         now: Instant::ZERO,
         server: EdgeServer::new(Arc::new(config), EndpointConfig::server(), [1; 32]),
         members: Vec::new(),
         cut: None,
+        multicast: Vec::new(),
+        multicast_sent: 0,
+        last_multicast: None,
     }
 }
 
@@ -122,6 +133,41 @@ fn stream_frames(world: &mut World, publisher: usize) {
     world.run_for(Duration::from_secs(4));
 }
 
+/// The member's output decodes from its first message and has every frame after its
+/// first keyframe, which came within the first GOP.
+fn check_member(world: &World, p: usize) {
+    let events = &world.members[p].events;
+    let media: Vec<&MediaMessage> = events
+        .iter()
+        .filter_map(|e| match e {
+            GroupEvent::Media(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    let first_video = media
+        .iter()
+        .position(|m| m.kind == MediaKind::Video && !m.is_sequence_header())
+        .unwrap_or_else(|| panic!("player {p} got video"));
+    assert!(
+        media[first_video].is_keyframe(),
+        "player {p} starts at a keyframe"
+    );
+    assert!(
+        media[..first_video]
+            .iter()
+            .any(|m| m.kind == MediaKind::Video && m.is_sequence_header()),
+        "player {p} has the AVC header before its first frame"
+    );
+    let frames = video_indexes(events);
+    let start = frames[0];
+    assert!(start <= GOP, "player {p} started at frame {start}");
+    assert_eq!(
+        frames,
+        (start..FRAMES).collect::<Vec<_>>(),
+        "player {p}: every frame from its start, in order"
+    );
+}
+
 #[test]
 fn members_play_the_republished_stream_mostly_from_each_other() {
     let spec = GroupSpec::parse(SPEC).unwrap();
@@ -138,36 +184,7 @@ fn members_play_the_republished_stream_mostly_from_each_other() {
 
     let (mut from_server, mut from_peers) = (0, 0);
     for &p in &players {
-        let events = &world.members[p].events;
-        let media: Vec<&MediaMessage> = events
-            .iter()
-            .filter_map(|e| match e {
-                GroupEvent::Media(m) => Some(m),
-                _ => None,
-            })
-            .collect();
-        let first_video = media
-            .iter()
-            .position(|m| m.kind == MediaKind::Video && !m.is_sequence_header())
-            .unwrap_or_else(|| panic!("player {p} got video"));
-        assert!(
-            media[first_video].is_keyframe(),
-            "player {p} starts at a keyframe"
-        );
-        assert!(
-            media[..first_video]
-                .iter()
-                .any(|m| m.kind == MediaKind::Video && m.is_sequence_header()),
-            "player {p} has the AVC header before its first frame"
-        );
-        let frames = video_indexes(events);
-        let start = frames[0];
-        assert!(start <= GOP, "player {p} started at frame {start}");
-        assert_eq!(
-            frames,
-            (start..FRAMES).collect::<Vec<_>>(),
-            "player {p}: every frame from its start, in order"
-        );
+        check_member(&world, p);
         let group = world.members[p].client.group().unwrap();
         let received = group.stream().unwrap().counters().fragments_received;
         let server = group.received_from_server();
@@ -212,4 +229,73 @@ fn a_member_of_another_group_gets_nothing_from_the_server() {
         .unwrap()
         .stream()
         .is_none());
+}
+
+#[test]
+fn ip_multicast_reaches_every_member_with_each_fragment_sent_once() {
+    let spec = GroupSpec::parse(SPEC).unwrap();
+    let address: std::net::SocketAddr = "239.1.2.3:30000".parse().unwrap();
+    let mut world = republishing_world_as(&spec, MulticastForm::Ip, Some(address));
+    let mut players = Vec::new();
+    for _ in 0..5 {
+        let p = world.add_member(&spec);
+        world.members[p].client.play_from_group("cam");
+        players.push(p);
+    }
+    world.run_for(Duration::from_secs(1));
+    for &p in &players {
+        // The server told each admitted member where the stream goes, and its key.
+        assert!(
+            world.members[p]
+                .events
+                .contains(&GroupEvent::MulticastAddress(address)),
+            "member {p} was told the multicast address"
+        );
+        world.multicast.push((address, p));
+    }
+    world.run_for(Duration::from_secs(1));
+    let publisher = add_publisher(&mut world);
+    stream_frames(&mut world, publisher);
+
+    let server_sent = world.server.groups().multicast_sent();
+    let published = world.server.groups().counters().fragments_published;
+    assert!(published > 500, "{published} fragments");
+    // Once per fragment, whatever the number of receivers.
+    assert_eq!(server_sent, published);
+    assert_eq!(world.multicast_sent, published);
+    for &p in &players {
+        check_member(&world, p);
+        let c = world.members[p]
+            .client
+            .group()
+            .unwrap()
+            .stream()
+            .unwrap()
+            .counters();
+        assert!(
+            c.from_multicast * 10 >= c.fragments_received * 9,
+            "member {p}: {} of {} fragments by IP multicast",
+            c.from_multicast,
+            c.fragments_received
+        );
+    }
+
+    // Injection: a replayed datagram and a forged one are dropped and counted.
+    let member = players[0];
+    let replay = world.last_multicast.clone().unwrap();
+    let now = world.now;
+    let c = &mut world.members[member].client;
+    assert!(!c.handle_multicast(now, &replay), "a replay is dropped");
+    let mut forged = replay.clone();
+    let n = forged.len();
+    forged[16..24].copy_from_slice(&u64::MAX.to_be_bytes()); // a fresh sequence
+    forged[n - 1] ^= 0x55;
+    assert!(
+        !c.handle_multicast(now, &forged),
+        "a forged datagram is dropped"
+    );
+    let (drops, taken) = c.group().unwrap().multicast_counts();
+    assert!(taken >= published * 9 / 10, "{taken} taken");
+    assert!(drops.contains(&("replayed", 1)), "{drops:?}");
+    assert!(drops.contains(&("bad_tag", 1)), "{drops:?}");
 }

@@ -41,7 +41,11 @@ pub fn run(opts: &GroupOptions) -> Result<GroupRun> {
             slots.len()
         );
     }
-    let cfg = effective_config(Some("127.0.0.1:0".parse()?), Some("off"), None, Some(GROUP))?;
+    let group = crate::cli::serve::GroupFlags {
+        group: Some(GROUP),
+        ..Default::default()
+    };
+    let cfg = effective_config(Some("127.0.0.1:0".parse()?), Some("off"), None, &group)?;
     let group = GroupOptions::spec().group_id();
     let counters: ServerCounters = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let hook_counters = counters.clone();

@@ -167,6 +167,11 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
                             GroupEvent::ObjectFetched { index, .. } => {
                                 println!("object {index} fetched")
                             }
+                            // Receiving it is the next step of issue 7: for now the stream
+                            // comes from peers.
+                            GroupEvent::MulticastAddress(a) => {
+                                println!("the group's stream is also on IP multicast {a}")
+                            }
                             GroupEvent::NeighbourDown(p) => println!("neighbour down {p}"),
                             GroupEvent::HandshakeRejected { peer, why } => {
                                 println!("handshake from {peer} rejected: {why}")

@@ -54,6 +54,13 @@ enum Command {
         /// each other, the server being one of them.
         #[arg(long)]
         group: Option<String>,
+        /// How `--group`'s stream reaches members: p2p (peers relay it), ip (native IP
+        /// multicast to --multicast-address), fusion (both).
+        #[arg(long)]
+        multicast_form: Option<String>,
+        /// Where IP multicast datagrams go (ADDR:PORT, 224.0.0.0/4 or ff00::/8).
+        #[arg(long)]
+        multicast_address: Option<SocketAddr>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -159,11 +166,17 @@ pub fn main() -> ExitCode {
             shards,
             io,
             group,
+            multicast_form,
+            multicast_address,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
             config.as_deref(),
-            group.as_deref(),
+            &serve::GroupFlags {
+                group: group.as_deref(),
+                form: multicast_form.as_deref(),
+                address: multicast_address,
+            },
             &serve::EngineFlags {
                 shards: shards.unwrap_or(0),
                 io: Some(match io {

@@ -16,18 +16,26 @@ use crate::group::GroupSpec;
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
-use crate::server::config::ServerConfig;
+use crate::server::config::{MulticastForm, ServerConfig};
 use crate::server::edge::{EdgeServer, ServerEvent};
 
 /// How often the server prints its drop counters (only when they changed).
 const DROP_REPORT: Duration = Duration::from_secs(60);
 
 /// The config to run with: the file's (or the embedded default), then the flags.
+/// `serve --group NAME [--multicast-form F] [--multicast-address A]`.
+#[derive(Debug, Clone, Default)]
+pub struct GroupFlags<'a> {
+    pub group: Option<&'a str>,
+    pub form: Option<&'a str>,
+    pub address: Option<SocketAddr>,
+}
+
 pub fn effective_config(
     listen: Option<SocketAddr>,
     rtmp: Option<&str>,
     config: Option<&Path>,
-    group: Option<&str>,
+    group: &GroupFlags<'_>,
 ) -> Result<ServerConfig> {
     let mut cfg = match config {
         Some(path) => ServerConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -46,10 +54,27 @@ pub fn effective_config(
             )
         }
     }
-    if let Some(group) = group {
-        let spec = GroupSpec::from_name_or_spec(group)
-            .with_context(|| format!("--group {group:?}: expected a group name or G:..."))?;
-        cfg.republish_everything_into(spec);
+    let form = match group.form {
+        None => MulticastForm::P2p,
+        Some(f) => MulticastForm::parse(f)
+            .with_context(|| format!("--multicast-form {f:?}: expected ip, p2p or fusion"))?,
+    };
+    if let Some(a) = group.address {
+        if !a.ip().is_multicast() || a.port() == 0 {
+            bail!("--multicast-address {a}: not a multicast address and port (224.0.0.0/4 or ff00::/8)");
+        }
+    }
+    match (group.group, form.uses_ip(), group.address) {
+        (None, _, _) if group.form.is_some() || group.address.is_some() => {
+            bail!("--multicast-form and --multicast-address go with --group")
+        }
+        (None, _, _) => {}
+        (Some(_), true, None) => bail!("--multicast-form {form:?} needs --multicast-address"),
+        (Some(name), _, address) => {
+            let spec = GroupSpec::from_name_or_spec(name)
+                .with_context(|| format!("--group {name:?}: expected a group name or G:..."))?;
+            cfg.republish_everything_as(spec, form, address.filter(|_| form.uses_ip()));
+        }
     }
     Ok(cfg)
 }
@@ -120,7 +145,7 @@ pub fn serve(
     listen: Option<SocketAddr>,
     rtmp: Option<&str>,
     config: Option<&Path>,
-    group: Option<&str>,
+    group: &GroupFlags<'_>,
     flags: &EngineFlags,
 ) -> Result<()> {
     let cfg = effective_config(listen, rtmp, config, group)?;
@@ -134,11 +159,13 @@ pub fn serve(
         .flat_map(|a| {
             a.republish.iter().map(move |r| {
                 format!(
-                    "app {}: streams {} republished into group {} ({})",
+                    "app {}: streams {} republished into group {} ({}) as {:?}{}",
                     a.name,
                     r.streams,
                     r.group,
-                    r.group.group_id()
+                    r.group.group_id(),
+                    r.form,
+                    r.address.map(|a| format!(" to {a}")).unwrap_or_default()
                 )
             })
         })

@@ -254,6 +254,15 @@ impl FlashClient {
         }
     }
 
+    /// A datagram that arrived on the group's IP multicast address (see
+    /// [`GroupEvent::MulticastAddress`]); false if it was dropped.
+    pub fn handle_multicast(&mut self, now: Instant, datagram: &[u8]) -> bool {
+        match &mut self.group {
+            Some(g) => g.on_multicast_datagram(now, &mut self.endpoint, datagram),
+            None => false,
+        }
+    }
+
     /// Our group member and the endpoint it sends through, for the NetGroup calls that
     /// have no shortcut here (object replication, sendToAllNeighbors...).
     pub fn group_and_endpoint(&mut self) -> Option<(&mut GroupMember, &mut Endpoint)> {

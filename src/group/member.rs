@@ -10,17 +10,21 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::fragments::GroupFragment;
 use super::peer_messages::{
     AddressKind, GroupFlowRole, GroupHandshake, GroupReport, MediaReportMessage, PeerAddress,
     ReportFlowMessage, ReportedPeer,
 };
 use super::posting::{self, PostError, PostId, PostLog, Route, RoutedMessage};
 use super::replication::{self, ObjectRequest, Replication, ReplicationAction, ReplicationMessage};
-use super::server_flow::{join_message, parse_member_notice, GROUP_FLOW_METADATA};
+use super::server_flow::{
+    join_message, parse_member_notice, parse_multicast_key, GROUP_FLOW_METADATA,
+};
 use super::spec::{group_address, GroupId, GroupSpec};
 use super::stream::GroupStream;
 use crate::flash::amf::Value;
 use crate::media::MediaMessage;
+use crate::multicast::datagram::{self as mc, PayloadKind};
 use crate::proto::endpoint::SessionId;
 use crate::proto::epd::{EndpointDiscriminator, PeerId};
 use crate::proto::flow_recv::Delivery;
@@ -70,6 +74,9 @@ pub enum GroupEvent {
     ObjectRequested(ObjectRequest),
     /// An object we wanted came (`NetGroup.Replication.Fetch.Result`).
     ObjectFetched { index: u64, object: Value },
+    /// The server gave us the IP multicast address of the group's stream and its key:
+    /// datagrams that arrive there go to [`GroupMember::on_multicast_datagram`].
+    MulticastAddress(SocketAddr),
 }
 
 /// One session with a peer that is (or may become) a neighbour.
@@ -140,6 +147,8 @@ pub struct GroupMember {
     posts: PostLog,
     /// Objects we have and want (object replication).
     replication: Replication,
+    /// The IP multicast address the server told us of, and what checks its datagrams.
+    multicast: Option<(SocketAddr, mc::Receiver)>,
 }
 
 impl GroupMember {
@@ -179,6 +188,7 @@ impl GroupMember {
             asked_to_close: HashMap::new(),
             posts: PostLog::default(),
             replication: Replication::default(),
+            multicast: None,
         }
     }
 
@@ -244,9 +254,16 @@ impl GroupMember {
     }
 
     /// Media of the stream we publish.
-    pub fn send_media(&mut self, now: Instant, endpoint: &mut Endpoint, message: &MediaMessage) {
-        if let Some(stream) = self.stream.as_mut().filter(|s| s.is_publisher()) {
-            stream.send_media(now, endpoint, message);
+    /// Returns the fragments cut (for an IP multicast sender).
+    pub fn send_media(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        message: &MediaMessage,
+    ) -> Vec<GroupFragment> {
+        match self.stream.as_mut().filter(|s| s.is_publisher()) {
+            Some(stream) => stream.send_media(now, endpoint, message),
+            None => Vec::new(),
         }
     }
 
@@ -269,6 +286,54 @@ impl GroupMember {
     /// republishing a stream into the group is a peer at the server's address).
     pub fn received_from_server(&self) -> u64 {
         self.received_from_server
+    }
+
+    /// The IP multicast address of the group's stream, once the server told us.
+    pub fn multicast_address(&self) -> Option<SocketAddr> {
+        self.multicast.as_ref().map(|(a, _)| *a)
+    }
+
+    /// IP multicast datagrams dropped, by reason, and those taken.
+    pub fn multicast_counts(&self) -> (Vec<(&'static str, u64)>, u64) {
+        match &self.multicast {
+            Some((_, r)) => (
+                r.drops().iter().map(|(k, v)| (k.name(), *v)).collect(),
+                r.taken(),
+            ),
+            None => (Vec::new(), 0),
+        }
+    }
+
+    /// A datagram that arrived on the group's IP multicast address. One that does not
+    /// check out (forged, replayed, another stream...) is dropped and counted; a
+    /// fragment of our stream is taken like one from a neighbour. False if dropped.
+    pub fn on_multicast_datagram(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        datagram: &[u8],
+    ) -> bool {
+        let Some((_, receiver)) = &mut self.multicast else {
+            return false;
+        };
+        if let Some(stream) = &self.stream {
+            let mut tag = [0u8; 8];
+            tag.copy_from_slice(&stream.key()[..8]);
+            receiver.play_stream(tag);
+        }
+        let Ok(d) = receiver.open(datagram) else {
+            return false;
+        };
+        let (kind, payload) = (d.kind, bytes::Bytes::copy_from_slice(d.payload));
+        match (&mut self.stream, kind) {
+            (Some(stream), PayloadKind::Fragment) => {
+                stream.on_multicast_fragment(now, endpoint, payload);
+                self.drain_media();
+                true
+            }
+            // No stream yet: a neighbour's subscription names it first.
+            (None, _) => false,
+        }
     }
 
     /// Members we know of.
@@ -308,6 +373,15 @@ impl GroupMember {
                 true
             }
             SessionEvent::Message { flow_id, data } if self.notice_flows.contains(flow_id) => {
+                if let Some((address, key)) = parse_multicast_key(data) {
+                    let receiver = &mut self
+                        .multicast
+                        .get_or_insert_with(|| (address, mc::Receiver::default()))
+                        .1;
+                    receiver.add_key(key);
+                    self.events.push_back(GroupEvent::MulticastAddress(address));
+                    return true;
+                }
                 if let Ok(peer) = parse_member_notice(data) {
                     self.hear(now, peer, vec![]);
                     self.connect(now, endpoint, peer);

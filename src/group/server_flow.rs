@@ -7,7 +7,10 @@
 //! nothing for the join itself, then one member notice per peer the member should open a
 //! session to. There is no leave message: closing the flow, or the session, leaves.
 
+use std::net::SocketAddr;
+
 use super::spec::{GroupId, GroupSpec};
+use crate::multicast::datagram::MulticastKey;
 use crate::proto::epd::PeerId;
 use crate::proto::vlu::{put_option, Reader};
 
@@ -102,6 +105,35 @@ pub fn parse_member_notice(message: &[u8]) -> Result<PeerId, GroupMessageError> 
     Ok(PeerId(id))
 }
 
+/// Ours (docs/ipmulticast.md): the server hands an admitted member the IP multicast
+/// address of the group's stream and the key its datagrams are authenticated with, on
+/// the flow that carries member notices: `7e`, key id (4 bytes), key (32 bytes), the
+/// address as text ("239.1.2.3:30000", "[ff15::1]:30000").
+pub const MULTICAST_KEY: u8 = 0x7e;
+
+pub fn multicast_key_message(address: SocketAddr, key: &MulticastKey) -> Vec<u8> {
+    let mut out = vec![MULTICAST_KEY];
+    out.extend_from_slice(&key.id.to_be_bytes());
+    out.extend_from_slice(&key.secret);
+    out.extend_from_slice(address.to_string().as_bytes());
+    out
+}
+
+/// The address and key of a `7e` message; `None` if it is not one, or is malformed.
+pub fn parse_multicast_key(message: &[u8]) -> Option<(SocketAddr, MulticastKey)> {
+    let rest = message.strip_prefix(&[MULTICAST_KEY])?;
+    if rest.len() < 36 {
+        return None;
+    }
+    let id = u32::from_be_bytes(rest[..4].try_into().ok()?);
+    let secret: [u8; 32] = rest[4..36].try_into().ok()?;
+    let address: SocketAddr = std::str::from_utf8(&rest[36..]).ok()?.parse().ok()?;
+    address
+        .ip()
+        .is_multicast()
+        .then_some((address, MulticastKey { id, secret }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +202,28 @@ mod tests {
             let _ = parse_join(&bytes);
             let _ = parse_member_notice(&bytes);
         }
+    }
+
+    #[test]
+    fn a_multicast_key_message_round_trips_and_bad_ones_are_refused() {
+        let key = MulticastKey {
+            id: 3,
+            secret: [5; 32],
+        };
+        let addr: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let m = multicast_key_message(addr, &key);
+        assert_eq!(parse_multicast_key(&m), Some((addr, key.clone())));
+        let v6: SocketAddr = "[ff15::1]:30000".parse().unwrap();
+        assert_eq!(
+            parse_multicast_key(&multicast_key_message(v6, &key)),
+            Some((v6, key.clone()))
+        );
+        assert_eq!(parse_multicast_key(&m[..30]), None);
+        let unicast: SocketAddr = "10.0.0.1:30000".parse().unwrap();
+        assert_eq!(
+            parse_multicast_key(&multicast_key_message(unicast, &key)),
+            None
+        );
+        assert_eq!(parse_multicast_key(&member_notice(&PeerId([1; 32]))), None);
     }
 }

@@ -73,6 +73,8 @@ pub struct StreamCounters {
     pub pulls_answered: u64,
     /// Push classes we moved from a neighbour that was not delivering them first.
     pub push_rotations: u64,
+    /// New fragments that came by IP multicast.
+    pub from_multicast: u64,
 }
 
 /// One neighbour's side of the stream.
@@ -618,17 +620,50 @@ impl GroupStream {
     }
 
     /// The publisher's media: cut into fragments, stored, pushed to who asked.
-    pub fn send_media(&mut self, now: Instant, endpoint: &mut Endpoint, message: &MediaMessage) {
+    /// Returns the fragments cut (for the IP multicast sender).
+    pub fn send_media(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        message: &MediaMessage,
+    ) -> Vec<GroupFragment> {
         let Some(fragmenter) = &mut self.fragmenter else {
-            return;
+            return Vec::new();
         };
         let Ok(fragments) = fragmenter.fragment(message) else {
-            return; // Over 245 kB: NetGroup framing cannot carry it.
+            return Vec::new(); // Over 245 kB: NetGroup framing cannot carry it.
         };
-        for f in fragments {
+        for f in &fragments {
             self.counters.fragments_published += 1;
             self.store.insert(now, f.clone());
-            self.push(now, endpoint, &f, None);
+            self.push(now, endpoint, f, None);
+        }
+        fragments
+    }
+
+    /// A fragment that came by IP multicast (already authenticated): stored and played
+    /// like one from a neighbour, and relayed to the neighbours that asked for its
+    /// class. It says nothing of how well our pushers do.
+    pub fn on_multicast_fragment(&mut self, now: Instant, endpoint: &mut Endpoint, message: Bytes) {
+        let Ok(fragment) = GroupFragment::parse(&message) else {
+            self.counters.unreadable += 1;
+            return;
+        };
+        match self.store.insert(now, fragment.clone()) {
+            super::fragments::Stored::New => {
+                self.counters.fragments_received += 1;
+                self.counters.from_multicast += 1;
+                self.pulled.remove(&fragment.id);
+                if !self.is_publisher() {
+                    if fragment.id <= STREAM_START_IDS {
+                        self.reassembler.start_at(1);
+                    }
+                    self.reassembler.insert(now, fragment.clone());
+                }
+                self.push(now, endpoint, &fragment, None);
+            }
+            super::fragments::Stored::Duplicate => self.counters.duplicates += 1,
+            _ => {}
         }
     }
 

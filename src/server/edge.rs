@@ -134,6 +134,8 @@ pub struct EdgeServer {
     frames_skipped_for_lag: u64,
     /// The server's own members of the groups it republishes streams into.
     groups: ServerGroups,
+    /// IP multicast datagrams to send.
+    multicast_out: VecDeque<Transmit>,
 }
 
 /// A message with its RFC 7425 header in front, and what it was made from (kept, so its
@@ -174,7 +176,23 @@ impl EdgeServer {
         // the Flash-era static-key certificate, as to any Flash peer (librtmfp accepts
         // nothing else in a P2P handshake), not to the RHello server certificate.
         let member_peer = endpoint.client_peer_ids().0;
-        let groups = ServerGroups::new(app.config(), member_peer);
+        // Multicast keys: from the identity every shard shares, or (one shard alone)
+        // from this server's randomness.
+        let secret = match endpoint.config().server_identity {
+            Some(identity) => {
+                let mut h = <sha2::Sha256 as sha2::Digest>::new();
+                sha2::Digest::update(&mut h, b"rtmfp-edge group secret");
+                sha2::Digest::update(&mut h, identity);
+                sha2::Digest::finalize(h).into()
+            }
+            None => {
+                let mut s = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rng, &mut s);
+                s
+            }
+        };
+        let sends_multicast = endpoint.config().shard == 0;
+        let groups = ServerGroups::new(app.config(), member_peer, secret, sends_multicast);
         if !groups.is_empty() {
             app.join_republish_groups(member_peer);
         }
@@ -182,6 +200,7 @@ impl EdgeServer {
             endpoint,
             app,
             groups,
+            multicast_out: VecDeque::new(),
             rtmfp: HashMap::default(),
             session_of: HashMap::default(),
             rtmp: HashMap::default(),
@@ -243,7 +262,9 @@ impl EdgeServer {
     }
 
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        self.endpoint.poll_transmit(now)
+        self.multicast_out
+            .pop_front()
+            .or_else(|| self.endpoint.poll_transmit(now))
     }
 
     // ---------------- RTMP ----------------
@@ -373,7 +394,8 @@ impl EdgeServer {
             }
             while let Some(feed) = self.app.poll_group_feed() {
                 progressed = true;
-                self.groups.on_feed(now, &mut self.endpoint, feed);
+                self.groups
+                    .on_feed(now, &mut self.endpoint, feed, &mut self.multicast_out);
             }
             while let Some(event) = self.app.poll_event() {
                 progressed = true;
@@ -543,6 +565,10 @@ impl EdgeServer {
                 if let Some(g) = client.group_flows.iter_mut().find(|g| g.theirs == flow_id) {
                     g.group = Some(group);
                 }
+                if let Some((address, key)) = self.groups.multicast_key_for(&group) {
+                    let message = group::server_flow::multicast_key_message(address, &key);
+                    self.send_on_group_flow(session, group, &message);
+                }
             }
             None => {
                 client.group_flows.retain(|g| g.theirs != flow_id);
@@ -556,6 +582,12 @@ impl EdgeServer {
     /// Tells a member, on our flow answering its `GC` flow for `group`, of a peer to
     /// open a session to.
     fn send_member_notice(&mut self, session: SessionId, group: GroupId, peer: PeerId) {
+        let notice = group::server_flow::member_notice(&peer);
+        self.send_on_group_flow(session, group, &notice);
+    }
+
+    /// A message on our flow answering the member's `GC` flow for `group`.
+    fn send_on_group_flow(&mut self, session: SessionId, group: GroupId, message: &[u8]) {
         let Some(client) = self.rtmfp.get_mut(&session) else {
             return;
         };
@@ -572,7 +604,7 @@ impl EdgeServer {
         let ours = *flow
             .ours
             .get_or_insert_with(|| s.open_flow(GROUP_FLOW_METADATA.to_vec(), Some(flow.theirs)));
-        s.send(ours, &group::server_flow::member_notice(&peer), None);
+        s.send(ours, message, None);
     }
 
     /// Messages from a client's flows, past any flow-sync barrier, to the application.

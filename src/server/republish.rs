@@ -13,6 +13,9 @@
 //! [`GroupFeed`]: every shard gets the same feed for every publication, so every shard's
 //! member cuts the same fragments under the same stream key.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
 use rustc_hash::FxHashMap as HashMap;
 use sha2::{Digest, Sha256};
 
@@ -23,7 +26,9 @@ use crate::group::peer_messages::{GroupFlowRole, ReportFlowMessage};
 use crate::group::stream::StreamCounters;
 use crate::group::GroupId;
 use crate::media::{MediaKind, MediaMessage};
+use crate::multicast::datagram::{self as mc, MulticastKey, PayloadKind};
 use crate::proto::endpoint::SessionId;
+use crate::proto::endpoint::Transmit;
 use crate::proto::epd::PeerId;
 use crate::proto::session::SessionEvent;
 use crate::proto::{Endpoint, Instant};
@@ -33,8 +38,27 @@ const PENDING_EVENTS: usize = 8;
 /// Flow exception code for group flows naming a group we are not in.
 const NOT_OUR_GROUP: u64 = 0;
 
+/// The server's IP multicast sender for one group (docs/ipmulticast.md).
+#[derive(Debug)]
+struct MulticastSender {
+    address: SocketAddr,
+    key: MulticastKey,
+    /// Datagrams sent under the key so far (the next gets one more).
+    sequence: u64,
+    /// The stream being sent: the first 8 bytes of its key.
+    stream_tag: Option<[u8; 8]>,
+}
+
 pub struct ServerGroups {
     server_peer: PeerId,
+    /// Per member (same order): its IP multicast sender, if the group's stream goes to
+    /// a multicast address.
+    senders: Vec<Option<MulticastSender>>,
+    /// This shard sends the IP multicast datagrams (one shard does, for the server).
+    sends_multicast: bool,
+    multicast_sent: u64,
+    datagram: Vec<u8>,
+    fragment_header: Vec<u8>,
     members: Vec<(GroupId, GroupMember)>,
     /// Per member (same order): the stream's headers, repeated before every keyframe.
     headers: Vec<StreamHeaders>,
@@ -48,14 +72,39 @@ pub struct ServerGroups {
 
 impl ServerGroups {
     /// A member for every group `config` republishes into, known as `server_peer`.
-    pub fn new(config: &ServerConfig, server_peer: PeerId) -> Self {
+    /// Multicast keys are derived from `secret`, the same on every shard of the server;
+    /// `sends_multicast` on one shard only.
+    pub fn new(
+        config: &ServerConfig,
+        server_peer: PeerId,
+        secret: [u8; 32],
+        sends_multicast: bool,
+    ) -> Self {
         let members: Vec<(GroupId, GroupMember)> = config
             .republish_groups()
             .iter()
             .map(|spec| (spec.group_id(), GroupMember::serving(spec, server_peer)))
             .collect();
+        let senders = members
+            .iter()
+            .map(|(group, _)| {
+                config
+                    .multicast_address(group)
+                    .map(|address| MulticastSender {
+                        address,
+                        key: multicast_key(&secret, group),
+                        sequence: 0,
+                        stream_tag: None,
+                    })
+            })
+            .collect();
         ServerGroups {
             server_peer,
+            senders,
+            sends_multicast,
+            multicast_sent: 0,
+            datagram: Vec::with_capacity(mc::MAX_DATAGRAM),
+            fragment_header: Vec::with_capacity(16),
             headers: members.iter().map(|_| StreamHeaders::default()).collect(),
             members,
             routed: HashMap::default(),
@@ -83,6 +132,17 @@ impl ServerGroups {
             .map(|(_, m)| m)
     }
 
+    /// The IP multicast address and key of `group`'s stream, for the members it admits.
+    pub fn multicast_key_for(&self, group: &GroupId) -> Option<(SocketAddr, MulticastKey)> {
+        let i = self.members.iter().position(|(g, _)| g == group)?;
+        self.senders[i].as_ref().map(|s| (s.address, s.key.clone()))
+    }
+
+    /// IP multicast datagrams this shard sent.
+    pub fn multicast_sent(&self) -> u64 {
+        self.multicast_sent
+    }
+
     /// Sessions that opened group flows for a group the server is not in.
     pub fn refused(&self) -> u64 {
         self.refused
@@ -98,6 +158,9 @@ impl ServerGroups {
             sum.fragments_sent += c.fragments_sent;
             sum.pulls_sent += c.pulls_sent;
             sum.unreadable += c.unreadable;
+            sum.fragments_published += c.fragments_published;
+            sum.pulls_answered += c.pulls_answered;
+            sum.push_rotations += c.push_rotations;
         }
         sum
     }
@@ -177,8 +240,15 @@ impl ServerGroups {
         })
     }
 
-    /// What the application tells our members to publish.
-    pub fn on_feed(&mut self, now: Instant, endpoint: &mut Endpoint, feed: GroupFeed) {
+    /// What the application tells our members to publish. IP multicast datagrams go to
+    /// `out`.
+    pub fn on_feed(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        feed: GroupFeed,
+        out: &mut VecDeque<Transmit>,
+    ) {
         match feed {
             GroupFeed::Start {
                 group,
@@ -191,20 +261,54 @@ impl ServerGroups {
                 };
                 self.headers[i] = StreamHeaders::default();
                 self.members[i].1.publish(now, endpoint, &name, key);
+                if let Some(sender) = &mut self.senders[i] {
+                    let mut tag = [0u8; 8];
+                    tag.copy_from_slice(&key[..8]);
+                    sender.stream_tag = Some(tag);
+                }
             }
             GroupFeed::Media { group, message } => {
                 let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {
                     return;
                 };
                 let member = &mut self.members[i].1;
+                let mut fragments = Vec::new();
                 for m in self.headers[i].before(&message) {
-                    member.send_media(now, endpoint, &m);
+                    fragments.extend(member.send_media(now, endpoint, &m));
                 }
-                member.send_media(now, endpoint, &message);
+                fragments.extend(member.send_media(now, endpoint, &message));
+                let sender = self.senders[i].as_mut().filter(|_| self.sends_multicast);
+                if let Some(sender) = sender {
+                    let Some(tag) = sender.stream_tag else {
+                        return;
+                    };
+                    for f in &fragments {
+                        sender.sequence += 1;
+                        self.fragment_header.clear();
+                        f.write_header(&mut self.fragment_header);
+                        mc::seal(
+                            &sender.key,
+                            tag,
+                            sender.sequence,
+                            PayloadKind::Fragment,
+                            &[&self.fragment_header, &f.payload],
+                            &mut self.datagram,
+                        );
+                        out.push_back(Transmit {
+                            destination: sender.address,
+                            payload: self.datagram.clone(),
+                        });
+                        self.multicast_sent += 1;
+                    }
+                }
             }
             GroupFeed::Stop { group } => {
-                if let Some(member) = self.member(&group) {
-                    member.stop_publishing();
+                let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {
+                    return;
+                };
+                self.members[i].1.stop_publishing();
+                if let Some(sender) = &mut self.senders[i] {
+                    sender.stream_tag = None;
                 }
             }
         }
@@ -225,6 +329,19 @@ impl ServerGroups {
             // Our members play nothing; what they reassemble is not wanted.
             while member.poll_event().is_some() {}
         }
+    }
+}
+
+/// The key of `group`'s IP multicast datagrams: the same on every shard (all share
+/// `secret`), different for every group. Id 1: keys do not rotate yet.
+fn multicast_key(secret: &[u8; 32], group: &GroupId) -> MulticastKey {
+    let mut h = Sha256::new();
+    h.update(b"rtmfp-edge multicast key");
+    h.update(secret);
+    h.update(group.0);
+    MulticastKey {
+        id: 1,
+        secret: h.finalize().into(),
     }
 }
 

@@ -32,6 +32,11 @@ pub struct World {
     pub members: Vec<Member>,
     /// Datagrams between these two members are lost while set (both ways).
     pub cut: Option<(usize, usize)>,
+    /// Members that joined an IP multicast address: datagrams sent there reach each.
+    pub multicast: Vec<(SocketAddr, usize)>,
+    /// Datagrams sent to a multicast address, by anyone, and the last one.
+    pub multicast_sent: u64,
+    pub last_multicast: Option<Vec<u8>>,
 }
 
 impl World {
@@ -45,6 +50,9 @@ impl World {
             ),
             members: Vec::new(),
             cut: None,
+            multicast: Vec::new(),
+            multicast_sent: 0,
+            last_multicast: None,
         }
     }
 
@@ -68,7 +76,13 @@ impl World {
             if cut.contains(&from) && cut.contains(&to) {
                 continue;
             }
-            if to == server_addr {
+            if to.ip().is_multicast() {
+                self.multicast_sent += 1;
+                for &(_, m) in self.multicast.iter().filter(|(a, _)| *a == to) {
+                    self.members[m].client.handle_multicast(now, &payload);
+                }
+                self.last_multicast = Some(payload);
+            } else if to == server_addr {
                 self.server.handle_datagram(now, from, &payload);
             } else if let Some(m) = self.members.iter_mut().find(|m| m.addr == to) {
                 m.client.handle_datagram(now, from, &payload);

@@ -10,8 +10,9 @@ use toml::Spanned;
 use super::error::{ConfigError, Position, Source};
 use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawRepublish, RawServer};
 use super::{
-    AccessRule, AppConfig, Cidr, GroupRule, Limits, PublishRule, Republish, ServerConfig,
-    SharedToken, StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
+    AccessRule, AppConfig, Cidr, GroupRule, Limits, MulticastForm, PublishRule, Republish,
+    ServerConfig, SharedToken, StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE,
+    DEFAULT_LISTEN,
 };
 use crate::group::GroupSpec;
 use crate::proto::cookie::{FLASH_COOKIE_LEN, RFC_COOKIE_LEN};
@@ -363,7 +364,49 @@ impl Checker<'_> {
             Some(p) => StreamPattern::new(p.into_inner()),
             None => StreamPattern::new("*"),
         };
-        Ok(Republish { streams, group })
+        let form = match &raw.form {
+            None => MulticastForm::P2p,
+            Some(f) => MulticastForm::parse(f.get_ref()).ok_or_else(|| {
+                self.at(
+                    f,
+                    format!("{ctx}.form: {:?} is not p2p, ip or fusion", f.get_ref()),
+                )
+            })?,
+        };
+        let address = match &raw.address {
+            None => None,
+            Some(a) => {
+                let addr: SocketAddr = a.get_ref().parse().map_err(|_| {
+                    self.at(
+                        a,
+                        format!("{ctx}.address: {:?} is not ADDR:PORT", a.get_ref()),
+                    )
+                })?;
+                if !addr.ip().is_multicast() || addr.port() == 0 {
+                    return Err(self.at(
+                        a,
+                        format!(
+                            "{ctx}.address: {addr} is not a multicast address and port \
+                             (224.0.0.0/4 or ff00::/8)"
+                        ),
+                    ));
+                }
+                Some(addr)
+            }
+        };
+        if form.uses_ip() && address.is_none() {
+            let at = raw.form.as_ref().unwrap_or(&raw.group);
+            return Err(self.at(
+                at,
+                format!("{ctx}: form {form:?} sends IP multicast: it needs an address"),
+            ));
+        }
+        Ok(Republish {
+            streams,
+            group,
+            form,
+            address,
+        })
     }
 
     fn limits(&self, ctx: &str, raw: RawLimits) -> Result<Limits, ConfigError> {

@@ -76,6 +76,36 @@ pub struct AppConfig {
 pub struct Republish {
     pub streams: StreamPattern,
     pub group: GroupSpec,
+    /// How the stream reaches the members.
+    pub form: MulticastForm,
+    /// Where IP multicast datagrams go (required for `Ip` and `Fusion`).
+    pub address: Option<SocketAddr>,
+}
+
+/// The three forms of multicast (the mission's): peer to peer only, native IP multicast
+/// only, or both (Fusion: IP multicast where it reaches, peers repair and relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MulticastForm {
+    #[default]
+    P2p,
+    Ip,
+    Fusion,
+}
+
+impl MulticastForm {
+    pub fn parse(text: &str) -> Option<MulticastForm> {
+        match text.to_ascii_lowercase().as_str() {
+            "p2p" => Some(MulticastForm::P2p),
+            "ip" | "ipmulticast" => Some(MulticastForm::Ip),
+            "fusion" => Some(MulticastForm::Fusion),
+            _ => None,
+        }
+    }
+
+    /// Whether the server sends IP multicast datagrams.
+    pub fn uses_ip(self) -> bool {
+        matches!(self, MulticastForm::Ip | MulticastForm::Fusion)
+    }
 }
 
 /// `[app.group]`: which NetGroups members of the app may join, and how big one may grow.
@@ -147,6 +177,16 @@ impl ServerConfig {
     /// `serve --group`: every app republishes every stream into `group` as well, and
     /// lets members join it where it restricts groups.
     pub fn republish_everything_into(&mut self, group: GroupSpec) {
+        self.republish_everything_as(group, MulticastForm::P2p, None);
+    }
+
+    /// `serve --group --multicast-form [--multicast-address]`.
+    pub fn republish_everything_as(
+        &mut self,
+        group: GroupSpec,
+        form: MulticastForm,
+        address: Option<SocketAddr>,
+    ) {
         for app in &mut self.apps {
             if let Some(allow) = &mut app.group.allow {
                 if !allow.contains(&group.group_id()) {
@@ -156,8 +196,19 @@ impl ServerConfig {
             app.republish.push(Republish {
                 streams: StreamPattern::new("*"),
                 group: group.clone(),
+                form,
+                address,
             });
         }
+    }
+
+    /// The IP multicast address a group's stream goes to, if some rule sends it there.
+    pub fn multicast_address(&self, group: &GroupId) -> Option<SocketAddr> {
+        self.apps
+            .iter()
+            .flat_map(|a| &a.republish)
+            .filter(|r| r.form.uses_ip() && r.group.group_id() == *group)
+            .find_map(|r| r.address)
     }
 
     /// Every group some app republishes into (each once).

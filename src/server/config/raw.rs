@@ -44,6 +44,8 @@ pub(super) struct RawApp {
 pub(super) struct RawRepublish {
     pub streams: Option<Spanned<String>>,
     pub group: Spanned<String>,
+    pub form: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
