@@ -132,9 +132,12 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
     // Posted once the first neighbour is up: a post reaches the members linked then.
     let mut to_post = post.map(|text| Value::String(text.to_owned()));
     let mut posts = 0u64;
+    // The IP multicast socket, once the server told us the group's address.
+    let mut side: Option<std::net::UdpSocket> = None;
+    let mut want_side: Option<std::net::SocketAddr> = None;
     while started.elapsed() < duration && !refused && closed.is_none() && failure.is_none() {
         let left = duration.saturating_sub(started.elapsed());
-        driver.run(left, |c, now| {
+        let step = |c: &mut crate::flash::client::FlashClient, now: crate::proto::Instant| {
             while let Some(e) = c.poll_event() {
                 match e {
                     ClientEvent::Group(g) => {
@@ -170,7 +173,9 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
                             // Receiving it is the next step of issue 7: for now the stream
                             // comes from peers.
                             GroupEvent::MulticastAddress(a) => {
-                                println!("the group's stream is also on IP multicast {a}")
+                                println!("the group's stream is also on IP multicast {a}");
+                                want_side = Some(*a);
+                                return false;
                             }
                             GroupEvent::NeighbourDown(p) => println!("neighbour down {p}"),
                             GroupEvent::HandshakeRejected { peer, why } => {
@@ -206,7 +211,25 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
                 }
             }
             true
-        })?;
+        };
+        match &side {
+            Some(socket) => driver.run_with_side(
+                socket,
+                left,
+                |c, now, datagram| {
+                    c.handle_multicast(now, datagram);
+                },
+                step,
+            )?,
+            None => driver.run(left, step)?,
+        };
+        if let Some(address) = want_side.take() {
+            match crate::net::multicast_receiver(address) {
+                Ok(socket) => side = Some(socket),
+                // Peers still bring the stream.
+                Err(e) => eprintln!("cannot receive IP multicast on {address}: {e}"),
+            }
+        }
     }
     if let Some(e) = failure {
         return Err(e);
@@ -231,14 +254,20 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
     let c = stream.map(|s| s.counters()).unwrap_or_default();
     let r = stream.map(|s| s.reassembly()).unwrap_or_default();
     let from_server = group.map_or(0, |g| g.received_from_server());
+    let (mc_drops, mc_taken) = group.map(|g| g.multicast_counts()).unwrap_or_default();
+    if !mc_drops.is_empty() {
+        let list: Vec<String> = mc_drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("ip multicast datagrams dropped: {}", list.join(" "));
+    }
     // One line a script can parse: where the fragments came from, what reached the
     // player, what did not.
     println!(
         "neighbours={neighbours} heard={heard} estimated_members={estimated} posts_received={posts} media_messages={media} fragments_received={} \
-         from_server={from_server} from_peers={} duplicates={} pulls_sent={} fragments_relayed={} \
+         from_server={from_server} from_peers={} from_multicast={} multicast_datagrams={mc_taken} duplicates={} pulls_sent={} fragments_relayed={} \
          missing={} late={}",
         c.fragments_received,
-        c.fragments_received - from_server,
+        c.fragments_received - from_server - c.from_multicast,
+        c.from_multicast,
         c.duplicates,
         c.pulls_sent,
         c.fragments_sent,

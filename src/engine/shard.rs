@@ -410,6 +410,15 @@ impl Shard {
     /// slots (several sessions encrypted in lock-step), queued for one submit.
     fn flush_uring(&mut self, uring: &mut UringUdp, now: Instant) {
         let mut sent = 0;
+        // IP multicast datagrams (a handful per media message, not per receiver) go out
+        // with a plain send; the sessions' datagrams take the batch below.
+        while let Some(t) = self.server.poll_multicast() {
+            match self.udp.send_to(&t.payload, t.destination) {
+                Ok(_) => sent += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => eprintln!("send to {} failed: {e}", t.destination),
+            }
+        }
         loop {
             let endpoint = &mut self.server.endpoint;
             let n = uring.fill(|batch| endpoint.poll_transmit_batch(now, batch));

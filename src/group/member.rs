@@ -147,8 +147,9 @@ pub struct GroupMember {
     posts: PostLog,
     /// Objects we have and want (object replication).
     replication: Replication,
-    /// The IP multicast address the server told us of, and what checks its datagrams.
-    multicast: Option<(SocketAddr, mc::Receiver)>,
+    /// The IP multicast address the server told us of, what checks its datagrams, and
+    /// whether we relay what comes that way to neighbours (Fusion).
+    multicast: Option<(SocketAddr, mc::Receiver, bool)>,
 }
 
 impl GroupMember {
@@ -225,6 +226,14 @@ impl GroupMember {
         self.stream = Some(stream);
     }
 
+    /// Pushes each class of the stream we publish to at most `limit` neighbours (0 when
+    /// IP multicast brings the stream to every member: pulls still repair).
+    pub fn limit_pushes(&mut self, limit: usize) {
+        if let Some(stream) = &mut self.stream {
+            stream.set_push_limit(limit);
+        }
+    }
+
     /// Stops publishing: neighbours get no more of the stream from us.
     pub fn stop_publishing(&mut self) {
         if self.stream.as_ref().is_some_and(GroupStream::is_publisher) {
@@ -290,13 +299,13 @@ impl GroupMember {
 
     /// The IP multicast address of the group's stream, once the server told us.
     pub fn multicast_address(&self) -> Option<SocketAddr> {
-        self.multicast.as_ref().map(|(a, _)| *a)
+        self.multicast.as_ref().map(|(a, _, _)| *a)
     }
 
     /// IP multicast datagrams dropped, by reason, and those taken.
     pub fn multicast_counts(&self) -> (Vec<(&'static str, u64)>, u64) {
         match &self.multicast {
-            Some((_, r)) => (
+            Some((_, r, _)) => (
                 r.drops().iter().map(|(k, v)| (k.name(), *v)).collect(),
                 r.taken(),
             ),
@@ -313,9 +322,10 @@ impl GroupMember {
         endpoint: &mut Endpoint,
         datagram: &[u8],
     ) -> bool {
-        let Some((_, receiver)) = &mut self.multicast else {
+        let Some((_, receiver, relay)) = &mut self.multicast else {
             return false;
         };
+        let relay = *relay;
         if let Some(stream) = &self.stream {
             let mut tag = [0u8; 8];
             tag.copy_from_slice(&stream.key()[..8]);
@@ -327,7 +337,7 @@ impl GroupMember {
         let (kind, payload) = (d.kind, bytes::Bytes::copy_from_slice(d.payload));
         match (&mut self.stream, kind) {
             (Some(stream), PayloadKind::Fragment) => {
-                stream.on_multicast_fragment(now, endpoint, payload);
+                stream.on_multicast_fragment(now, endpoint, payload, relay);
                 self.drain_media();
                 true
             }
@@ -373,13 +383,14 @@ impl GroupMember {
                 true
             }
             SessionEvent::Message { flow_id, data } if self.notice_flows.contains(flow_id) => {
-                if let Some((address, key)) = parse_multicast_key(data) {
-                    let receiver = &mut self
-                        .multicast
-                        .get_or_insert_with(|| (address, mc::Receiver::default()))
-                        .1;
-                    receiver.add_key(key);
-                    self.events.push_back(GroupEvent::MulticastAddress(address));
+                if let Some(grant) = parse_multicast_key(data) {
+                    let (_, receiver, relay) = self.multicast.get_or_insert_with(|| {
+                        (grant.address, mc::Receiver::default(), grant.relay)
+                    });
+                    receiver.add_key(grant.key);
+                    *relay = grant.relay;
+                    self.events
+                        .push_back(GroupEvent::MulticastAddress(grant.address));
                     return true;
                 }
                 if let Ok(peer) = parse_member_notice(data) {

@@ -107,31 +107,42 @@ pub fn parse_member_notice(message: &[u8]) -> Result<PeerId, GroupMessageError> 
 
 /// Ours (docs/ipmulticast.md): the server hands an admitted member the IP multicast
 /// address of the group's stream and the key its datagrams are authenticated with, on
-/// the flow that carries member notices: `7e`, key id (4 bytes), key (32 bytes), the
-/// address as text ("239.1.2.3:30000", "[ff15::1]:30000").
+/// the flow that carries member notices: `7e`, flags (1 byte; bit 0: Fusion, members
+/// relay what IP multicast brings them to their neighbours), key id (4 bytes), key (32
+/// bytes), the address as text ("239.1.2.3:30000", "[ff15::1]:30000").
 pub const MULTICAST_KEY: u8 = 0x7e;
 
-pub fn multicast_key_message(address: SocketAddr, key: &MulticastKey) -> Vec<u8> {
-    let mut out = vec![MULTICAST_KEY];
+/// What a `7e` message tells a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MulticastGrant {
+    pub address: SocketAddr,
+    pub key: MulticastKey,
+    /// Fusion: pass what IP multicast brings on to neighbours that ask for it.
+    pub relay: bool,
+}
+
+pub fn multicast_key_message(address: SocketAddr, key: &MulticastKey, relay: bool) -> Vec<u8> {
+    let mut out = vec![MULTICAST_KEY, u8::from(relay)];
     out.extend_from_slice(&key.id.to_be_bytes());
     out.extend_from_slice(&key.secret);
     out.extend_from_slice(address.to_string().as_bytes());
     out
 }
 
-/// The address and key of a `7e` message; `None` if it is not one, or is malformed.
-pub fn parse_multicast_key(message: &[u8]) -> Option<(SocketAddr, MulticastKey)> {
-    let rest = message.strip_prefix(&[MULTICAST_KEY])?;
+/// What a `7e` message grants; `None` if it is not one, or is malformed.
+pub fn parse_multicast_key(message: &[u8]) -> Option<MulticastGrant> {
+    let (&flags, rest) = message.strip_prefix(&[MULTICAST_KEY])?.split_first()?;
     if rest.len() < 36 {
         return None;
     }
     let id = u32::from_be_bytes(rest[..4].try_into().ok()?);
     let secret: [u8; 32] = rest[4..36].try_into().ok()?;
     let address: SocketAddr = std::str::from_utf8(&rest[36..]).ok()?.parse().ok()?;
-    address
-        .ip()
-        .is_multicast()
-        .then_some((address, MulticastKey { id, secret }))
+    address.ip().is_multicast().then_some(MulticastGrant {
+        address,
+        key: MulticastKey { id, secret },
+        relay: flags & 1 != 0,
+    })
 }
 
 #[cfg(test)]
@@ -211,17 +222,20 @@ mod tests {
             secret: [5; 32],
         };
         let addr: SocketAddr = "239.1.2.3:30000".parse().unwrap();
-        let m = multicast_key_message(addr, &key);
-        assert_eq!(parse_multicast_key(&m), Some((addr, key.clone())));
+        let m = multicast_key_message(addr, &key, true);
+        let grant = MulticastGrant {
+            address: addr,
+            key: key.clone(),
+            relay: true,
+        };
+        assert_eq!(parse_multicast_key(&m), Some(grant));
         let v6: SocketAddr = "[ff15::1]:30000".parse().unwrap();
-        assert_eq!(
-            parse_multicast_key(&multicast_key_message(v6, &key)),
-            Some((v6, key.clone()))
-        );
+        let back = parse_multicast_key(&multicast_key_message(v6, &key, false)).unwrap();
+        assert_eq!((back.address, back.relay), (v6, false));
         assert_eq!(parse_multicast_key(&m[..30]), None);
         let unicast: SocketAddr = "10.0.0.1:30000".parse().unwrap();
         assert_eq!(
-            parse_multicast_key(&multicast_key_message(unicast, &key)),
+            parse_multicast_key(&multicast_key_message(unicast, &key, false)),
             None
         );
         assert_eq!(parse_multicast_key(&member_notice(&PeerId([1; 32]))), None);

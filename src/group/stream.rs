@@ -177,6 +177,8 @@ fn grant_pushes(requests: &mut [(u8, u8)], limit: usize) {
 
 pub struct GroupStream {
     pub subscription: MediaSubscription,
+    /// Overrides the push limit (the server's member under native IP multicast: 0).
+    push_limit: Option<usize>,
     store: FragmentStore,
     reassembler: Reassembler,
     /// Set when we publish.
@@ -248,6 +250,7 @@ impl GroupStream {
             ..StoreConfig::default()
         });
         GroupStream {
+            push_limit: None,
             subscription,
             store,
             reassembler: Reassembler::new(ReassemblerConfig::default()),
@@ -513,11 +516,11 @@ impl GroupStream {
     /// Honours neighbours' push requests up to the push limit per class, first asked
     /// first served (in session order among those waiting).
     fn grant(&mut self) {
-        let limit = if self.is_publisher() {
+        let limit = self.push_limit.unwrap_or(if self.is_publisher() {
             PUBLISHER_PUSH_LIMIT
         } else {
             MEMBER_PUSH_LIMIT
-        };
+        });
         let mut sessions: Vec<SessionId> = self.peers.keys().copied().collect();
         sessions.sort_unstable();
         let mut requests: Vec<(u8, u8)> = sessions
@@ -642,9 +645,15 @@ impl GroupStream {
     }
 
     /// A fragment that came by IP multicast (already authenticated): stored and played
-    /// like one from a neighbour, and relayed to the neighbours that asked for its
-    /// class. It says nothing of how well our pushers do.
-    pub fn on_multicast_fragment(&mut self, now: Instant, endpoint: &mut Endpoint, message: Bytes) {
+    /// like one from a neighbour, and with `relay` (Fusion) pushed on to the neighbours
+    /// that asked for its class. It says nothing of how well our pushers do.
+    pub fn on_multicast_fragment(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        message: Bytes,
+        relay: bool,
+    ) {
         let Ok(fragment) = GroupFragment::parse(&message) else {
             self.counters.unreadable += 1;
             return;
@@ -660,11 +669,18 @@ impl GroupStream {
                     }
                     self.reassembler.insert(now, fragment.clone());
                 }
-                self.push(now, endpoint, &fragment, None);
+                if relay {
+                    self.push(now, endpoint, &fragment, None);
+                }
             }
             super::fragments::Stored::Duplicate => self.counters.duplicates += 1,
             _ => {}
         }
+    }
+
+    /// Overrides how many neighbours we push each class to (see `grant`).
+    pub fn set_push_limit(&mut self, limit: usize) {
+        self.push_limit = Some(limit);
     }
 
     /// Marks a flow the neighbour opened as its media flow for this stream.

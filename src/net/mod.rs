@@ -124,6 +124,96 @@ impl<M: DatagramMachine> UdpDriver<M> {
     }
 }
 
+impl<M: DatagramMachine> UdpDriver<M> {
+    /// Like [`UdpDriver::run`], also taking datagrams from `side` (an IP multicast
+    /// socket, say), which `on_side` hands to the machine; `step` runs after each.
+    pub fn run_with_side(
+        &mut self,
+        side: &UdpSocket,
+        max_wait: Duration,
+        mut on_side: impl FnMut(&mut M, Instant, &[u8]),
+        mut step: impl FnMut(&mut M, Instant) -> bool,
+    ) -> std::io::Result<bool> {
+        use mio::unix::SourceFd;
+        use mio::{Events, Interest, Poll, Token};
+        use std::os::fd::AsRawFd;
+        let deadline = StdInstant::now() + max_wait;
+        self.socket.set_nonblocking(true)?;
+        side.set_nonblocking(true)?;
+        let mut poll = Poll::new()?;
+        let mut events = Events::with_capacity(4);
+        let (main_fd, side_fd) = (self.socket.as_raw_fd(), side.as_raw_fd());
+        poll.registry()
+            .register(&mut SourceFd(&main_fd), Token(0), Interest::READABLE)?;
+        poll.registry()
+            .register(&mut SourceFd(&side_fd), Token(1), Interest::READABLE)?;
+        let result = loop {
+            self.flush()?;
+            let now = self.now();
+            if !step(&mut self.endpoint, now) {
+                self.flush()?;
+                break Ok(false);
+            }
+            self.flush()?;
+            let remaining = deadline.saturating_duration_since(StdInstant::now());
+            if remaining.is_zero() {
+                break Ok(true);
+            }
+            let timer = self
+                .endpoint
+                .poll_timeout()
+                .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())))
+                .unwrap_or(remaining);
+            let wait = timer.min(remaining).max(Duration::from_millis(1));
+            match poll.poll(&mut events, Some(wait)) {
+                Err(e) if e.kind() != ErrorKind::Interrupted => break Err(e),
+                _ => {}
+            }
+            loop {
+                match self.socket.recv_from(&mut self.buf) {
+                    Ok((n, from)) => {
+                        let now = self.now();
+                        self.endpoint.handle_datagram(now, from, &self.buf[..n]);
+                    }
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+                    Err(_) => break,
+                }
+            }
+            while let Ok((n, _)) = side.recv_from(&mut self.buf) {
+                let now = self.now();
+                on_side(&mut self.endpoint, now, &self.buf[..n]);
+            }
+            let now = self.now();
+            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                self.endpoint.handle_timeout(now);
+            }
+        };
+        self.socket.set_nonblocking(false)?;
+        result
+    }
+}
+
+/// A socket receiving the IP multicast group `group` on its port, joined on every
+/// interface (IGMP for IPv4, MLD for IPv6).
+pub fn multicast_receiver(group: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(group), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    match group {
+        SocketAddr::V4(g) => {
+            socket.bind(&SocketAddr::from(([0, 0, 0, 0], g.port())).into())?;
+            socket.join_multicast_v4(g.ip(), &std::net::Ipv4Addr::UNSPECIFIED)?;
+        }
+        SocketAddr::V6(g) => {
+            socket.set_only_v6(true)?;
+            socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, g.port())).into())?;
+            socket.join_multicast_v6(g.ip(), 0)?;
+        }
+    }
+    Ok(socket.into())
+}
+
 /// Entropy for an endpoint's seed, from the OS.
 pub fn os_seed() -> [u8; 32] {
     use rand::RngCore;

@@ -261,6 +261,12 @@ impl EdgeServer {
         .min()
     }
 
+    /// The next IP multicast datagram to send (also given by
+    /// [`EdgeServer::poll_transmit`], for drivers that send everything one way).
+    pub fn poll_multicast(&mut self) -> Option<Transmit> {
+        self.multicast_out.pop_front()
+    }
+
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.multicast_out
             .pop_front()
@@ -565,8 +571,8 @@ impl EdgeServer {
                 if let Some(g) = client.group_flows.iter_mut().find(|g| g.theirs == flow_id) {
                     g.group = Some(group);
                 }
-                if let Some((address, key)) = self.groups.multicast_key_for(&group) {
-                    let message = group::server_flow::multicast_key_message(address, &key);
+                if let Some((address, key, relay)) = self.groups.multicast_key_for(&group) {
+                    let message = group::server_flow::multicast_key_message(address, &key, relay);
                     self.send_on_group_flow(session, group, &message);
                 }
             }

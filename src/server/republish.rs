@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap as HashMap;
 use sha2::{Digest, Sha256};
 
 use super::app::{GroupFeed, Publication};
-use super::config::ServerConfig;
+use super::config::{MulticastForm, ServerConfig};
 use crate::group::member::GroupMember;
 use crate::group::peer_messages::{GroupFlowRole, ReportFlowMessage};
 use crate::group::stream::StreamCounters;
@@ -42,6 +42,8 @@ const NOT_OUR_GROUP: u64 = 0;
 #[derive(Debug)]
 struct MulticastSender {
     address: SocketAddr,
+    /// Fusion: members relay what IP multicast brings them, and we push as usual.
+    fusion: bool,
     key: MulticastKey,
     /// Datagrams sent under the key so far (the next gets one more).
     sequence: u64,
@@ -89,9 +91,10 @@ impl ServerGroups {
             .iter()
             .map(|(group, _)| {
                 config
-                    .multicast_address(group)
-                    .map(|address| MulticastSender {
+                    .multicast_form(group)
+                    .map(|(address, form)| MulticastSender {
                         address,
+                        fusion: form == MulticastForm::Fusion,
                         key: multicast_key(&secret, group),
                         sequence: 0,
                         stream_tag: None,
@@ -133,9 +136,11 @@ impl ServerGroups {
     }
 
     /// The IP multicast address and key of `group`'s stream, for the members it admits.
-    pub fn multicast_key_for(&self, group: &GroupId) -> Option<(SocketAddr, MulticastKey)> {
+    pub fn multicast_key_for(&self, group: &GroupId) -> Option<(SocketAddr, MulticastKey, bool)> {
         let i = self.members.iter().position(|(g, _)| g == group)?;
-        self.senders[i].as_ref().map(|s| (s.address, s.key.clone()))
+        self.senders[i]
+            .as_ref()
+            .map(|s| (s.address, s.key.clone(), s.fusion))
     }
 
     /// IP multicast datagrams this shard sent.
@@ -265,6 +270,11 @@ impl ServerGroups {
                     let mut tag = [0u8; 8];
                     tag.copy_from_slice(&key[..8]);
                     sender.stream_tag = Some(tag);
+                    if !sender.fusion {
+                        // Native IP multicast brings every member the stream: no pushes,
+                        // only pull answers to repair what it lost.
+                        self.members[i].1.limit_pushes(0);
+                    }
                 }
             }
             GroupFeed::Media { group, message } => {

@@ -21,12 +21,25 @@ pub struct Server {
 impl Server {
     /// Starts the server with extra arguments (e.g. `--config FILE`, `--rtmp off`).
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_in(None, extra)
+    }
+
+    /// Starts the server inside network namespace `netns` (`ip netns exec`), if given.
+    pub fn start_in(netns: Option<&str>, extra: &[&str]) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         if !extra.contains(&"--rtmp") {
             args.extend(["--rtmp", "127.0.0.1:0"]);
         }
         args.extend(extra);
-        let mut child = Command::new(BIN)
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -204,11 +204,16 @@ impl ServerConfig {
 
     /// The IP multicast address a group's stream goes to, if some rule sends it there.
     pub fn multicast_address(&self, group: &GroupId) -> Option<SocketAddr> {
+        self.multicast_form(group).map(|(address, _)| address)
+    }
+
+    /// The address and form (`Ip` or `Fusion`) of a group's IP multicast, if any.
+    pub fn multicast_form(&self, group: &GroupId) -> Option<(SocketAddr, MulticastForm)> {
         self.apps
             .iter()
             .flat_map(|a| &a.republish)
             .filter(|r| r.form.uses_ip() && r.group.group_id() == *group)
-            .find_map(|r| r.address)
+            .find_map(|r| r.address.map(|a| (a, r.form)))
     }
 
     /// Every group some app republishes into (each once).
