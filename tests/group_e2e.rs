@@ -42,7 +42,7 @@ fn spawn_member(url: &str, output: &Path) -> Child {
     Command::new(BIN)
         .args(["join", url, "--group", GROUP, "--play", "cam", "--output"])
         .arg(output)
-        .args(["--duration", "22"])
+        .args(["--duration", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
