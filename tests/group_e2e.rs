@@ -15,28 +15,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use media_tools::{of_kind, packets, scratch, source, tool, Packet};
+use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source, tool};
 use server::{Server, BIN};
 
 const MEMBERS: usize = 8;
 const GROUP: &str = "e2e-loopback";
-
-/// `list` is `source` from some point on, to its end.
-fn assert_tail_of(source: &[Packet], list: &[Packet], what: &str) {
-    assert!(!list.is_empty(), "{what}: nothing");
-    let start = source
-        .iter()
-        .position(|p| p == &list[0])
-        .unwrap_or_else(|| panic!("{what}: its first packet is not the publisher's"));
-    assert_eq!(
-        list.len(),
-        source.len() - start,
-        "{what}: {} packets from the publisher's #{start} on, of {}",
-        list.len(),
-        source.len()
-    );
-    assert!(list == &source[start..], "{what}: payloads differ");
-}
 
 fn spawn_member(url: &str, output: &Path) -> Child {
     Command::new(BIN)
@@ -47,15 +30,6 @@ fn spawn_member(url: &str, output: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// The number after `key=` in the member's summary line.
-fn field(summary: &str, key: &str) -> u64 {
-    summary
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {summary:?}"))
 }
 
 #[test]

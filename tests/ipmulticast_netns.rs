@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use media_tools::{of_kind, packets, scratch, source, Packet};
+use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source};
 use server::{Server, BIN};
 
 const MEMBERS: usize = 5;
@@ -54,27 +54,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
-}
-
-/// `list` is `source` from some point on, to its end.
-fn assert_tail_of(source: &[Packet], list: &[Packet], what: &str) {
-    assert!(!list.is_empty(), "{what}: nothing");
-    let start = source
-        .iter()
-        .position(|p| p == &list[0])
-        .unwrap_or_else(|| panic!("{what}: its first packet is not the publisher's"));
-    assert!(
-        list == &source[start..],
-        "{what}: not the publisher's packets to the end"
-    );
-}
-
-fn field(summary: &str, key: &str) -> u64 {
-    summary
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {summary:?}"))
 }
 
 fn spawn_member(ns: &Netns, url: &str, output: &Path) -> Child {

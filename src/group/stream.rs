@@ -654,28 +654,42 @@ impl GroupStream {
         message: Bytes,
         relay: bool,
     ) {
-        let Ok(fragment) = GroupFragment::parse(&message) else {
+        if let Some((fragment, _)) = self.take_fragment(now, &message) {
+            self.counters.from_multicast += 1;
+            if relay {
+                self.push(now, endpoint, &fragment, None);
+            }
+        }
+    }
+
+    /// Stores a fragment that came from anywhere and, if new, gives it to our player;
+    /// returns it if it was new, and whether we had pulled it. Unreadable and duplicate
+    /// fragments are counted.
+    fn take_fragment(&mut self, now: Instant, message: &Bytes) -> Option<(GroupFragment, bool)> {
+        let Ok(fragment) = GroupFragment::parse(message) else {
             self.counters.unreadable += 1;
-            return;
+            return None;
         };
         match self.store.insert(now, fragment.clone()) {
-            super::fragments::Stored::New => {
-                self.counters.fragments_received += 1;
-                self.counters.from_multicast += 1;
-                self.pulled.remove(&fragment.id);
-                if !self.is_publisher() {
-                    if fragment.id <= STREAM_START_IDS {
-                        self.reassembler.start_at(1);
-                    }
-                    self.reassembler.insert(now, fragment.clone());
-                }
-                if relay {
-                    self.push(now, endpoint, &fragment, None);
-                }
+            super::fragments::Stored::New => {}
+            super::fragments::Stored::Duplicate => {
+                self.counters.duplicates += 1;
+                return None;
             }
-            super::fragments::Stored::Duplicate => self.counters.duplicates += 1,
-            _ => {}
+            _ => return None,
         }
+        self.counters.fragments_received += 1;
+        let pulled = self.pulled.remove(&fragment.id).is_some();
+        if !self.is_publisher() {
+            if fragment.id <= STREAM_START_IDS {
+                // The stream has just begun: play it from its first fragment (pulling
+                // what the first pushes missed), metadata and codec headers first, as
+                // the publisher sent them.
+                self.reassembler.start_at(1);
+            }
+            self.reassembler.insert(now, fragment.clone());
+        }
+        Some((fragment, pulled))
     }
 
     /// Overrides how many neighbours we push each class to (see `grant`).
@@ -698,35 +712,17 @@ impl GroupStream {
         session: SessionId,
         message: Bytes,
     ) {
-        let Ok(fragment) = GroupFragment::parse(&message) else {
-            self.counters.unreadable += 1;
+        let Some((fragment, pulled)) = self.take_fragment(now, &message) else {
             return;
         };
-        match self.store.insert(now, fragment.clone()) {
-            super::fragments::Stored::New => {
-                self.counters.fragments_received += 1;
-                let pulled = self.pulled.remove(&fragment.id).is_some();
-                if let Some(peer) = self.peers.get_mut(&session) {
-                    peer.received += 1;
-                }
-                // Timely: pushed by the neighbour we asked for the class, before a pull.
-                let class = (fragment.id % 8) as usize;
-                let timely = !pulled && self.pushers[class] == Some(session);
-                self.records[class].record(fragment.id, timely);
-                if !self.is_publisher() {
-                    if fragment.id <= STREAM_START_IDS {
-                        // The stream has just begun: play it from its first fragment
-                        // (pulling what the first pushes missed), metadata and codec
-                        // headers first, as the publisher sent them.
-                        self.reassembler.start_at(1);
-                    }
-                    self.reassembler.insert(now, fragment.clone());
-                }
-                self.push(now, endpoint, &fragment, Some(session));
-            }
-            super::fragments::Stored::Duplicate => self.counters.duplicates += 1,
-            _ => {}
+        if let Some(peer) = self.peers.get_mut(&session) {
+            peer.received += 1;
         }
+        // Timely: pushed by the neighbour we asked for the class, before a pull.
+        let class = (fragment.id % 8) as usize;
+        let timely = !pulled && self.pushers[class] == Some(session);
+        self.records[class].record(fragment.id, timely);
+        self.push(now, endpoint, &fragment, Some(session));
     }
 
     /// The next message for our player, in order, starting where it decodes.

@@ -97,3 +97,29 @@ pub fn packets(path: &Path) -> Vec<Packet> {
 pub fn of_kind(p: &[Packet], kind: &str) -> Vec<Packet> {
     p.iter().filter(|p| p.kind == kind).cloned().collect()
 }
+
+/// `list` is `source` from some point on, to its end.
+pub fn assert_tail_of(source: &[Packet], list: &[Packet], what: &str) {
+    assert!(!list.is_empty(), "{what}: nothing");
+    let start = source
+        .iter()
+        .position(|p| p == &list[0])
+        .unwrap_or_else(|| panic!("{what}: its first packet is not the publisher's"));
+    assert_eq!(
+        list.len(),
+        source.len() - start,
+        "{what}: {} packets from the publisher's #{start} on, of {}",
+        list.len(),
+        source.len()
+    );
+    assert!(list == &source[start..], "{what}: payloads differ");
+}
+
+/// The number after `key=` in a `key=value` summary line.
+pub fn field(summary: &str, key: &str) -> u64 {
+    summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in {summary:?}"))
+}
