@@ -3,3 +3,4 @@
 //! takes one. Fusion and the sender and receiver plumbing build on this.
 
 pub mod datagram;
+pub mod sender;

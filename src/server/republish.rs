@@ -26,7 +26,8 @@ use crate::group::peer_messages::{GroupFlowRole, ReportFlowMessage};
 use crate::group::stream::StreamCounters;
 use crate::group::GroupId;
 use crate::media::{MediaKind, MediaMessage};
-use crate::multicast::datagram::{self as mc, MulticastKey, PayloadKind};
+use crate::multicast::datagram::MulticastKey;
+use crate::multicast::sender::MulticastSender;
 use crate::proto::endpoint::SessionId;
 use crate::proto::endpoint::Transmit;
 use crate::proto::epd::PeerId;
@@ -38,28 +39,21 @@ const PENDING_EVENTS: usize = 8;
 /// Flow exception code for group flows naming a group we are not in.
 const NOT_OUR_GROUP: u64 = 0;
 
-/// The server's IP multicast sender for one group (docs/ipmulticast.md).
+/// How one group's stream goes out by IP multicast (docs/ipmulticast.md).
 #[derive(Debug)]
-struct MulticastSender {
-    address: SocketAddr,
+struct IpMulticast {
+    sender: MulticastSender,
     /// Fusion: members relay what IP multicast brings them, and we push as usual.
     fusion: bool,
-    key: MulticastKey,
-    /// Datagrams sent under the key so far (the next gets one more).
-    sequence: u64,
-    /// The stream being sent: the first 8 bytes of its key.
-    stream_tag: Option<[u8; 8]>,
 }
 
 pub struct ServerGroups {
     server_peer: PeerId,
     /// Per member (same order): its IP multicast sender, if the group's stream goes to
     /// a multicast address.
-    senders: Vec<Option<MulticastSender>>,
+    senders: Vec<Option<IpMulticast>>,
     /// This shard sends the IP multicast datagrams (one shard does, for the server).
     sends_multicast: bool,
-    multicast_sent: u64,
-    datagram: Vec<u8>,
     fragment_header: Vec<u8>,
     members: Vec<(GroupId, GroupMember)>,
     /// Per member (same order): the stream's headers, repeated before every keyframe.
@@ -92,12 +86,9 @@ impl ServerGroups {
             .map(|(group, _)| {
                 config
                     .multicast_form(group)
-                    .map(|(address, form)| MulticastSender {
-                        address,
+                    .map(|(address, form)| IpMulticast {
+                        sender: MulticastSender::new(address, multicast_key(&secret, group)),
                         fusion: form == MulticastForm::Fusion,
-                        key: multicast_key(&secret, group),
-                        sequence: 0,
-                        stream_tag: None,
                     })
             })
             .collect();
@@ -105,8 +96,6 @@ impl ServerGroups {
             server_peer,
             senders,
             sends_multicast,
-            multicast_sent: 0,
-            datagram: Vec::with_capacity(mc::MAX_DATAGRAM),
             fragment_header: Vec::with_capacity(16),
             headers: members.iter().map(|_| StreamHeaders::default()).collect(),
             members,
@@ -140,12 +129,12 @@ impl ServerGroups {
         let i = self.members.iter().position(|(g, _)| g == group)?;
         self.senders[i]
             .as_ref()
-            .map(|s| (s.address, s.key.clone(), s.fusion))
+            .map(|s| (s.sender.address(), s.sender.key().clone(), s.fusion))
     }
 
     /// IP multicast datagrams this shard sent.
     pub fn multicast_sent(&self) -> u64 {
-        self.multicast_sent
+        self.senders.iter().flatten().map(|s| s.sender.sent()).sum()
     }
 
     /// Sessions that opened group flows for a group the server is not in.
@@ -266,11 +255,11 @@ impl ServerGroups {
                 };
                 self.headers[i] = StreamHeaders::default();
                 self.members[i].1.publish(now, endpoint, &name, key);
-                if let Some(sender) = &mut self.senders[i] {
+                if let Some(ip) = &mut self.senders[i] {
                     let mut tag = [0u8; 8];
                     tag.copy_from_slice(&key[..8]);
-                    sender.stream_tag = Some(tag);
-                    if !sender.fusion {
+                    ip.sender.start(tag);
+                    if !ip.fusion {
                         // Native IP multicast brings every member the stream: no pushes,
                         // only pull answers to repair what it lost.
                         self.members[i].1.limit_pushes(0);
@@ -287,28 +276,15 @@ impl ServerGroups {
                     fragments.extend(member.send_media(now, endpoint, &m));
                 }
                 fragments.extend(member.send_media(now, endpoint, &message));
-                let sender = self.senders[i].as_mut().filter(|_| self.sends_multicast);
-                if let Some(sender) = sender {
-                    let Some(tag) = sender.stream_tag else {
-                        return;
-                    };
+                let ip = self.senders[i].as_mut().filter(|_| self.sends_multicast);
+                if let Some(IpMulticast { sender, .. }) = ip {
                     for f in &fragments {
-                        sender.sequence += 1;
                         self.fragment_header.clear();
                         f.write_header(&mut self.fragment_header);
-                        mc::seal(
-                            &sender.key,
-                            tag,
-                            sender.sequence,
-                            PayloadKind::Fragment,
-                            &[&self.fragment_header, &f.payload],
-                            &mut self.datagram,
-                        );
-                        out.push_back(Transmit {
-                            destination: sender.address,
-                            payload: self.datagram.clone(),
-                        });
-                        self.multicast_sent += 1;
+                        sender.push_fragment(now, &self.fragment_header, &f.payload);
+                    }
+                    while let Some(t) = sender.poll_transmit(now) {
+                        out.push_back(t);
                     }
                 }
             }
@@ -317,8 +293,8 @@ impl ServerGroups {
                     return;
                 };
                 self.members[i].1.stop_publishing();
-                if let Some(sender) = &mut self.senders[i] {
-                    sender.stream_tag = None;
+                if let Some(ip) = &mut self.senders[i] {
+                    ip.sender.stop();
                 }
             }
         }
