@@ -180,6 +180,36 @@ fn a_republish_rule_names_its_multicast_form_and_address() {
 }
 
 #[test]
+fn a_republish_rule_may_protect_its_ip_multicast_with_fec() {
+    let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"g\"\nform = \"ip\"\naddress = \"239.1.2.3:30000\"\nfec = \"8+2\"\n";
+    let config = ServerConfig::parse(text, "config.toml").unwrap_or_else(|e| panic!("{e}"));
+    let group = GroupSpec::from_name_or_spec("g").unwrap().group_id();
+    let fec = config.multicast_fec(&group).expect("fec");
+    assert_eq!((fec.fragments(), fec.repairs()), (8, 2));
+    let without = text.replace("fec = \"8+2\"\n", "");
+    let config = ServerConfig::parse(&without, "config.toml").unwrap();
+    assert_eq!(config.multicast_fec(&group), None, "off unless asked");
+    let errors = [
+        ("fec = \"8\"", "is not K+R"),
+        ("fec = \"0+2\"", "K is 0"),
+        ("fec = \"8+0\"", "R is 0"),
+        ("fec = \"200+100\"", "K+R is 300; a block holds at most 255"),
+    ];
+    for (line, why) in errors {
+        let text = text.replace("fec = \"8+2\"", line);
+        let (at, _, message) = error_of(&text);
+        assert_eq!(at, 7, "{message}");
+        assert!(message.contains("republish.fec"), "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+    // Peer to peer only: there is no IP multicast to protect.
+    let p2p = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"g\"\nfec = \"8+2\"\n";
+    let (at, _, message) = error_of(p2p);
+    assert_eq!(at, 5, "{message}");
+    assert!(message.contains("sends no IP multicast"), "{message}");
+}
+
+#[test]
 fn a_republish_group_may_be_named_by_a_word() {
     let text = "[[app]]\nname = \"live\"\n[[app.republish]]\ngroup = \"event\"\n";
     let config = ServerConfig::parse(text, "config.toml").unwrap_or_else(|e| panic!("{e}"));

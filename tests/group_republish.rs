@@ -19,7 +19,7 @@ use rtmfp_edge::group::GroupSpec;
 use rtmfp_edge::media::{MediaKind, MediaMessage};
 use rtmfp_edge::proto::endpoint::EndpointConfig;
 use rtmfp_edge::proto::Instant;
-use rtmfp_edge::server::config::{MulticastForm, ServerConfig};
+use rtmfp_edge::server::config::{FecScheme, MulticastForm, ServerConfig};
 use rtmfp_edge::server::edge::EdgeServer;
 
 const FRAMES: u32 = 250; // 10 s at 25 frames/s
@@ -64,8 +64,20 @@ fn republishing_world_as(
     form: MulticastForm,
     address: Option<std::net::SocketAddr>,
 ) -> World {
+    republishing_world_with_fec(spec, form, address, None)
+}
+
+fn republishing_world_with_fec(
+    spec: &GroupSpec,
+    form: MulticastForm,
+    address: Option<std::net::SocketAddr>,
+    fec: Option<FecScheme>,
+) -> World {
     let mut config = ServerConfig::embedded_default();
     config.republish_everything_as(spec.clone(), form, address);
+    if let Some(fec) = fec {
+        config.protect_multicast(&spec.group_id(), fec);
+    }
     World {
         now: Instant::ZERO,
         server: EdgeServer::new(Arc::new(config), EndpointConfig::server(), [1; 32]),
@@ -74,6 +86,7 @@ fn republishing_world_as(
         multicast: Vec::new(),
         multicast_sent: 0,
         last_multicast: None,
+        multicast_lose_every: 0,
     }
 }
 
@@ -298,4 +311,73 @@ fn ip_multicast_reaches_every_member_with_each_fragment_sent_once() {
     assert!(taken >= published * 9 / 10, "{taken} taken");
     assert!(drops.contains(&("replayed", 1)), "{drops:?}");
     assert!(drops.contains(&("bad_tag", 1)), "{drops:?}");
+}
+
+/// Every member joins the multicast address and loses every 5th datagram it carries,
+/// each member its own: what it plays, and how each fragment came.
+fn lossy_ip_multicast(fec: Option<FecScheme>) -> (World, Vec<usize>) {
+    let spec = GroupSpec::parse(SPEC).unwrap();
+    let address: std::net::SocketAddr = "239.1.2.3:30000".parse().unwrap();
+    let mut world = republishing_world_with_fec(&spec, MulticastForm::Ip, Some(address), fec);
+    world.multicast_lose_every = 5;
+    let mut players = Vec::new();
+    for _ in 0..3 {
+        let p = world.add_member(&spec);
+        world.members[p].client.play_from_group("cam");
+        players.push(p);
+    }
+    world.run_for(Duration::from_secs(1));
+    for &p in &players {
+        world.multicast.push((address, p));
+    }
+    world.run_for(Duration::from_secs(1));
+    let publisher = add_publisher(&mut world);
+    stream_frames(&mut world, publisher);
+    (world, players)
+}
+
+#[test]
+fn fec_rebuilds_what_ip_multicast_loses_without_pulls() {
+    // Without FEC the loss bites: members pull what multicast lost from neighbours.
+    let (world, players) = lossy_ip_multicast(None);
+    for &p in &players {
+        check_member(&world, p);
+        let group = world.members[p].client.group().unwrap();
+        let c = group.stream().unwrap().counters();
+        assert_eq!(c.repaired_fec, 0);
+        assert!(
+            c.pulls_sent > 0 && c.from_multicast < c.fragments_received,
+            "member {p} without FEC: {c:?}"
+        );
+    }
+
+    // With 8+2, two of every ten datagrams lost are rebuilt from the other eight.
+    let fec = FecScheme::parse("8+2").unwrap();
+    let (world, players) = lossy_ip_multicast(Some(fec));
+    let groups = world.server.groups();
+    let published = groups.counters().fragments_published;
+    let repairs = groups.multicast_repairs();
+    assert!(published > 500, "{published} fragments");
+    assert!(
+        repairs >= published / 8 * 2,
+        "{repairs} repairs for {published}"
+    );
+    assert_eq!(groups.multicast_sent(), published + repairs);
+    for &p in &players {
+        check_member(&world, p);
+        let group = world.members[p].client.group().unwrap();
+        let c = group.stream().unwrap().counters();
+        assert!(c.repaired_fec > 0, "member {p}: {c:?}");
+        // Two of every block's ten datagrams were lost, one or two of them fragments
+        // (the loss and the blocks keep step): at least an eighth came back by FEC.
+        assert!(c.repaired_fec * 9 >= published, "member {p}: {c:?}");
+        assert_eq!(
+            c.from_multicast + c.repaired_fec,
+            c.fragments_received,
+            "member {p}: every fragment by IP multicast, whole or rebuilt: {c:?}"
+        );
+        assert_eq!(c.pulls_sent, 0, "member {p} pulled: {c:?}");
+        let (drops, _) = group.multicast_counts();
+        assert!(drops.is_empty(), "member {p} dropped {drops:?}");
+    }
 }

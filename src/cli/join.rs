@@ -260,14 +260,16 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
         println!("ip multicast datagrams dropped: {}", list.join(" "));
     }
     // One line a script can parse: where the fragments came from, what reached the
-    // player, what did not.
+    // player, what did not. `repaired_fec` counts fragments IP multicast lost and its
+    // repair datagrams rebuilt, apart from `from_multicast` (those that came whole).
     println!(
         "neighbours={neighbours} heard={heard} estimated_members={estimated} posts_received={posts} media_messages={media} fragments_received={} \
-         from_server={from_server} from_peers={} from_multicast={} multicast_datagrams={mc_taken} duplicates={} pulls_sent={} fragments_relayed={} \
+         from_server={from_server} from_peers={} from_multicast={} repaired_fec={} multicast_datagrams={mc_taken} duplicates={} pulls_sent={} fragments_relayed={} \
          missing={} late={}",
         c.fragments_received,
-        c.fragments_received - from_server - c.from_multicast,
+        c.fragments_received - from_server - c.from_multicast - c.repaired_fec,
         c.from_multicast,
+        c.repaired_fec,
         c.duplicates,
         c.pulls_sent,
         c.fragments_sent,

@@ -61,6 +61,11 @@ enum Command {
         /// Where IP multicast datagrams go (ADDR:PORT, 224.0.0.0/4 or ff00::/8).
         #[arg(long)]
         multicast_address: Option<SocketAddr>,
+        /// Forward error correction of the IP multicast stream: K+R (such as 8+2) sends
+        /// R repair datagrams after every K fragments, so a member that lost up to R of
+        /// them rebuilds them (K+R at most 255).
+        #[arg(long, value_name = "K+R")]
+        multicast_fec: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -168,6 +173,7 @@ pub fn main() -> ExitCode {
             group,
             multicast_form,
             multicast_address,
+            multicast_fec,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
@@ -176,6 +182,7 @@ pub fn main() -> ExitCode {
                 group: group.as_deref(),
                 form: multicast_form.as_deref(),
                 address: multicast_address,
+                fec: multicast_fec.as_deref(),
             },
             &serve::EngineFlags {
                 shards: shards.unwrap_or(0),

@@ -16,19 +16,22 @@ use crate::group::GroupSpec;
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
-use crate::server::config::{MulticastForm, ServerConfig};
+use crate::server::config::{FecScheme, MulticastForm, ServerConfig};
 use crate::server::edge::{EdgeServer, ServerEvent};
 
 /// How often the server prints its drop counters (only when they changed).
 const DROP_REPORT: Duration = Duration::from_secs(60);
 
 /// The config to run with: the file's (or the embedded default), then the flags.
-/// `serve --group NAME [--multicast-form F] [--multicast-address A]`.
+/// `serve --group NAME [--multicast-form F] [--multicast-address A]
+/// [--multicast-fec K+R]`.
 #[derive(Debug, Clone, Default)]
 pub struct GroupFlags<'a> {
     pub group: Option<&'a str>,
     pub form: Option<&'a str>,
     pub address: Option<SocketAddr>,
+    /// `--multicast-fec K+R`.
+    pub fec: Option<&'a str>,
 }
 
 pub fn effective_config(
@@ -64,6 +67,17 @@ pub fn effective_config(
             bail!("--multicast-address {a}: not a multicast address and port (224.0.0.0/4 or ff00::/8)");
         }
     }
+    let fec = match group.fec {
+        None => None,
+        Some(_) if !form.uses_ip() => {
+            bail!(
+                "--multicast-fec protects IP multicast: it goes with --multicast-form ip or fusion"
+            )
+        }
+        Some(text) => Some(
+            FecScheme::parse(text).map_err(|e| anyhow::anyhow!("--multicast-fec {text:?}: {e}"))?,
+        ),
+    };
     match (group.group, form.uses_ip(), group.address) {
         (None, _, _) if group.form.is_some() || group.address.is_some() => {
             bail!("--multicast-form and --multicast-address go with --group")
@@ -73,7 +87,10 @@ pub fn effective_config(
         (Some(name), _, address) => {
             let spec = GroupSpec::from_name_or_spec(name)
                 .with_context(|| format!("--group {name:?}: expected a group name or G:..."))?;
-            cfg.republish_everything_as(spec, form, address.filter(|_| form.uses_ip()));
+            cfg.republish_everything_as(spec.clone(), form, address.filter(|_| form.uses_ip()));
+            if let Some(fec) = fec {
+                cfg.protect_multicast(&spec.group_id(), fec);
+            }
         }
     }
     Ok(cfg)
@@ -170,6 +187,14 @@ pub fn serve(
             })
         })
         .collect();
+    let cfg_fec: Vec<(String, String, FecScheme)> = cfg
+        .apps()
+        .iter()
+        .flat_map(|a| {
+            let rules = a.republish.iter().filter_map(|r| r.fec.map(|f| (r, f)));
+            rules.map(move |(r, f)| (a.name.clone(), r.group.to_string(), f))
+        })
+        .collect();
     let engine = start(cfg, flags, logging_hook(None))?;
     println!(
         "engine: {} shard(s) on {}{}",
@@ -198,6 +223,9 @@ pub fn serve(
     println!("apps: {}", apps.join(", "));
     for app in cfg_republish {
         println!("{app}");
+    }
+    for (app, group, fec) in cfg_fec {
+        println!("app {app}: IP multicast into group {group} carries FEC {fec} (K+R)");
     }
     report_shards(engine.stats.clone());
     engine.join()
@@ -287,5 +315,46 @@ fn print_drops(shard: u8, drops: &std::collections::BTreeMap<DropReason, u64>) {
             .map(|(r, n)| format!("{}={n}", r.name()))
             .collect();
         println!("shard {shard} dropped datagrams: {}", list.join(" "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_multicast_fec_protects_the_group_it_republishes_into() {
+        let flags = |fec: &'static str| GroupFlags {
+            group: Some("g"),
+            form: Some("ip"),
+            address: Some("239.1.2.3:30000".parse().unwrap()),
+            fec: Some(fec),
+        };
+        let group = GroupSpec::from_name_or_spec("g").unwrap().group_id();
+        let config = effective_config(None, None, None, &flags("4+1")).unwrap();
+        assert_eq!(
+            config.multicast_fec(&group).map(|f| f.to_string()),
+            Some("4+1".into())
+        );
+        for (fec, why) in [
+            ("4", "is not K+R"),
+            ("0+1", "K is 0"),
+            ("4+0", "R is 0"),
+            ("250+6", "K+R is 256"),
+        ] {
+            let e = effective_config(None, None, None, &flags(fec)).unwrap_err();
+            let message = format!("{e:#}");
+            assert!(
+                message.contains("--multicast-fec") && message.contains(why),
+                "{message}"
+            );
+        }
+        let p2p = GroupFlags {
+            form: Some("p2p"),
+            address: None,
+            ..flags("4+1")
+        };
+        let e = effective_config(None, None, None, &p2p).unwrap_err();
+        assert!(format!("{e:#}").contains("goes with --multicast-form ip or fusion"));
     }
 }

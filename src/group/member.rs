@@ -24,7 +24,7 @@ use super::spec::{group_address, GroupId, GroupSpec};
 use super::stream::GroupStream;
 use crate::flash::amf::Value;
 use crate::media::MediaMessage;
-use crate::multicast::datagram::{self as mc, PayloadKind};
+use crate::multicast::receiver::{Arrival, MulticastReceiver};
 use crate::proto::endpoint::SessionId;
 use crate::proto::epd::{EndpointDiscriminator, PeerId};
 use crate::proto::flow_recv::Delivery;
@@ -149,7 +149,7 @@ pub struct GroupMember {
     replication: Replication,
     /// The IP multicast address the server told us of, what checks its datagrams, and
     /// whether we relay what comes that way to neighbours (Fusion).
-    multicast: Option<(SocketAddr, mc::Receiver, bool)>,
+    multicast: Option<(SocketAddr, MulticastReceiver, bool)>,
 }
 
 impl GroupMember {
@@ -305,10 +305,7 @@ impl GroupMember {
     /// IP multicast datagrams dropped, by reason, and those taken.
     pub fn multicast_counts(&self) -> (Vec<(&'static str, u64)>, u64) {
         match &self.multicast {
-            Some((_, r, _)) => (
-                r.drops().iter().map(|(k, v)| (k.name(), *v)).collect(),
-                r.taken(),
-            ),
+            Some((_, r, _)) => (r.drops().map(|(k, v)| (k.name(), v)).collect(), r.taken()),
             None => (Vec::new(), 0),
         }
     }
@@ -331,19 +328,20 @@ impl GroupMember {
             tag.copy_from_slice(&stream.key()[..8]);
             receiver.play_stream(tag);
         }
-        let Ok(d) = receiver.open(datagram) else {
+        if receiver.handle(datagram).is_err() {
+            return false;
+        }
+        let Some(stream) = &mut self.stream else {
+            // No stream yet: a neighbour's subscription names it first.
+            while receiver.poll_fragment().is_some() {}
             return false;
         };
-        let (kind, payload) = (d.kind, bytes::Bytes::copy_from_slice(d.payload));
-        match (&mut self.stream, kind) {
-            (Some(stream), PayloadKind::Fragment) => {
-                stream.on_multicast_fragment(now, endpoint, payload, relay);
-                self.drain_media();
-                true
-            }
-            // No stream yet: a neighbour's subscription names it first.
-            (None, _) => false,
+        while let Some((payload, arrival)) = receiver.poll_fragment() {
+            let repaired = arrival == Arrival::Repaired;
+            stream.on_multicast_fragment(now, endpoint, payload, relay, repaired);
         }
+        self.drain_media();
+        true
     }
 
     /// Members we know of.
@@ -385,7 +383,7 @@ impl GroupMember {
             SessionEvent::Message { flow_id, data } if self.notice_flows.contains(flow_id) => {
                 if let Some(grant) = parse_multicast_key(data) {
                     let (_, receiver, relay) = self.multicast.get_or_insert_with(|| {
-                        (grant.address, mc::Receiver::default(), grant.relay)
+                        (grant.address, MulticastReceiver::default(), grant.relay)
                     });
                     receiver.add_key(grant.key);
                     *relay = grant.relay;

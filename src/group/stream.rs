@@ -73,8 +73,11 @@ pub struct StreamCounters {
     pub pulls_answered: u64,
     /// Push classes we moved from a neighbour that was not delivering them first.
     pub push_rotations: u64,
-    /// New fragments that came by IP multicast.
+    /// New fragments that came by IP multicast, each in its own datagram.
     pub from_multicast: u64,
+    /// New fragments rebuilt from IP multicast repair datagrams (FEC); not counted in
+    /// `from_multicast`.
+    pub repaired_fec: u64,
 }
 
 /// One neighbour's side of the stream.
@@ -644,18 +647,24 @@ impl GroupStream {
         fragments
     }
 
-    /// A fragment that came by IP multicast (already authenticated): stored and played
-    /// like one from a neighbour, and with `relay` (Fusion) pushed on to the neighbours
-    /// that asked for its class. It says nothing of how well our pushers do.
+    /// A fragment that came by IP multicast (already authenticated), in its own datagram
+    /// or `repaired` from its block's repairs: stored and played like one from a
+    /// neighbour, and with `relay` (Fusion) pushed on to the neighbours that asked for
+    /// its class. It says nothing of how well our pushers do.
     pub fn on_multicast_fragment(
         &mut self,
         now: Instant,
         endpoint: &mut Endpoint,
         message: Bytes,
         relay: bool,
+        repaired: bool,
     ) {
         if let Some((fragment, _)) = self.take_fragment(now, &message) {
-            self.counters.from_multicast += 1;
+            if repaired {
+                self.counters.repaired_fec += 1;
+            } else {
+                self.counters.from_multicast += 1;
+            }
             if relay {
                 self.push(now, endpoint, &fragment, None);
             }

@@ -1,5 +1,5 @@
-//! The IP multicast datagram (docs/ipmulticast.md): one group-stream fragment (or, later,
-//! a repair symbol), authenticated under a key the server hands only to members it
+//! The IP multicast datagram (docs/ipmulticast.md): one group-stream fragment, or a
+//! repair shard over a block of them (`super::fec`), authenticated under a key the server hands only to members it
 //! admitted, numbered so that a receiver drops replays.
 //!
 //! ```text
@@ -11,7 +11,7 @@
 //! - `stream tag` is the first 8 bytes of the group stream's key.
 //! - `sequence` counts the sender's datagrams under this key, from 1.
 //! - `kind` is `01` for a fragment (the payload is the fragment as it travels on a
-//!   member's media flow, docs/netgroup.md §3.8).
+//!   member's media flow, docs/netgroup.md §3.8), `02` for a repair (`super::fec`).
 //! - `tag` is HMAC-SHA256 under the key, over everything before it, cut to 16 bytes.
 //!
 //! Sans-IO: bytes in, bytes out.
@@ -37,18 +37,22 @@ pub const REPLAY_WINDOW: u64 = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadKind {
     Fragment,
+    /// A Reed-Solomon repair shard over a block of fragment datagrams (`super::fec`).
+    Repair,
 }
 
 impl PayloadKind {
     fn code(self) -> u8 {
         match self {
             PayloadKind::Fragment => 0x01,
+            PayloadKind::Repair => 0x02,
         }
     }
 
     fn from_code(code: u8) -> Option<Self> {
         match code {
             0x01 => Some(PayloadKind::Fragment),
+            0x02 => Some(PayloadKind::Repair),
             _ => None,
         }
     }
@@ -100,6 +104,9 @@ pub enum DropReason {
     Replayed,
     /// A payload kind we do not know.
     UnknownKind,
+    /// A repair that checked out but cannot be used: its payload does not read as one,
+    /// or it disagrees with its block (`super::fec::RepairRefusal`).
+    BadRepair,
 }
 
 impl DropReason {
@@ -111,6 +118,7 @@ impl DropReason {
             DropReason::OtherStream => "other_stream",
             DropReason::Replayed => "replayed",
             DropReason::UnknownKind => "unknown_kind",
+            DropReason::BadRepair => "bad_repair",
         }
     }
 }
@@ -178,6 +186,13 @@ impl Receiver {
     /// Datagrams taken.
     pub fn taken(&self) -> u64 {
         self.taken
+    }
+
+    /// A datagram [`Receiver::open`] took turned out unusable for what its payload held:
+    /// counted as dropped instead. Its sequence stays seen (it was authentic).
+    pub(super) fn drop_taken(&mut self, reason: DropReason) {
+        self.taken = self.taken.saturating_sub(1);
+        *self.drops.entry(reason).or_default() += 1;
     }
 
     /// Checks a datagram; a good one is taken (its sequence remembered) and returned.

@@ -1,6 +1,7 @@
 //! The server's IP multicast sender for one group (docs/ipmulticast.md): it seals each
 //! fragment of the group's stream once, under the group's key, numbered in one sequence,
-//! into a datagram for the multicast address.
+//! into a datagram for the multicast address; with FEC, R repair datagrams follow every
+//! block of K fragment datagrams (`super::fec`).
 //!
 //! Sans-IO: fragments in ([`MulticastSender::push_fragment`]), datagrams out
 //! ([`MulticastSender::poll_transmit`]).
@@ -9,6 +10,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use super::datagram::{seal, MulticastKey, PayloadKind, MAX_DATAGRAM};
+use super::fec::{FecEncoder, FecScheme, BLOCK_MAX_AGE};
 use crate::proto::endpoint::Transmit;
 use crate::proto::Instant;
 
@@ -24,12 +26,18 @@ pub struct MulticastSender {
     queue: VecDeque<Vec<u8>>,
     /// Datagrams handed out.
     sent: u64,
+    /// Repair datagrams sealed.
+    repairs: u64,
+    /// The open FEC block, if the stream is protected.
+    fec: Option<FecEncoder>,
+    repair_payloads: Vec<Vec<u8>>,
     datagram: Vec<u8>,
 }
 
 impl MulticastSender {
-    /// A sender of datagrams sealed under `key` to `address`.
-    pub fn new(address: SocketAddr, key: MulticastKey) -> Self {
+    /// A sender of datagrams sealed under `key` to `address`, with repair datagrams
+    /// after every block if `fec` says K+R.
+    pub fn new(address: SocketAddr, key: MulticastKey, fec: Option<FecScheme>) -> Self {
         MulticastSender {
             address,
             key,
@@ -37,8 +45,21 @@ impl MulticastSender {
             stream_tag: None,
             queue: VecDeque::new(),
             sent: 0,
+            repairs: 0,
+            fec: fec.map(FecEncoder::new),
+            repair_payloads: Vec::new(),
             datagram: Vec::with_capacity(MAX_DATAGRAM),
         }
+    }
+
+    /// The FEC scheme, if the stream is protected.
+    pub fn fec(&self) -> Option<FecScheme> {
+        self.fec.as_ref().map(|f| f.scheme())
+    }
+
+    /// Repair datagrams sealed so far.
+    pub fn repairs(&self) -> u64 {
+        self.repairs
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -59,17 +80,24 @@ impl MulticastSender {
         self.stream_tag = Some(stream_tag);
     }
 
-    /// The stream stopped: later fragments are not sent.
-    pub fn stop(&mut self) {
+    /// The stream stopped: its last block is closed with the fragments it has (its
+    /// repairs say how many), and later fragments are not sent.
+    pub fn stop(&mut self, now: Instant) {
+        self.close_block(now);
         self.stream_tag = None;
     }
 
     /// One fragment of the stream, as it travels on a member's media flow: its header
     /// and payload (docs/netgroup.md §3.8). Ignored while no stream is started.
-    pub fn push_fragment(&mut self, _now: Instant, header: &[u8], payload: &[u8]) {
+    pub fn push_fragment(&mut self, now: Instant, header: &[u8], payload: &[u8]) {
         let Some(tag) = self.stream_tag else {
             return;
         };
+        let protected = FecEncoder::fits(header.len() + payload.len());
+        if !protected {
+            // It cannot be in a block: the open one closes before it, it goes alone.
+            self.close_block(now);
+        }
         self.sequence += 1;
         seal(
             &self.key,
@@ -80,6 +108,49 @@ impl MulticastSender {
             &mut self.datagram,
         );
         self.queue.push_back(self.datagram.clone());
+        let full = match &mut self.fec {
+            Some(fec) if protected => fec.add(now, self.sequence, &[header, payload]),
+            _ => false,
+        };
+        if full {
+            self.close_block(now);
+        }
+    }
+
+    /// Closes the open block, if any: its repair datagrams take the next sequences, right
+    /// after its last fragment (nothing else was sealed since).
+    fn close_block(&mut self, _now: Instant) {
+        let (Some(fec), Some(tag)) = (&mut self.fec, self.stream_tag) else {
+            return;
+        };
+        fec.finish(&mut self.repair_payloads);
+        for payload in self.repair_payloads.drain(..) {
+            self.sequence += 1;
+            seal(
+                &self.key,
+                tag,
+                self.sequence,
+                PayloadKind::Repair,
+                &[&payload],
+                &mut self.datagram,
+            );
+            self.queue.push_back(self.datagram.clone());
+            self.repairs += 1;
+        }
+    }
+
+    /// When [`MulticastSender::handle_timeout`] has something to do: an open block
+    /// reaches [`BLOCK_MAX_AGE`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let opened = self.fec.as_ref().and_then(|f| f.opened_at())?;
+        Some(opened + BLOCK_MAX_AGE)
+    }
+
+    /// Closes a block open for [`BLOCK_MAX_AGE`] with the fragments it has.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|t| now >= t) {
+            self.close_block(now);
+        }
     }
 
     /// The next datagram to send.
@@ -96,7 +167,9 @@ impl MulticastSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::multicast::datagram::Receiver;
+    use crate::multicast::datagram::{Receiver, HEADER_LEN};
+    use crate::multicast::fec::MAX_PROTECTED;
+    use crate::multicast::receiver::{Arrival, MulticastReceiver};
 
     fn key() -> MulticastKey {
         MulticastKey {
@@ -108,7 +181,7 @@ mod tests {
     #[test]
     fn each_fragment_is_sealed_once_in_sequence_and_opens_to_its_bytes() {
         let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
-        let mut sender = MulticastSender::new(address, key());
+        let mut sender = MulticastSender::new(address, key(), None);
         sender.push_fragment(Instant::ZERO, b"h", b"before the stream");
         assert!(
             sender.poll_transmit(Instant::ZERO).is_none(),
@@ -130,9 +203,84 @@ mod tests {
             );
         }
         assert!(sender.poll_transmit(Instant::ZERO).is_none());
-        sender.stop();
+        sender.stop(Instant::ZERO);
         sender.push_fragment(Instant::ZERO, b"h", b"after");
         assert!(sender.poll_transmit(Instant::ZERO).is_none(), "stopped");
         assert_eq!(sender.sent(), 2);
+        assert_eq!(sender.repairs(), 0);
+    }
+
+    fn drain(sender: &mut MulticastSender, now: Instant) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| sender.poll_transmit(now))
+            .map(|t| t.payload)
+            .collect()
+    }
+
+    fn kinds(datagrams: &[Vec<u8>]) -> String {
+        datagrams
+            .iter()
+            .map(|d| if d[HEADER_LEN - 1] == 1 { 'F' } else { 'R' })
+            .collect()
+    }
+
+    #[test]
+    fn repairs_follow_each_block_and_the_last_one_is_closed_at_stop() {
+        let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let fec = FecScheme::new(4, 2).ok();
+        let mut sender = MulticastSender::new(address, key(), fec);
+        sender.start([7; 8]);
+        let fragments: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        for f in &fragments {
+            sender.push_fragment(Instant::ZERO, &f[..1], &f[1..]);
+        }
+        sender.stop(Instant::ZERO);
+        let datagrams = drain(&mut sender, Instant::ZERO);
+        assert_eq!(kinds(&datagrams), "FFFFRRFFFFRRFFRR");
+        assert_eq!(sender.repairs(), 6);
+        // A receiver that loses two of every block's datagrams still has every fragment.
+        let mut receiver = MulticastReceiver::default();
+        receiver.add_key(key());
+        for (i, d) in datagrams.iter().enumerate() {
+            if ![0, 3, 7, 10, 13, 14].contains(&i) {
+                receiver.handle(d).unwrap();
+            }
+        }
+        let mut got: Vec<(Vec<u8>, Arrival)> = std::iter::from_fn(|| receiver.poll_fragment())
+            .map(|(b, a)| (b.to_vec(), a))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let repaired = got.iter().filter(|(_, a)| *a == Arrival::Repaired).count();
+        assert_eq!(repaired, 4);
+        assert_eq!(receiver.repaired(), 4);
+        let got: Vec<Vec<u8>> = got.into_iter().map(|(b, _)| b).collect();
+        assert_eq!(got, fragments);
+    }
+
+    #[test]
+    fn a_block_open_too_long_is_closed_with_what_it_has() {
+        let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let mut sender = MulticastSender::new(address, key(), FecScheme::new(8, 1).ok());
+        sender.start([7; 8]);
+        let t0 = Instant::from_micros(1_000_000);
+        sender.push_fragment(t0, b"h", b"lonely");
+        assert_eq!(kinds(&drain(&mut sender, t0)), "F");
+        assert_eq!(sender.poll_timeout(), Some(t0 + BLOCK_MAX_AGE));
+        sender.handle_timeout(t0 + BLOCK_MAX_AGE / 2);
+        assert!(drain(&mut sender, t0).is_empty(), "not yet");
+        sender.handle_timeout(t0 + BLOCK_MAX_AGE);
+        assert_eq!(kinds(&drain(&mut sender, t0 + BLOCK_MAX_AGE)), "R");
+        assert_eq!(sender.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_fragment_too_long_for_a_block_closes_the_open_one_and_goes_alone() {
+        let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let mut sender = MulticastSender::new(address, key(), FecScheme::new(4, 1).ok());
+        sender.start([7; 8]);
+        sender.push_fragment(Instant::ZERO, b"h", b"short");
+        sender.push_fragment(Instant::ZERO, b"h", &[0; MAX_PROTECTED]);
+        sender.push_fragment(Instant::ZERO, b"h", b"short again");
+        sender.stop(Instant::ZERO);
+        assert_eq!(kinds(&drain(&mut sender, Instant::ZERO)), "FRFFR");
     }
 }

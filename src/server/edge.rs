@@ -245,7 +245,8 @@ impl EdgeServer {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
-        self.groups.handle_timeout(now, &mut self.endpoint);
+        self.groups
+            .handle_timeout(now, &mut self.endpoint, &mut self.multicast_out);
         self.pump(now);
     }
 

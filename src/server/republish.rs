@@ -87,7 +87,11 @@ impl ServerGroups {
                 config
                     .multicast_form(group)
                     .map(|(address, form)| IpMulticast {
-                        sender: MulticastSender::new(address, multicast_key(&secret, group)),
+                        sender: MulticastSender::new(
+                            address,
+                            multicast_key(&secret, group),
+                            config.multicast_fec(group),
+                        ),
                         fusion: form == MulticastForm::Fusion,
                     })
             })
@@ -135,6 +139,15 @@ impl ServerGroups {
     /// IP multicast datagrams this shard sent.
     pub fn multicast_sent(&self) -> u64 {
         self.senders.iter().flatten().map(|s| s.sender.sent()).sum()
+    }
+
+    /// IP multicast repair datagrams (FEC) this shard sealed.
+    pub fn multicast_repairs(&self) -> u64 {
+        self.senders
+            .iter()
+            .flatten()
+            .map(|s| s.sender.repairs())
+            .sum()
     }
 
     /// Sessions that opened group flows for a group the server is not in.
@@ -294,26 +307,55 @@ impl ServerGroups {
                 };
                 self.members[i].1.stop_publishing();
                 if let Some(ip) = &mut self.senders[i] {
-                    ip.sender.stop();
+                    ip.sender.stop(now);
                 }
+                self.release_multicast(now, out);
             }
         }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let senders = self
+            .senders
+            .iter()
+            .flatten()
+            .filter(|_| self.sends_multicast)
+            .filter_map(|ip| ip.sender.poll_timeout());
         self.members
             .iter()
             .filter_map(|(_, m)| m.poll_timeout())
+            .chain(senders)
             .min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, endpoint: &mut Endpoint) {
+    /// Timers of our members and IP multicast senders; datagrams the senders release go
+    /// to `out`.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        endpoint: &mut Endpoint,
+        out: &mut VecDeque<Transmit>,
+    ) {
+        self.release_multicast(now, out);
         for (_, member) in &mut self.members {
             if member.poll_timeout().is_some_and(|t| now >= t) {
                 member.handle_timeout(now, endpoint);
             }
             // Our members play nothing; what they reassemble is not wanted.
             while member.poll_event().is_some() {}
+        }
+    }
+
+    /// Runs the IP multicast senders' timers; what they release goes to `out`.
+    fn release_multicast(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+        if !self.sends_multicast {
+            return;
+        }
+        for ip in self.senders.iter_mut().flatten() {
+            ip.sender.handle_timeout(now);
+            while let Some(t) = ip.sender.poll_transmit(now) {
+                out.push_back(t);
+            }
         }
     }
 }

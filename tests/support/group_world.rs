@@ -37,6 +37,9 @@ pub struct World {
     /// Datagrams sent to a multicast address, by anyone, and the last one.
     pub multicast_sent: u64,
     pub last_multicast: Option<Vec<u8>>,
+    /// When not 0, member m loses multicast datagram n (counted in `multicast_sent`)
+    /// when `(n + m) % multicast_lose_every == 0`: each member loses its own share.
+    pub multicast_lose_every: u64,
 }
 
 impl World {
@@ -53,6 +56,7 @@ impl World {
             multicast: Vec::new(),
             multicast_sent: 0,
             last_multicast: None,
+            multicast_lose_every: 0,
         }
     }
 
@@ -78,7 +82,11 @@ impl World {
             }
             if to.ip().is_multicast() {
                 self.multicast_sent += 1;
+                let (n, every) = (self.multicast_sent, self.multicast_lose_every);
                 for &(_, m) in self.multicast.iter().filter(|(a, _)| *a == to) {
+                    if every > 0 && (n + m as u64) % every == 0 {
+                        continue;
+                    }
                     self.members[m].client.handle_multicast(now, &payload);
                 }
                 self.last_multicast = Some(payload);

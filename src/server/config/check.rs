@@ -15,6 +15,7 @@ use super::{
     DEFAULT_LISTEN,
 };
 use crate::group::GroupSpec;
+use crate::multicast::fec::FecScheme;
 use crate::proto::cookie::{FLASH_COOKIE_LEN, RFC_COOKIE_LEN};
 
 const MAX_APP_NAME: usize = 64;
@@ -394,6 +395,21 @@ impl Checker<'_> {
                 Some(addr)
             }
         };
+        let fec = match &raw.fec {
+            None => None,
+            Some(f) if !form.uses_ip() => {
+                return Err(self.at(
+                    f,
+                    format!(
+                        "{ctx}.fec: form {form:?} sends no IP multicast to protect; \
+                         use form \"ip\" or \"fusion\", or leave fec out"
+                    ),
+                ))
+            }
+            Some(f) => Some(
+                FecScheme::parse(f.get_ref()).map_err(|e| self.at(f, format!("{ctx}.fec: {e}")))?,
+            ),
+        };
         if form.uses_ip() && address.is_none() {
             let at = raw.form.as_ref().unwrap_or(&raw.group);
             return Err(self.at(
@@ -406,6 +422,7 @@ impl Checker<'_> {
             group,
             form,
             address,
+            fec,
         })
     }
 

@@ -28,6 +28,8 @@ pub use policy::{AccessRule, Limit, Limits, PublishRule, Refusal, RefusalKind};
 pub use request::{ConnectRequest, Query, RequestedApp, RequestedStream};
 pub use token::SharedToken;
 
+pub use crate::multicast::fec::FecScheme;
+
 use crate::group::{GroupId, GroupSpec};
 use crate::proto::cookie::FLASH_COOKIE_LEN;
 use policy::Action;
@@ -80,6 +82,8 @@ pub struct Republish {
     pub form: MulticastForm,
     /// Where IP multicast datagrams go (required for `Ip` and `Fusion`).
     pub address: Option<SocketAddr>,
+    /// Repair datagrams after every K fragment datagrams (`Ip` and `Fusion` only).
+    pub fec: Option<FecScheme>,
 }
 
 /// The three forms of multicast (the mission's): peer to peer only, native IP multicast
@@ -198,8 +202,28 @@ impl ServerConfig {
                 group: group.clone(),
                 form,
                 address,
+                fec: None,
             });
         }
+    }
+
+    /// `serve --multicast-fec K+R`: every rule that sends `group`'s stream by IP
+    /// multicast protects it with `fec`.
+    pub fn protect_multicast(&mut self, group: &GroupId, fec: FecScheme) {
+        let rules = self.apps.iter_mut().flat_map(|a| &mut a.republish);
+        for r in rules.filter(|r| r.form.uses_ip() && r.group.group_id() == *group) {
+            r.fec = Some(fec);
+        }
+    }
+
+    /// The FEC scheme of a group's IP multicast, if the rule that sends it there has one.
+    pub fn multicast_fec(&self, group: &GroupId) -> Option<FecScheme> {
+        self.apps
+            .iter()
+            .flat_map(|a| &a.republish)
+            .filter(|r| r.form.uses_ip() && r.group.group_id() == *group)
+            .find(|r| r.address.is_some())
+            .and_then(|r| r.fec)
     }
 
     /// The IP multicast address a group's stream goes to, if some rule sends it there.

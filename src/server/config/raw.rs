@@ -46,6 +46,8 @@ pub(super) struct RawRepublish {
     pub group: Spanned<String>,
     pub form: Option<Spanned<String>>,
     pub address: Option<Spanned<String>>,
+    /// FEC of the IP multicast datagrams, "K+R".
+    pub fec: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
