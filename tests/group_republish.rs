@@ -87,6 +87,9 @@ fn republishing_world_with_fec(
         multicast_sent: 0,
         last_multicast: None,
         multicast_lose_every: 0,
+        multicast_burst: 0,
+        server_on_timer: false,
+        multicast_unwoken: 0,
     }
 }
 
@@ -132,6 +135,10 @@ fn video_indexes(events: &[GroupEvent]) -> Vec<u32> {
 }
 
 fn stream_frames(world: &mut World, publisher: usize) {
+    stream_frames_of(world, publisher, frame);
+}
+
+fn stream_frames_of(world: &mut World, publisher: usize, frame: fn(u32) -> MediaMessage) {
     for i in 0..FRAMES {
         let now = world.now;
         let c = &mut world.members[publisher].client;
@@ -379,5 +386,69 @@ fn fec_rebuilds_what_ip_multicast_loses_without_pulls() {
         assert_eq!(c.pulls_sent, 0, "member {p} pulled: {c:?}");
         let (drops, _) = group.multicast_counts();
         assert!(drops.is_empty(), "member {p} dropped {drops:?}");
+    }
+}
+
+/// Frame `i` as [`frame`] makes it, but keyframes of 40 kB: 42 fragments at once.
+fn big_keyframe(i: u32) -> MediaMessage {
+    let mut m = frame(i);
+    if i % GOP == 0 {
+        let mut p = m.payload.to_vec();
+        p.resize(40_000, (i % 251) as u8);
+        m = MediaMessage::new(MediaKind::Video, m.timestamp, p);
+    }
+    m
+}
+
+#[test]
+fn ip_multicast_spreads_a_keyframe_over_time() {
+    let spec = GroupSpec::parse(SPEC).unwrap();
+    let address: std::net::SocketAddr = "239.1.2.3:30000".parse().unwrap();
+    let mut world = republishing_world_as(&spec, MulticastForm::Ip, Some(address));
+    // The server runs its timers only when it asks to, as the engine does: the pacer's
+    // releases must show in its poll_timeout.
+    world.server_on_timer = true;
+    let mut players = Vec::new();
+    for _ in 0..2 {
+        let p = world.add_member(&spec);
+        world.members[p].client.play_from_group("cam");
+        players.push(p);
+    }
+    world.run_for(Duration::from_secs(1));
+    for &p in &players {
+        world.multicast.push((address, p));
+    }
+    world.run_for(Duration::from_secs(1));
+    let publisher = add_publisher(&mut world);
+    stream_frames_of(&mut world, publisher, big_keyframe);
+
+    let published = world.server.groups().counters().fragments_published;
+    assert!(published > 10 * 42, "{published} fragments");
+    assert_eq!(world.server.groups().multicast_sent(), published);
+    assert_eq!(world.server.groups().multicast_dropped(), 0);
+    assert_eq!(
+        world.multicast_unwoken, 0,
+        "datagrams waited, no timer said when"
+    );
+    // A keyframe's 42 fragments leave a few at a time (the pacer's bucket holds four
+    // datagrams, and 5 ms at the paced rate adds one or two), not at once.
+    assert!(
+        world.multicast_burst <= 8,
+        "{} datagrams in one 5 ms step",
+        world.multicast_burst
+    );
+    for &p in &players {
+        check_member(&world, p);
+        let c = world.members[p]
+            .client
+            .group()
+            .unwrap()
+            .stream()
+            .unwrap()
+            .counters();
+        assert!(
+            c.from_multicast * 10 >= c.fragments_received * 9,
+            "member {p}: {c:?}"
+        );
     }
 }

@@ -6,5 +6,6 @@
 
 pub mod datagram;
 pub mod fec;
+pub mod pacer;
 pub mod receiver;
 pub mod sender;

@@ -3,6 +3,9 @@
 //! into a datagram for the multicast address; with FEC, R repair datagrams follow every
 //! block of K fragment datagrams (`super::fec`).
 //!
+//! Datagrams leave paced ([`super::pacer`]): those the pacer holds back wait in a queue of
+//! at most [`MAX_QUEUED`], and [`MulticastSender::poll_timeout`] says when the next may go.
+//!
 //! Sans-IO: fragments in ([`MulticastSender::push_fragment`]), datagrams out
 //! ([`MulticastSender::poll_transmit`]).
 
@@ -11,8 +14,14 @@ use std::net::SocketAddr;
 
 use super::datagram::{seal, MulticastKey, PayloadKind, MAX_DATAGRAM};
 use super::fec::{FecEncoder, FecScheme, BLOCK_MAX_AGE};
+use super::pacer::Pacer;
 use crate::proto::endpoint::Transmit;
 use crate::proto::Instant;
+
+/// Datagrams that may wait for the pacer. A stream that outruns its pacing this far
+/// loses its oldest waiting datagrams (counted), not its newest: the player wants to
+/// catch up, and FEC or pulls can make up for a few.
+pub const MAX_QUEUED: usize = 1024;
 
 #[derive(Debug)]
 pub struct MulticastSender {
@@ -22,10 +31,13 @@ pub struct MulticastSender {
     sequence: u64,
     /// The stream being sent: the first 8 bytes of its key. `None`: nothing is sent.
     stream_tag: Option<[u8; 8]>,
-    /// Sealed datagrams not yet handed out.
+    /// Sealed datagrams not yet handed out, oldest first.
     queue: VecDeque<Vec<u8>>,
+    pacer: Pacer,
     /// Datagrams handed out.
     sent: u64,
+    /// Datagrams dropped from a full queue.
+    dropped: u64,
     /// Repair datagrams sealed.
     repairs: u64,
     /// The open FEC block, if the stream is protected.
@@ -44,7 +56,9 @@ impl MulticastSender {
             sequence: 0,
             stream_tag: None,
             queue: VecDeque::new(),
+            pacer: Pacer::default(),
             sent: 0,
+            dropped: 0,
             repairs: 0,
             fec: fec.map(FecEncoder::new),
             repair_payloads: Vec::new(),
@@ -60,6 +74,16 @@ impl MulticastSender {
     /// Repair datagrams sealed so far.
     pub fn repairs(&self) -> u64 {
         self.repairs
+    }
+
+    /// Datagrams dropped because the queue was full: the stream outran its pacing.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Datagrams waiting for the pacer.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -107,7 +131,7 @@ impl MulticastSender {
             &[header, payload],
             &mut self.datagram,
         );
-        self.queue.push_back(self.datagram.clone());
+        self.enqueue(now);
         let full = match &mut self.fec {
             Some(fec) if protected => fec.add(now, self.sequence, &[header, payload]),
             _ => false,
@@ -119,12 +143,13 @@ impl MulticastSender {
 
     /// Closes the open block, if any: its repair datagrams take the next sequences, right
     /// after its last fragment (nothing else was sealed since).
-    fn close_block(&mut self, _now: Instant) {
+    fn close_block(&mut self, now: Instant) {
         let (Some(fec), Some(tag)) = (&mut self.fec, self.stream_tag) else {
             return;
         };
         fec.finish(&mut self.repair_payloads);
-        for payload in self.repair_payloads.drain(..) {
+        let mut payloads = std::mem::take(&mut self.repair_payloads);
+        for payload in payloads.drain(..) {
             self.sequence += 1;
             seal(
                 &self.key,
@@ -134,27 +159,49 @@ impl MulticastSender {
                 &[&payload],
                 &mut self.datagram,
             );
-            self.queue.push_back(self.datagram.clone());
+            self.enqueue(now);
             self.repairs += 1;
+        }
+        self.repair_payloads = payloads;
+    }
+
+    /// Queues the datagram just sealed, for the pacer to release.
+    fn enqueue(&mut self, now: Instant) {
+        self.pacer.fed(now, self.datagram.len());
+        self.queue.push_back(self.datagram.clone());
+        while self.queue.len() > MAX_QUEUED {
+            self.queue.pop_front();
+            self.dropped += 1;
         }
     }
 
-    /// When [`MulticastSender::handle_timeout`] has something to do: an open block
-    /// reaches [`BLOCK_MAX_AGE`].
+    /// When there is something to do: the pacer lets the next datagram go (see
+    /// [`MulticastSender::poll_transmit`]), or an open block reaches [`BLOCK_MAX_AGE`]
+    /// (see [`MulticastSender::handle_timeout`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let block = self.block_deadline();
+        let next = self.queue.front().map(|d| self.pacer.next_send(d.len()));
+        block.into_iter().chain(next).min()
+    }
+
+    fn block_deadline(&self) -> Option<Instant> {
         let opened = self.fec.as_ref().and_then(|f| f.opened_at())?;
         Some(opened + BLOCK_MAX_AGE)
     }
 
     /// Closes a block open for [`BLOCK_MAX_AGE`] with the fragments it has.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.poll_timeout().is_some_and(|t| now >= t) {
+        if self.block_deadline().is_some_and(|t| now >= t) {
             self.close_block(now);
         }
     }
 
-    /// The next datagram to send.
-    pub fn poll_transmit(&mut self, _now: Instant) -> Option<Transmit> {
+    /// The next datagram to send, if the pacer lets it go at `now`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let len = self.queue.front()?.len();
+        if !self.pacer.try_send(now, len) {
+            return None;
+        }
         let payload = self.queue.pop_front()?;
         self.sent += 1;
         Some(Transmit {
@@ -166,6 +213,8 @@ impl MulticastSender {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::multicast::datagram::{Receiver, HEADER_LEN};
     use crate::multicast::fec::MAX_PROTECTED;
@@ -254,6 +303,60 @@ mod tests {
         assert_eq!(receiver.repaired(), 4);
         let got: Vec<Vec<u8>> = got.into_iter().map(|(b, _)| b).collect();
         assert_eq!(got, fragments);
+    }
+
+    #[test]
+    fn a_keyframe_leaves_paced_in_order_and_the_timer_says_when() {
+        let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let mut sender = MulticastSender::new(address, key(), None);
+        sender.start([7; 8]);
+        let t0 = Instant::from_micros(5_000_000);
+        for _ in 0..60 {
+            sender.push_fragment(t0, b"h", &[0; 999]);
+        }
+        let first = drain(&mut sender, t0).len();
+        assert!((1..=6).contains(&first), "{first} go at once");
+        assert_eq!(sender.queued(), 60 - first);
+        let mut now = t0;
+        let mut sequences = Vec::new();
+        let mut receiver = Receiver::default();
+        receiver.add_key(key());
+        while sender.queued() > 0 {
+            let next = sender.poll_timeout().expect("a timer while datagrams wait");
+            assert!(next > now, "the timer moves on");
+            now = next;
+            sender.handle_timeout(now);
+            for d in drain(&mut sender, now) {
+                sequences.push(receiver.open(&d).unwrap().sequence);
+            }
+        }
+        assert_eq!(sequences, (first as u64 + 1..=60).collect::<Vec<_>>());
+        // 60 kB fed at once is measured over 100 ms: it leaves within about 70 ms.
+        let took = now.saturating_since(t0);
+        assert!(took > Duration::from_millis(30), "{took:?}");
+        assert!(took < Duration::from_millis(100), "{took:?}");
+        assert_eq!(sender.poll_timeout(), None);
+        assert_eq!((sender.sent(), sender.dropped()), (60, 0));
+    }
+
+    #[test]
+    fn a_stream_that_outruns_its_pacing_loses_its_oldest_datagrams() {
+        let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let mut sender = MulticastSender::new(address, key(), None);
+        sender.start([7; 8]);
+        for _ in 0..MAX_QUEUED + 100 {
+            sender.push_fragment(Instant::ZERO, b"h", &[0; 999]);
+        }
+        assert_eq!(sender.queued(), MAX_QUEUED);
+        assert_eq!(sender.dropped(), 100);
+        let mut receiver = Receiver::default();
+        receiver.add_key(key());
+        let d = sender.poll_transmit(Instant::ZERO).unwrap();
+        assert_eq!(
+            receiver.open(&d.payload).unwrap().sequence,
+            101,
+            "the newest kept"
+        );
     }
 
     #[test]

@@ -141,6 +141,25 @@ impl ServerGroups {
         self.senders.iter().flatten().map(|s| s.sender.sent()).sum()
     }
 
+    /// IP multicast datagrams waiting for their senders' pacing.
+    pub fn multicast_queued(&self) -> usize {
+        self.senders
+            .iter()
+            .flatten()
+            .map(|s| s.sender.queued())
+            .sum()
+    }
+
+    /// IP multicast datagrams dropped because their sender's queue was full (the
+    /// stream outran its pacing).
+    pub fn multicast_dropped(&self) -> u64 {
+        self.senders
+            .iter()
+            .flatten()
+            .map(|s| s.sender.dropped())
+            .sum()
+    }
+
     /// IP multicast repair datagrams (FEC) this shard sealed.
     pub fn multicast_repairs(&self) -> u64 {
         self.senders

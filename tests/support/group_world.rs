@@ -40,6 +40,14 @@ pub struct World {
     /// When not 0, member m loses multicast datagram n (counted in `multicast_sent`)
     /// when `(n + m) % multicast_lose_every == 0`: each member loses its own share.
     pub multicast_lose_every: u64,
+    /// The most datagrams sent to a multicast address in one step.
+    pub multicast_burst: u64,
+    /// The server's timers run only when its `poll_timeout` says, as the engine runs
+    /// them (otherwise at every step).
+    pub server_on_timer: bool,
+    /// Steps at which IP multicast datagrams waited for the server's pacing but its
+    /// `poll_timeout` was not within 20 ms.
+    pub multicast_unwoken: u64,
 }
 
 impl World {
@@ -57,6 +65,9 @@ impl World {
             multicast_sent: 0,
             last_multicast: None,
             multicast_lose_every: 0,
+            multicast_burst: 0,
+            server_on_timer: false,
+            multicast_unwoken: 0,
         }
     }
 
@@ -76,6 +87,8 @@ impl World {
             .cut
             .map(|(a, b)| vec![self.members[a].addr, self.members[b].addr])
             .unwrap_or_default();
+        let burst = in_flight.iter().filter(|(_, to, _)| to.ip().is_multicast());
+        self.multicast_burst = self.multicast_burst.max(burst.count() as u64);
         for (from, to, payload) in in_flight {
             if cut.contains(&from) && cut.contains(&to) {
                 continue;
@@ -106,7 +119,15 @@ impl World {
                 }
             }
         }
-        self.server.handle_timeout(now);
+        let timer = self.server.poll_timeout();
+        if self.server.groups().multicast_queued() > 0
+            && !timer.is_some_and(|t| t <= now + Duration::from_millis(20))
+        {
+            self.multicast_unwoken += 1;
+        }
+        if !self.server_on_timer || timer.is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
         while self.server.poll_event().is_some() {}
         self.now = now + Duration::from_millis(5);
     }
