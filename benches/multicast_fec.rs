@@ -5,6 +5,8 @@
 //! - `send/seal_8_encode_2`: the same, and the block's 2 repair datagrams computed and
 //!   sealed (what the sender does with FEC);
 //! - `receive/open_8`: the baseline, the 8 fragment datagrams checked and taken;
+//! - `receive/open_10_none_lost`: a member's intake with FEC when nothing is lost: the
+//!   8 fragments and the 2 repairs checked and taken, nothing to rebuild;
 //! - `receive/open_8_of_10_rebuild_2`: 6 fragments and 2 repairs checked and taken, the
 //!   2 lost fragments rebuilt (the worst a block of 8+2 can be repaired from);
 //! - `codec/encode` and `codec/decode_2`: the Reed-Solomon work alone.
@@ -157,6 +159,24 @@ fn bench_receive(c: &mut Criterion) {
                 }
                 for d in &blocks[i % BLOCKS].0[..K] {
                     black_box(r.open(d).unwrap());
+                }
+            }
+            start.elapsed()
+        })
+    });
+    group.bench_function("open_10_none_lost", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            let mut r = new_intake();
+            for i in 0..iters as usize {
+                if i % BLOCKS == 0 {
+                    r = new_intake();
+                }
+                for d in &blocks[i % BLOCKS].0 {
+                    r.handle(d).unwrap();
+                }
+                while let Some(f) = r.poll_fragment() {
+                    black_box(f);
                 }
             }
             start.elapsed()
