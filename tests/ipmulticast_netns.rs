@@ -3,7 +3,9 @@
 //! --group --multicast-form ip`, ffmpeg publishing over RTMP in real time, five `join`
 //! members. Each member takes the whole stream from IP multicast (the server pushes
 //! nothing to them), and its FLV holds the publisher's frames unchanged from its first
-//! keyframe to the end. Needs root (CI runs as root).
+//! keyframe to the end. With `--multicast-fec 8+2` and every 10th multicast datagram
+//! dropped on the way in (nftables), each member rebuilds what was lost from the repair
+//! datagrams. Needs root (CI runs as root).
 
 #[path = "support/media_tools.rs"]
 mod media_tools;
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source};
+use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source, Packet};
 use server::{Server, BIN};
 
 const MEMBERS: usize = 5;
@@ -24,8 +26,8 @@ const GROUP: &str = "ipmc-test";
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Netns {
-        let name = format!("rtmfp-mc-{}", std::process::id());
+    fn new(tag: &str) -> Netns {
+        let name = format!("rtmfp-{tag}-{}", std::process::id());
         let ip = |args: &[&str]| {
             let out = Command::new("ip").args(args).output().expect("running ip");
             assert!(
@@ -67,22 +69,46 @@ fn spawn_member(ns: &Netns, url: &str, output: &Path) -> Child {
         .unwrap()
 }
 
-#[test]
-fn five_members_take_the_stream_from_ip_multicast() {
-    let dir = scratch("ipmc");
+/// What one member printed last, and its FLV.
+struct MemberRun {
+    summary: String,
+    output: std::path::PathBuf,
+}
+
+/// `serve` (with `extra` flags) and five members in a namespace, ffmpeg publishing 6 s;
+/// `drop_every`: the namespace drops every nth multicast datagram on the way in.
+fn run(name: &str, extra: &[&str], drop_every: Option<u32>) -> (Vec<MemberRun>, Vec<Packet>) {
+    // Real-time runs, one at a time even under a test harness that runs tests in threads.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch(name);
     let src = source(&dir, 6);
-    let ns = Netns::new();
-    let mut server = Server::start_in(
-        Some(&ns.0),
-        &[
-            "--group",
-            GROUP,
-            "--multicast-form",
-            "ip",
-            "--multicast-address",
-            "239.77.0.1:30077",
-        ],
-    );
+    let ns = Netns::new(name);
+    if let Some(n) = drop_every {
+        let rules = format!(
+            "add table inet mcloss; \
+             add chain inet mcloss input {{ type filter hook input priority 0; }}; \
+             add rule inet mcloss input ip daddr 239.77.0.1 udp dport 30077 \
+             numgen inc mod {n} 0 drop"
+        );
+        let out = ns.command("nft").arg(rules).output().expect("running nft");
+        assert!(
+            out.status.success(),
+            "nft: {}{} (this test needs nftables)",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut args = vec![
+        "--group",
+        GROUP,
+        "--multicast-form",
+        "ip",
+        "--multicast-address",
+        "239.77.0.1:30077",
+    ];
+    args.extend_from_slice(extra);
+    let mut server = Server::start_in(Some(&ns.0), &args);
     let url = server.rtmfp_url("live");
     let outputs: Vec<_> = (0..MEMBERS)
         .map(|i| dir.join(format!("member{i}.flv")))
@@ -108,8 +134,7 @@ fn five_members_take_the_stream_from_ip_multicast() {
         String::from_utf8_lossy(&published.stderr)
     );
 
-    let source_packets = packets(&src);
-    let mut datagrams = Vec::new();
+    let mut runs = Vec::new();
     for (i, (member, output)) in members.into_iter().zip(&outputs).enumerate() {
         let out = member.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -126,6 +151,41 @@ fn five_members_take_the_stream_from_ip_multicast() {
             .lines()
             .rfind(|l| l.starts_with("neighbours="))
             .unwrap_or_else(|| panic!("member {i} printed no summary:\n{stdout}"));
+        eprintln!("member {i}: {summary}");
+        runs.push(MemberRun {
+            summary: summary.to_string(),
+            output: output.clone(),
+        });
+    }
+    (runs, packets(&src))
+}
+
+/// The member's FLV holds the publisher's packets from its first keyframe to the end.
+fn check_output(i: usize, run: &MemberRun, source_packets: &[Packet]) {
+    let got = packets(&run.output);
+    let video = of_kind(&got, "video");
+    assert!(
+        video.first().is_some_and(|p| p.key),
+        "member {i} starts at a keyframe"
+    );
+    assert_tail_of(
+        &of_kind(source_packets, "video"),
+        &video,
+        &format!("member {i} video"),
+    );
+    assert_tail_of(
+        &of_kind(source_packets, "audio"),
+        &of_kind(&got, "audio"),
+        &format!("member {i} audio"),
+    );
+}
+
+#[test]
+fn five_members_take_the_stream_from_ip_multicast() {
+    let (runs, source_packets) = run("ipmc", &[], None);
+    let mut datagrams = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let summary = &run.summary;
         let received = field(summary, "fragments_received");
         let by_multicast = field(summary, "from_multicast");
         assert!(received > 0, "member {i}: {summary}");
@@ -134,27 +194,31 @@ fn five_members_take_the_stream_from_ip_multicast() {
             "member {i}: all by IP multicast: {summary}"
         );
         datagrams.push(field(summary, "multicast_datagrams"));
-
-        let got = packets(output);
-        let video = of_kind(&got, "video");
-        assert!(
-            video.first().is_some_and(|p| p.key),
-            "member {i} starts at a keyframe"
-        );
-        assert_tail_of(
-            &of_kind(&source_packets, "video"),
-            &video,
-            &format!("member {i} video"),
-        );
-        assert_tail_of(
-            &of_kind(&source_packets, "audio"),
-            &of_kind(&got, "audio"),
-            &format!("member {i} audio"),
-        );
+        check_output(i, run, &source_packets);
     }
     // One send reached them all: every member took the same datagrams.
     assert!(
         datagrams.iter().all(|&d| d == datagrams[0] && d > 0),
         "{datagrams:?}"
     );
+}
+
+#[test]
+fn members_rebuild_lost_multicast_datagrams_by_fec() {
+    // Every 10th datagram is lost (before the members' sockets, so all lose the same
+    // ones): at most one of every block's 8+2.
+    let (runs, source_packets) = run("ipmc-fec", &["--multicast-fec", "8+2"], Some(10));
+    for (i, run) in runs.iter().enumerate() {
+        let summary = &run.summary;
+        let received = field(summary, "fragments_received");
+        let repaired = field(summary, "repaired_fec");
+        assert!(received > 0, "member {i}: {summary}");
+        assert!(repaired * 20 >= received, "member {i}: {summary}");
+        assert_eq!(
+            field(summary, "from_multicast") + repaired,
+            received,
+            "member {i}: all by IP multicast, whole or rebuilt: {summary}"
+        );
+        check_output(i, run, &source_packets);
+    }
 }
