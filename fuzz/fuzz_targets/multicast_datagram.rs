@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let most = 2 * scheme.fragments() + 1;
     let fragments: Vec<&[u8]> = data[3..].chunks(usize::from(cut % 200) + 1).take(most).collect();
     let mut sender = MulticastSender::new("239.1.2.3:30000".parse().unwrap(), key.clone(), Some(scheme));
-    sender.start([1; 8]);
+    sender.start(Instant::ZERO, [1; 8]);
     for f in &fragments {
         sender.push_fragment(Instant::ZERO, &f[..1], &f[1..]);
     }

@@ -99,8 +99,10 @@ impl MulticastSender {
         self.sent
     }
 
-    /// Starts sending the stream whose key begins with `stream_tag`.
-    pub fn start(&mut self, stream_tag: [u8; 8]) {
+    /// Starts sending the stream whose key begins with `stream_tag`. A block of the
+    /// stream before, if one is open, is closed first: its repairs carry its own tag.
+    pub fn start(&mut self, now: Instant, stream_tag: [u8; 8]) {
+        self.close_block(now);
         self.stream_tag = Some(stream_tag);
     }
 
@@ -236,7 +238,7 @@ mod tests {
             sender.poll_transmit(Instant::ZERO).is_none(),
             "no stream yet"
         );
-        sender.start([7; 8]);
+        sender.start(Instant::ZERO, [7; 8]);
         sender.push_fragment(Instant::ZERO, b"h1", b"first");
         sender.push_fragment(Instant::ZERO, b"h2", b"second");
         let mut receiver = Receiver::default();
@@ -277,7 +279,7 @@ mod tests {
         let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
         let fec = FecScheme::new(4, 2).ok();
         let mut sender = MulticastSender::new(address, key(), fec);
-        sender.start([7; 8]);
+        sender.start(Instant::ZERO, [7; 8]);
         let fragments: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
         for f in &fragments {
             sender.push_fragment(Instant::ZERO, &f[..1], &f[1..]);
@@ -309,7 +311,7 @@ mod tests {
     fn a_keyframe_leaves_paced_in_order_and_the_timer_says_when() {
         let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
         let mut sender = MulticastSender::new(address, key(), None);
-        sender.start([7; 8]);
+        sender.start(Instant::ZERO, [7; 8]);
         let t0 = Instant::from_micros(5_000_000);
         for _ in 0..60 {
             sender.push_fragment(t0, b"h", &[0; 999]);
@@ -343,7 +345,7 @@ mod tests {
     fn a_stream_that_outruns_its_pacing_loses_its_oldest_datagrams() {
         let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
         let mut sender = MulticastSender::new(address, key(), None);
-        sender.start([7; 8]);
+        sender.start(Instant::ZERO, [7; 8]);
         for _ in 0..MAX_QUEUED + 100 {
             sender.push_fragment(Instant::ZERO, b"h", &[0; 999]);
         }
@@ -360,10 +362,24 @@ mod tests {
     }
 
     #[test]
+    fn a_new_stream_closes_the_block_of_the_one_before_under_its_tag() {
+        let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
+        let mut sender = MulticastSender::new(address, key(), FecScheme::new(4, 1).ok());
+        sender.start(Instant::ZERO, [7; 8]);
+        sender.push_fragment(Instant::ZERO, b"h", b"old stream");
+        sender.start(Instant::ZERO, [8; 8]);
+        sender.push_fragment(Instant::ZERO, b"h", b"new stream");
+        let datagrams = drain(&mut sender, Instant::ZERO);
+        assert_eq!(kinds(&datagrams), "FRF");
+        let tags: Vec<u8> = datagrams.iter().map(|d| d[8]).collect();
+        assert_eq!(tags, vec![7, 7, 8]);
+    }
+
+    #[test]
     fn a_block_open_too_long_is_closed_with_what_it_has() {
         let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
         let mut sender = MulticastSender::new(address, key(), FecScheme::new(8, 1).ok());
-        sender.start([7; 8]);
+        sender.start(Instant::ZERO, [7; 8]);
         let t0 = Instant::from_micros(1_000_000);
         sender.push_fragment(t0, b"h", b"lonely");
         assert_eq!(kinds(&drain(&mut sender, t0)), "F");
@@ -379,7 +395,7 @@ mod tests {
     fn a_fragment_too_long_for_a_block_closes_the_open_one_and_goes_alone() {
         let address: SocketAddr = "239.1.2.3:30000".parse().unwrap();
         let mut sender = MulticastSender::new(address, key(), FecScheme::new(4, 1).ok());
-        sender.start([7; 8]);
+        sender.start(Instant::ZERO, [7; 8]);
         sender.push_fragment(Instant::ZERO, b"h", b"short");
         sender.push_fragment(Instant::ZERO, b"h", &[0; MAX_PROTECTED]);
         sender.push_fragment(Instant::ZERO, b"h", b"short again");

@@ -290,7 +290,7 @@ impl ServerGroups {
                 if let Some(ip) = &mut self.senders[i] {
                     let mut tag = [0u8; 8];
                     tag.copy_from_slice(&key[..8]);
-                    ip.sender.start(tag);
+                    ip.sender.start(now, tag);
                     if !ip.fusion {
                         // Native IP multicast brings every member the stream: no pushes,
                         // only pull answers to repair what it lost.
