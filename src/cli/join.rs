@@ -76,6 +76,10 @@ impl FlvOut {
     }
 }
 
+/// How long `join` stays after the stream it plays was unpublished: the server answers
+/// pulls for the stream's last fragments for 5 s (`PUBLICATION_LINGER`), and one pull
+/// may need a retry after a fetch period (2.5 s).
+const UNPUBLISHED_DRAIN: Duration = Duration::from_secs(4);
 /// Joins `spec` on the server of `url` and prints group events for `duration`; plays
 /// `play` from the group into `output` if given.
 /// What `join` was asked to do.
@@ -135,8 +139,10 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
     // The IP multicast socket, once the server told us the group's address.
     let mut side: Option<std::net::UdpSocket> = None;
     let mut want_side: Option<std::net::SocketAddr> = None;
-    while started.elapsed() < duration && !refused && closed.is_none() && failure.is_none() {
-        let left = duration.saturating_sub(started.elapsed());
+    // Shortened when the stream we play is unpublished: we stay to repair its end.
+    let mut until = duration;
+    while started.elapsed() < until && !refused && closed.is_none() && failure.is_none() {
+        let left = until.saturating_sub(started.elapsed());
         let step = |c: &mut crate::flash::client::FlashClient, now: crate::proto::Instant| {
             while let Some(e) = c.poll_event() {
                 match e {
@@ -170,8 +176,11 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
                             GroupEvent::ObjectFetched { index, .. } => {
                                 println!("object {index} fetched")
                             }
-                            // Receiving it is the next step of issue 7: for now the stream
-                            // comes from peers.
+                            GroupEvent::Unpublished(name) if Some(name.as_str()) == play => {
+                                println!("NetStream.MulticastStream.UnpublishNotify {name}");
+                                until = until.min(started.elapsed() + UNPUBLISHED_DRAIN);
+                            }
+                            GroupEvent::Unpublished(_) => {}
                             GroupEvent::MulticastAddress(a) => {
                                 println!("the group's stream is also on IP multicast {a}");
                                 want_side = Some(*a);

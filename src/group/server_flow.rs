@@ -129,6 +129,24 @@ pub fn multicast_key_message(address: SocketAddr, key: &MulticastKey, relay: boo
     out
 }
 
+/// Ours: the server tells the members of a group, on the same flow, that the stream it
+/// republished into the group was unpublished (`NetStream.MulticastStream.UnpublishNotify`
+/// for players): `7f`, then the stream's name as text.
+pub const STREAM_UNPUBLISHED: u8 = 0x7f;
+
+/// The unpublish notice for the group's stream `name`.
+pub fn unpublished_message(name: &str) -> Vec<u8> {
+    let mut out = vec![STREAM_UNPUBLISHED];
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The stream an unpublish notice names; `None` if it is not one.
+pub fn parse_unpublished(message: &[u8]) -> Option<String> {
+    let name = message.strip_prefix(&[STREAM_UNPUBLISHED])?;
+    std::str::from_utf8(name).ok().map(str::to_owned)
+}
+
 /// What a `7e` message grants; `None` if it is not one, or is malformed.
 pub fn parse_multicast_key(message: &[u8]) -> Option<MulticastGrant> {
     let (&flags, rest) = message.strip_prefix(&[MULTICAST_KEY])?.split_first()?;
@@ -147,6 +165,15 @@ pub fn parse_multicast_key(message: &[u8]) -> Option<MulticastGrant> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unpublish_notice_names_its_stream_and_nothing_else_reads_as_one() {
+        let m = unpublished_message("cam");
+        assert_eq!(m[0], 0x7f);
+        assert_eq!(parse_unpublished(&m).as_deref(), Some("cam"));
+        assert_eq!(parse_unpublished(&member_notice(&PeerId([1; 32]))), None);
+        assert_eq!(parse_unpublished(&[0x7f, 0xff]), None);
+    }
+
     use super::*;
 
     #[test]

@@ -106,6 +106,8 @@ pub enum GroupFeed {
     },
     Stop {
         group: GroupId,
+        /// The stream's name in the group, for the members' unpublish notice.
+        name: String,
     },
 }
 
@@ -948,8 +950,12 @@ impl App {
     }
 
     fn stop_republishing(&mut self, key: &str) {
+        let name = stream_name(key);
         for group in self.republishing.remove(key).unwrap_or_default() {
-            self.group_feed.push_back(GroupFeed::Stop { group });
+            self.group_feed.push_back(GroupFeed::Stop {
+                group,
+                name: name.to_owned(),
+            });
         }
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::app::{App, AppEvent, ConnId, Outgoing, Relay};
+use super::app::{App, AppEvent, ConnId, GroupFeed, Outgoing, Relay};
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::republish::ServerGroups;
@@ -400,6 +400,9 @@ impl EdgeServer {
             }
             while let Some(feed) = self.app.poll_group_feed() {
                 progressed = true;
+                if let GroupFeed::Stop { group, name } = &feed {
+                    self.tell_members_unpublished(*group, name);
+                }
                 self.groups
                     .on_feed(now, &mut self.endpoint, feed, &mut self.multicast_out);
             }
@@ -582,6 +585,21 @@ impl EdgeServer {
                     s.reject_flow(flow_id, FLOW_REJECTED);
                 }
             }
+        }
+    }
+
+    /// Tells every member of `group` whose session this shard holds that the stream
+    /// `name` was unpublished (their flows answering their `GC` flows).
+    fn tell_members_unpublished(&mut self, group: GroupId, name: &str) {
+        let members: Vec<SessionId> = self
+            .rtmfp
+            .iter()
+            .filter(|(_, c)| c.group_flows.iter().any(|g| g.group == Some(group)))
+            .map(|(s, _)| *s)
+            .collect();
+        let message = group::server_flow::unpublished_message(name);
+        for session in members {
+            self.send_on_group_flow(session, group, &message);
         }
     }
 

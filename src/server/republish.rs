@@ -312,11 +312,11 @@ impl ServerGroups {
                     }
                 }
             }
-            GroupFeed::Stop { group } => {
+            GroupFeed::Stop { group, .. } => {
                 let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {
                     return;
                 };
-                self.members[i].1.stop_publishing();
+                self.members[i].1.stop_publishing(now);
                 if let Some(sender) = &mut self.senders[i] {
                     sender.stream_tag = None;
                 }
