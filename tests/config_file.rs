@@ -31,6 +31,9 @@ fn ip(s: &str) -> IpAddr {
 fn example_config_parses_and_means_what_its_comments_say() {
     let config = ServerConfig::load(docs("example-config.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.shards.map(|n| n.get()), Some(4));
+    assert_eq!(config.multicast.ttl, 8);
+    assert_eq!(config.multicast.interface.as_deref(), Some("eth0"));
+    assert!(config.multicast.loop_back);
     assert_eq!(config.apps().len(), 2);
     let live = config.app("live").unwrap();
     assert!(live.authorize_connect(ip("192.0.2.1"), None).is_ok());
@@ -292,6 +295,41 @@ name = "live"
         "config.toml:8:8: app \"live\": name: already used by the app at line 2; names must be \
          unique"
     );
+}
+
+#[test]
+fn multicast_sending_options_are_checked_at_their_line() {
+    let ok = "[server]\nmulticast_ttl = 32\nmulticast_loop = false\n[[app]]\nname = \"x\"\n";
+    let config = ServerConfig::parse(ok, "c.toml").unwrap();
+    assert_eq!(config.multicast.ttl, 32);
+    assert!(!config.multicast.loop_back);
+    assert_eq!(config.multicast.interface, None);
+    let defaults = ServerConfig::parse("[[app]]\nname = \"x\"\n", "c.toml").unwrap();
+    assert_eq!(defaults.multicast.ttl, 1);
+    assert!(defaults.multicast.loop_back);
+    for (lines, line, why) in [
+        (
+            "multicast_ttl = 0\n",
+            3,
+            "server.multicast_ttl: 0 is out of range",
+        ),
+        (
+            "multicast_ttl = 256\n",
+            3,
+            "server.multicast_ttl: 256 is out of range",
+        ),
+        (
+            "multicast_interface = \" \"\n",
+            3,
+            "server.multicast_interface: empty",
+        ),
+        ("multicast_loop = \"yes\"\n", 3, "expected a boolean"),
+    ] {
+        let text = format!("[server]\nshards = 1\n{lines}[[app]]\nname = \"x\"\n");
+        let (at, _, message) = error_of(&text);
+        assert_eq!(at, line, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
 }
 
 #[test]

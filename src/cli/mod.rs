@@ -61,6 +61,18 @@ enum Command {
         /// Where IP multicast datagrams go (ADDR:PORT, 224.0.0.0/4 or ff00::/8).
         #[arg(long)]
         multicast_address: Option<SocketAddr>,
+        /// IP multicast TTL (IPv6 hop limit): routers the datagrams may cross
+        /// [default: 1, or the config's server.multicast_ttl].
+        #[arg(long)]
+        multicast_ttl: Option<u32>,
+        /// The interface IP multicast leaves by: a name (eth0) or an IPv4 address of it
+        /// [default: the routing table's choice].
+        #[arg(long)]
+        multicast_interface: Option<String>,
+        /// Whether receivers on this host get the server's IP multicast (on|off)
+        /// [default: on].
+        #[arg(long)]
+        multicast_loop: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -168,6 +180,9 @@ pub fn main() -> ExitCode {
             group,
             multicast_form,
             multicast_address,
+            multicast_ttl,
+            multicast_interface,
+            multicast_loop,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
@@ -176,6 +191,9 @@ pub fn main() -> ExitCode {
                 group: group.as_deref(),
                 form: multicast_form.as_deref(),
                 address: multicast_address,
+                ttl: multicast_ttl,
+                interface: multicast_interface.as_deref(),
+                loop_back: multicast_loop.as_deref(),
             },
             &serve::EngineFlags {
                 shards: shards.unwrap_or(0),

@@ -29,6 +29,11 @@ pub struct GroupFlags<'a> {
     pub group: Option<&'a str>,
     pub form: Option<&'a str>,
     pub address: Option<SocketAddr>,
+    /// `--multicast-ttl`, `--multicast-interface`, `--multicast-loop`: override the
+    /// config's `[server] multicast_*`.
+    pub ttl: Option<u32>,
+    pub interface: Option<&'a str>,
+    pub loop_back: Option<&'a str>,
 }
 
 pub fn effective_config(
@@ -53,6 +58,21 @@ pub fn effective_config(
                     .with_context(|| format!("--rtmp {addr:?}: expected ADDR:PORT or off"))?,
             )
         }
+    }
+    if let Some(ttl) = group.ttl {
+        if !(1..=255).contains(&ttl) {
+            bail!("--multicast-ttl {ttl}: give 1 (the server's links only) to 255");
+        }
+        cfg.multicast.ttl = ttl;
+    }
+    if let Some(interface) = group.interface {
+        cfg.multicast.interface = Some(interface.to_owned());
+    }
+    match group.loop_back {
+        None => {}
+        Some("on") => cfg.multicast.loop_back = true,
+        Some("off") => cfg.multicast.loop_back = false,
+        Some(other) => bail!("--multicast-loop {other:?}: expected on or off"),
     }
     let form = match group.form {
         None => MulticastForm::P2p,
