@@ -260,6 +260,13 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
         let from_peers = field(summary, "from_peers");
         assert!(received > 0, "member {i}: {summary}");
         if *reached {
+            // The server listens on one address: members join for that source only.
+            assert!(
+                stdout.contains(&format!(
+                    "joined IP multicast {MULTICAST} for source {SERVER_IP}"
+                )),
+                "member {i} joined source-specifically:\n{stdout}"
+            );
             // 10% loss: most come by IP multicast, the rest are repaired.
             assert!(
                 by_multicast * 10 >= received * 7,

@@ -80,8 +80,32 @@ impl FlvOut {
 /// pulls for the stream's last fragments for 5 s (`PUBLICATION_LINGER`), and one pull
 /// may need a retry after a fetch period (2.5 s).
 const UNPUBLISHED_DRAIN: Duration = Duration::from_secs(4);
-/// Joins `spec` on the server of `url` and prints group events for `duration`; plays
-/// `play` from the group into `output` if given.
+
+/// `join --multicast-interface --multicast-source`, checked.
+pub fn multicast_join(
+    interface: Option<String>,
+    source: Option<&str>,
+) -> Result<crate::net::MulticastJoin> {
+    let mut join = crate::net::MulticastJoin {
+        interface,
+        ..Default::default()
+    };
+    match source {
+        None => {}
+        Some("any") => join.any_source = true,
+        Some(text) => {
+            join.source = Some(text.parse().with_context(|| {
+                format!("--multicast-source {text:?}: expected an IP address or any")
+            })?)
+        }
+    }
+    if let Some(name) = &join.interface {
+        crate::engine::sockopt::interface_index(name)
+            .with_context(|| format!("--multicast-interface {name:?}"))?;
+    }
+    Ok(join)
+}
+
 /// What `join` was asked to do.
 pub struct JoinOptions<'a> {
     pub url: &'a str,
@@ -93,8 +117,12 @@ pub struct JoinOptions<'a> {
     pub post: Option<&'a str>,
     pub duration: Duration,
     pub timeout: Duration,
+    /// Where and from whom to take the group's IP multicast, if the server sends it.
+    pub multicast: crate::net::MulticastJoin,
 }
 
+/// Joins `spec` on the server of `url` and prints group events for `duration`; plays
+/// `play` from the group into `output` if given.
 pub fn join(options: JoinOptions<'_>) -> Result<()> {
     let JoinOptions {
         url,
@@ -105,6 +133,7 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
         post,
         duration,
         timeout,
+        multicast,
     } = options;
     let url = RtmfpUrl::parse(url)?;
     let spec = GroupSpec::from_name_or_spec(spec).with_context(|| format!("--group {spec:?}"))?;
@@ -233,8 +262,18 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
             None => driver.run(left, step)?,
         };
         if let Some(address) = want_side.take() {
-            match crate::net::multicast_receiver(address) {
-                Ok(socket) => side = Some(socket),
+            let mut how = multicast.clone();
+            if how.source.is_none() && !how.any_source {
+                how.source = driver.endpoint.group().and_then(|g| g.multicast_source());
+            }
+            match crate::net::multicast_receiver(address, &how) {
+                Ok(socket) => {
+                    match how.source {
+                        Some(s) => println!("joined IP multicast {address} for source {s}"),
+                        None => println!("joined IP multicast {address}"),
+                    }
+                    side = Some(socket)
+                }
                 // Peers still bring the stream.
                 Err(e) => eprintln!("cannot receive IP multicast on {address}: {e}"),
             }

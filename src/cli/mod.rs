@@ -152,6 +152,14 @@ enum Command {
         /// Give up if the server does not answer the connect within this many seconds.
         #[arg(long, default_value_t = 15)]
         timeout: u64,
+        /// Join the group's IP multicast on this interface (a name) [default: the one
+        /// the routing table picks].
+        #[arg(long)]
+        multicast_interface: Option<String>,
+        /// Take IP multicast only from this sender (a source-specific join), or `any`
+        /// [default: the address the server says it sends from, if it says].
+        #[arg(long)]
+        multicast_source: Option<String>,
     },
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
@@ -248,16 +256,23 @@ pub fn main() -> ExitCode {
             post,
             duration,
             timeout,
-        } => join::join(join::JoinOptions {
-            url: &url,
-            spec: &group,
-            token,
-            play: play.as_deref(),
-            output: output.as_deref(),
-            post: post.as_deref(),
-            duration: Duration::from_secs_f64(duration),
-            timeout: Duration::from_secs(timeout),
-        }),
+            multicast_interface,
+            multicast_source,
+        } => join::multicast_join(multicast_interface, multicast_source.as_deref()).and_then(
+            |multicast| {
+                join::join(join::JoinOptions {
+                    url: &url,
+                    spec: &group,
+                    token,
+                    play: play.as_deref(),
+                    output: output.as_deref(),
+                    post: post.as_deref(),
+                    duration: Duration::from_secs_f64(duration),
+                    timeout: Duration::from_secs(timeout),
+                    multicast,
+                })
+            },
+        ),
         Command::Demo => demo::demo(),
         Command::Bench(b) => bench::bench(b),
     };

@@ -130,3 +130,101 @@ fn set_multicast_ifindex_v4(socket: BorrowedFd<'_>, index: u32) -> io::Result<()
         Err(io::Error::last_os_error())
     }
 }
+
+/// Joins IP multicast `group` on the interface with index `interface` (0: the one the
+/// routing table picks), from any source, or only from `source` (a source-specific join,
+/// IGMPv3 / MLDv2): `MCAST_JOIN_GROUP` or `MCAST_JOIN_SOURCE_GROUP`, which take an
+/// interface index for IPv4 and IPv6 alike.
+pub fn join_multicast(
+    socket: &std::net::UdpSocket,
+    group: std::net::IpAddr,
+    interface: u32,
+    source: Option<std::net::IpAddr>,
+) -> io::Result<()> {
+    if source.is_some_and(|s| s.is_ipv4() != group.is_ipv4()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the multicast source and group are not the same IP version",
+        ));
+    }
+    let level = if group.is_ipv4() {
+        libc::IPPROTO_IP
+    } else {
+        libc::IPPROTO_IPV6
+    };
+    let fd = socket.as_fd().as_raw_fd();
+    // SAFETY (both arms): the request is a valid, fully initialised struct for the
+    // duration of the call and its size is passed; the socket is borrowed, so open.
+    let rc = match source {
+        None => {
+            let request = libc::group_req {
+                gr_interface: interface,
+                gr_group: storage_of(group),
+            };
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    libc::MCAST_JOIN_GROUP,
+                    (&request as *const libc::group_req).cast(),
+                    std::mem::size_of::<libc::group_req>() as libc::socklen_t,
+                )
+            }
+        }
+        Some(source) => {
+            let request = libc::group_source_req {
+                gsr_interface: interface,
+                gsr_group: storage_of(group),
+                gsr_source: storage_of(source),
+            };
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    libc::MCAST_JOIN_SOURCE_GROUP,
+                    (&request as *const libc::group_source_req).cast(),
+                    std::mem::size_of::<libc::group_source_req>() as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `address` (port 0) as the `sockaddr_storage` the multicast join requests carry.
+fn storage_of(address: std::net::IpAddr) -> libc::sockaddr_storage {
+    // SAFETY: an all-zero sockaddr_storage is a valid value (plain integers and arrays).
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match address {
+        std::net::IpAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+        }
+        std::net::IpAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+        }
+    }
+    storage
+}

@@ -159,6 +159,8 @@ pub struct GroupMember {
     /// The IP multicast address the server told us of, what checks its datagrams, and
     /// whether we relay what comes that way to neighbours (Fusion).
     multicast: Option<(SocketAddr, mc::Receiver, bool)>,
+    /// The address the server says its IP multicast comes from, if it said.
+    multicast_source: Option<std::net::IpAddr>,
 }
 
 impl GroupMember {
@@ -200,6 +202,7 @@ impl GroupMember {
             posts: PostLog::default(),
             replication: Replication::default(),
             multicast: None,
+            multicast_source: None,
         }
     }
 
@@ -315,6 +318,11 @@ impl GroupMember {
         self.multicast.as_ref().map(|(a, _, _)| *a)
     }
 
+    /// The address the server's IP multicast comes from, if the server said.
+    pub fn multicast_source(&self) -> Option<std::net::IpAddr> {
+        self.multicast_source
+    }
+
     /// IP multicast datagrams dropped, by reason, and those taken.
     pub fn multicast_counts(&self) -> (Vec<(&'static str, u64)>, u64) {
         match &self.multicast {
@@ -402,6 +410,7 @@ impl GroupMember {
                     });
                     receiver.add_key(grant.key);
                     *relay = grant.relay;
+                    self.multicast_source = grant.source;
                     self.events
                         .push_back(GroupEvent::MulticastAddress(grant.address));
                     return true;

@@ -575,7 +575,11 @@ impl EdgeServer {
                     g.group = Some(group);
                 }
                 if let Some((address, key, relay)) = self.groups.multicast_key_for(&group) {
-                    let message = group::server_flow::multicast_key_message(address, &key, relay);
+                    // Bound to one address, we send from it: members may join for it only.
+                    let listen = self.app.config().rtmfp_listen.ip();
+                    let source = (!listen.is_unspecified()).then_some(listen);
+                    let message =
+                        group::server_flow::multicast_key_message(address, &key, relay, source);
                     self.send_on_group_flow(session, group, &message);
                 }
             }
