@@ -259,6 +259,7 @@ impl ServerGroups {
                 group,
                 name,
                 publication,
+                ..
             } => {
                 let key = stream_key(&self.server_peer, &group, &name, publication);
                 let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {

@@ -345,6 +345,12 @@ impl AppConfig {
         )
     }
 
+    /// May a publisher of this app have its stream republished into `group`
+    /// (`fms.multicast.groupspec`)? Only into a group the app lets members join.
+    pub fn authorize_group(&self, group: &GroupId) -> Result<(), Refusal> {
+        self.authorize_group_join(group, 0)
+    }
+
     /// May a member of this app join `group`, which has `current` members already?
     pub fn authorize_group_join(&self, group: &GroupId, current: usize) -> Result<(), Refusal> {
         if let Some(allowed) = &self.group.allow {
