@@ -488,3 +488,32 @@ fn load_names_the_file_in_every_error() {
         )
     );
 }
+
+#[test]
+fn check_config_says_ok_with_a_summary_or_names_the_line_and_fails() {
+    let bin = env!("CARGO_BIN_EXE_rtmfp-edge");
+    let out = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(docs("example-config.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("example-config.toml: ok"), "{text}");
+    assert!(text.contains("app \"event\""), "{text}");
+    assert!(text.contains("(p2p)"), "{text}");
+    let bad = std::env::temp_dir().join(format!("check-config-{}.toml", std::process::id()));
+    std::fs::write(&bad, "[server]\nshards = 0\n[[app]]\nname = \"x\"\n").unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(":2:10: server.shards: 0 is out of range"),
+        "{err}"
+    );
+}

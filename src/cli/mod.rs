@@ -161,6 +161,12 @@ enum Command {
         #[arg(long)]
         multicast_source: Option<String>,
     },
+    /// Check a config file: prints what it sets up, or the first error with its file,
+    /// line and column (exit status 1).
+    CheckConfig {
+        /// The TOML file (see docs/config.md).
+        file: PathBuf,
+    },
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
     Demo,
@@ -273,6 +279,7 @@ pub fn main() -> ExitCode {
                 })
             },
         ),
+        Command::CheckConfig { file } => serve::check_config(&file),
         Command::Demo => demo::demo(),
         Command::Bench(b) => bench::bench(b),
     };

@@ -309,3 +309,39 @@ fn print_drops(shard: u8, drops: &std::collections::BTreeMap<DropReason, u64>) {
         println!("shard {shard} dropped datagrams: {}", list.join(" "));
     }
 }
+
+/// `rtmfp-edge check-config FILE`: the file's first error, or a summary of what it sets
+/// up (listen addresses, apps, what each republishes and how).
+pub fn check_config(path: &Path) -> Result<()> {
+    let cfg = ServerConfig::load(path).map_err(anyhow::Error::msg)?;
+    println!("{}: ok", path.display());
+    println!("  rtmfp_listen = {}", cfg.rtmfp_listen);
+    match cfg.rtmp_listen {
+        Some(a) => println!("  rtmp_listen  = {a}"),
+        None => println!("  rtmp_listen  = off"),
+    }
+    match cfg.shards {
+        Some(n) => println!("  shards       = {n}"),
+        None => println!("  shards       = one per core"),
+    }
+    for app in cfg.apps() {
+        println!("  app {:?}", app.name);
+        for r in &app.republish {
+            let form = match r.form {
+                MulticastForm::P2p => "p2p",
+                MulticastForm::Ip => "ip",
+                MulticastForm::Fusion => "fusion",
+            };
+            let how = match r.address {
+                Some(a) if r.form.uses_ip() => format!("{form} to {a}"),
+                _ => form.to_owned(),
+            };
+            println!(
+                "    streams {:?} -> group {} ({how})",
+                r.streams.as_str(),
+                r.group.group_id().to_hex()
+            );
+        }
+    }
+    Ok(())
+}
