@@ -86,17 +86,19 @@ pub struct Headers {
     pub wanted: &'static str,
 }
 
-/// The table, a row per line; a why that repeats the row above is a ditto mark.
+/// The table, a row per line; a why that repeats the row above is a ditto mark, and
+/// rows without one (`revert`'s) have no WHY column.
 pub fn render(headers: &Headers, rows: &[Row]) -> String {
+    let whys = rows.iter().any(|r| !r.why.is_empty());
     let cells: Vec<[String; 5]> = std::iter::once([
         "KNOB".to_string(),
         headers.value.to_string(),
         headers.wanted.to_string(),
         "STATUS".to_string(),
-        "WHY".to_string(),
+        if whys { "WHY" } else { "" }.to_string(),
     ])
     .chain(rows.iter().enumerate().map(|(i, r)| {
-        let why = if i > 0 && rows[i - 1].why == r.why {
+        let why = if i > 0 && !r.why.is_empty() && rows[i - 1].why == r.why {
             "\"".to_string()
         } else {
             r.why.clone()
