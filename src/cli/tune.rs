@@ -16,8 +16,9 @@ use crate::tune::System;
 pub enum Tune {
     /// Each knob with its current value, the recommended one and why. Changes nothing.
     Show(TuneArgs),
-    /// Saves the values it will change to the state file, then raises each knob below
-    /// its recommendation (never lowers one). Knobs that cannot be written are reported.
+    /// Saves the values it will change to the state file, then sets each knob that
+    /// differs from the recommendation; numbers only go up, a higher one is kept. Knobs
+    /// that cannot be written are reported.
     Apply(TuneArgs),
     /// Writes back every value the state file saved, and removes the file when all are
     /// back. --iface, --shards and --scope play no part: the file says what to restore.
@@ -66,7 +67,8 @@ pub fn tune(command: Tune) -> Result<()> {
                 "show: {} knobs, {changes} below the recommendation",
                 rows.len()
             );
-            if let Some(state) = State::load(&args.state)? {
+            // A hint only: show exits 0 even when the state file cannot be read.
+            if let Ok(Some(state)) = State::load(&args.state) {
                 println!(
                     "show: an earlier apply saved {} value(s) in {}: `rtmfp-edge tune revert --state {}` puts them back",
                     state.saved.len(),

@@ -70,7 +70,7 @@ pub const SYSCTLS: &[Sysctl] = &[
         name: "net.core.rmem_default",
         value: 1 << 20,
         reach: Reach::Namespace,
-        why: "sockets that ask nothing (clients, multicast receivers) get this; 208 KiB is ~90 datagrams",
+        why: "sockets that ask nothing (clients, multicast receivers) get this; 208 KiB is ~90 full datagrams",
     },
     Sysctl {
         name: "net.core.wmem_default",

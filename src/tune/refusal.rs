@@ -8,7 +8,7 @@ use std::io;
 pub enum Refusal {
     #[error("missing (this kernel or device has no such file)")]
     Missing,
-    #[error("not permitted (needs root; read-only in a container or a child namespace)")]
+    #[error("not permitted (not root, or read-only in this container or namespace)")]
     NotPermitted,
     #[error("read-only file system (a container's /proc or /sys)")]
     ReadOnly,

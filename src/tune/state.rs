@@ -55,7 +55,7 @@ pub enum StateError {
     },
     #[error("no state file at {path}: nothing to revert (apply writes one; see --state)")]
     Missing { path: PathBuf },
-    #[error("writing the state file {path}: {source} (pass --state FILE somewhere writable)")]
+    #[error("writing the state file {path}: {source} (run as root, or pass --state FILE somewhere writable)")]
     Write { path: PathBuf, source: io::Error },
 }
 
