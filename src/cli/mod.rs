@@ -1,5 +1,5 @@
 //! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `join`, `demo`,
-//! `bench`.
+//! `bench`, `tune`.
 
 mod bench;
 mod demo;
@@ -9,6 +9,7 @@ mod probe;
 mod publish;
 pub(crate) mod serve;
 pub(crate) mod stream_client;
+mod tune;
 pub mod url;
 
 use std::net::SocketAddr;
@@ -173,6 +174,10 @@ enum Command {
     /// Benchmarks: `bench fanout` (needs root), `bench group`.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Kernel and NIC knobs for the packet engine: `tune show`, `tune apply` (root; saves
+    /// the old values first), `tune revert`.
+    #[command(subcommand)]
+    Tune(tune::Tune),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -282,6 +287,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { file } => serve::check_config(&file),
         Command::Demo => demo::demo(),
         Command::Bench(b) => bench::bench(b),
+        Command::Tune(t) => tune::tune(t),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

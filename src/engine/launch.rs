@@ -27,7 +27,8 @@ use crate::server::edge::EdgeServer;
 /// Slots in each ring between two shards.
 const RING_CAPACITY: usize = 8192;
 /// Socket buffers we ask for: a burst of fan-out must not overflow the send queue.
-const SOCKET_BUFFER: usize = 8 << 20;
+/// The kernel caps the ask at net.core.rmem_max/wmem_max, which `tune` raises to this.
+pub const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Which I/O to run the shards' UDP sockets on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
