@@ -4,7 +4,8 @@
 //! RFC 7425 Flash profile above flows (AMF, messages, commands); `rtmp` and `flv` the
 //! sans-IO RTMP chunk stream and FLV codecs for ingest and files; `media` what the server
 //! knows of audio/video payloads; `server` the applications (live streams); `cli` the
-//! subcommands of the `rtmfp-edge` binary; `bench` the end-to-end fan-out benchmark.
+//! subcommands of the `rtmfp-edge` binary; `bench` the end-to-end fan-out benchmark;
+//! `tune` the kernel and NIC knobs for the packet engine.
 
 pub mod bench;
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod net;
 pub mod proto;
 pub mod rtmp;
 pub mod server;
+pub mod tune;

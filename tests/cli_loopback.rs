@@ -61,6 +61,54 @@ fn probe_names_the_failed_step_when_nobody_answers() {
 }
 
 #[test]
+fn serve_refuses_an_ip_multicast_interface_that_does_not_exist() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rtmfp-edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtmp",
+            "off",
+            "--group",
+            "g",
+            "--multicast-form",
+            "ip",
+            "--multicast-address",
+            "239.1.2.3:30000",
+            "--multicast-interface",
+            "nosuch0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started anyway");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no network interface called \"nosuch0\""),
+        "{err}"
+    );
+    // An IPv6 multicast address cannot go out of an IPv4 socket: said before serving.
+    let out = Command::new(env!("CARGO_BIN_EXE_rtmfp-edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rtmp",
+            "off",
+            "--group",
+            "g",
+            "--multicast-form",
+            "ip",
+            "--multicast-address",
+            "[ff15::1]:30000",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started anyway");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not the same IP version"), "{err}");
+}
+
+#[test]
 fn demo_publishes_and_plays_the_whole_bundled_stream() {
     let out = Command::new(env!("CARGO_BIN_EXE_rtmfp-edge"))
         .arg("demo")

@@ -31,6 +31,9 @@ fn ip(s: &str) -> IpAddr {
 fn example_config_parses_and_means_what_its_comments_say() {
     let config = ServerConfig::load(docs("example-config.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.shards.map(|n| n.get()), Some(4));
+    assert_eq!(config.multicast.ttl, 8);
+    assert_eq!(config.multicast.interface.as_deref(), Some("eth0"));
+    assert!(config.multicast.loop_back);
     assert_eq!(config.apps().len(), 2);
     let live = config.app("live").unwrap();
     assert!(live.authorize_connect(ip("192.0.2.1"), None).is_ok());
@@ -325,6 +328,41 @@ name = "live"
 }
 
 #[test]
+fn multicast_sending_options_are_checked_at_their_line() {
+    let ok = "[server]\nmulticast_ttl = 32\nmulticast_loop = false\n[[app]]\nname = \"x\"\n";
+    let config = ServerConfig::parse(ok, "c.toml").unwrap();
+    assert_eq!(config.multicast.ttl, 32);
+    assert!(!config.multicast.loop_back);
+    assert_eq!(config.multicast.interface, None);
+    let defaults = ServerConfig::parse("[[app]]\nname = \"x\"\n", "c.toml").unwrap();
+    assert_eq!(defaults.multicast.ttl, 1);
+    assert!(defaults.multicast.loop_back);
+    for (lines, line, why) in [
+        (
+            "multicast_ttl = 0\n",
+            3,
+            "server.multicast_ttl: 0 is out of range",
+        ),
+        (
+            "multicast_ttl = 256\n",
+            3,
+            "server.multicast_ttl: 256 is out of range",
+        ),
+        (
+            "multicast_interface = \" \"\n",
+            3,
+            "server.multicast_interface: empty",
+        ),
+        ("multicast_loop = \"yes\"\n", 3, "expected a boolean"),
+    ] {
+        let text = format!("[server]\nshards = 1\n{lines}[[app]]\nname = \"x\"\n");
+        let (at, _, message) = error_of(&text);
+        assert_eq!(at, line, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+}
+
+#[test]
 fn cookie_len_must_be_64_or_65() {
     let text = "[server]\nkeepalive_secs = 10\n\n\ncookie_len = 66\n[[app]]\nname = \"live\"\n";
     let (line, column, message) = error_of(text);
@@ -478,5 +516,34 @@ fn load_names_the_file_in_every_error() {
              IPv4 or IPv6 address)",
             path.display()
         )
+    );
+}
+
+#[test]
+fn check_config_says_ok_with_a_summary_or_names_the_line_and_fails() {
+    let bin = env!("CARGO_BIN_EXE_rtmfp-edge");
+    let out = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(docs("example-config.toml"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("example-config.toml: ok"), "{text}");
+    assert!(text.contains("app \"event\""), "{text}");
+    assert!(text.contains("(p2p)"), "{text}");
+    let bad = std::env::temp_dir().join(format!("check-config-{}.toml", std::process::id()));
+    std::fs::write(&bad, "[server]\nshards = 0\n[[app]]\nname = \"x\"\n").unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(":2:10: server.shards: 0 is out of range"),
+        "{err}"
     );
 }

@@ -219,6 +219,18 @@ fn members_play_the_republished_stream_mostly_from_each_other() {
     let server_counters = world.server.groups().counters();
     assert!(server_counters.fragments_sent > 0);
     assert_eq!(server_counters.unreadable, 0);
+
+    // The publisher stops: every member is told, by name.
+    world.members[publisher].client.delete_stream(1);
+    world.run_for(Duration::from_secs(1));
+    for &p in &players {
+        assert!(
+            world.members[p]
+                .events
+                .contains(&GroupEvent::Unpublished("cam".into())),
+            "member {p} was told of the unpublish"
+        );
+    }
 }
 
 #[test]

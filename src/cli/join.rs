@@ -76,8 +76,36 @@ impl FlvOut {
     }
 }
 
-/// Joins `spec` on the server of `url` and prints group events for `duration`; plays
-/// `play` from the group into `output` if given.
+/// How long `join` stays after the stream it plays was unpublished: the server answers
+/// pulls for the stream's last fragments for 5 s (`PUBLICATION_LINGER`), and one pull
+/// may need a retry after a fetch period (2.5 s).
+const UNPUBLISHED_DRAIN: Duration = Duration::from_secs(4);
+
+/// `join --multicast-interface --multicast-source`, checked.
+pub fn multicast_join(
+    interface: Option<String>,
+    source: Option<&str>,
+) -> Result<crate::net::MulticastJoin> {
+    let mut join = crate::net::MulticastJoin {
+        interface,
+        ..Default::default()
+    };
+    match source {
+        None => {}
+        Some("any") => join.any_source = true,
+        Some(text) => {
+            join.source = Some(text.parse().with_context(|| {
+                format!("--multicast-source {text:?}: expected an IP address or any")
+            })?)
+        }
+    }
+    if let Some(name) = &join.interface {
+        crate::engine::sockopt::interface_index(name)
+            .with_context(|| format!("--multicast-interface {name:?}"))?;
+    }
+    Ok(join)
+}
+
 /// What `join` was asked to do.
 pub struct JoinOptions<'a> {
     pub url: &'a str,
@@ -89,8 +117,12 @@ pub struct JoinOptions<'a> {
     pub post: Option<&'a str>,
     pub duration: Duration,
     pub timeout: Duration,
+    /// Where and from whom to take the group's IP multicast, if the server sends it.
+    pub multicast: crate::net::MulticastJoin,
 }
 
+/// Joins `spec` on the server of `url` and prints group events for `duration`; plays
+/// `play` from the group into `output` if given.
 pub fn join(options: JoinOptions<'_>) -> Result<()> {
     let JoinOptions {
         url,
@@ -101,6 +133,7 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
         post,
         duration,
         timeout,
+        multicast,
     } = options;
     let url = RtmfpUrl::parse(url)?;
     let spec = GroupSpec::from_name_or_spec(spec).with_context(|| format!("--group {spec:?}"))?;
@@ -135,8 +168,10 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
     // The IP multicast socket, once the server told us the group's address.
     let mut side: Option<std::net::UdpSocket> = None;
     let mut want_side: Option<std::net::SocketAddr> = None;
-    while started.elapsed() < duration && !refused && closed.is_none() && failure.is_none() {
-        let left = duration.saturating_sub(started.elapsed());
+    // Shortened when the stream we play is unpublished: we stay to repair its end.
+    let mut until = duration;
+    while started.elapsed() < until && !refused && closed.is_none() && failure.is_none() {
+        let left = until.saturating_sub(started.elapsed());
         let step = |c: &mut crate::flash::client::FlashClient, now: crate::proto::Instant| {
             while let Some(e) = c.poll_event() {
                 match e {
@@ -170,8 +205,11 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
                             GroupEvent::ObjectFetched { index, .. } => {
                                 println!("object {index} fetched")
                             }
-                            // Receiving it is the next step of issue 7: for now the stream
-                            // comes from peers.
+                            GroupEvent::Unpublished(name) if Some(name.as_str()) == play => {
+                                println!("NetStream.MulticastStream.UnpublishNotify {name}");
+                                until = until.min(started.elapsed() + UNPUBLISHED_DRAIN);
+                            }
+                            GroupEvent::Unpublished(_) => {}
                             GroupEvent::MulticastAddress(a) => {
                                 println!("the group's stream is also on IP multicast {a}");
                                 want_side = Some(*a);
@@ -224,8 +262,18 @@ pub fn join(options: JoinOptions<'_>) -> Result<()> {
             None => driver.run(left, step)?,
         };
         if let Some(address) = want_side.take() {
-            match crate::net::multicast_receiver(address) {
-                Ok(socket) => side = Some(socket),
+            let mut how = multicast.clone();
+            if how.source.is_none() && !how.any_source {
+                how.source = driver.endpoint.group().and_then(|g| g.multicast_source());
+            }
+            match crate::net::multicast_receiver(address, &how) {
+                Ok(socket) => {
+                    match how.source {
+                        Some(s) => println!("joined IP multicast {address} for source {s}"),
+                        None => println!("joined IP multicast {address}"),
+                    }
+                    side = Some(socket)
+                }
                 // Peers still bring the stream.
                 Err(e) => eprintln!("cannot receive IP multicast on {address}: {e}"),
             }

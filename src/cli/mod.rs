@@ -1,5 +1,5 @@
 //! The `rtmfp-edge` command line: `serve`, `probe`, `publish`, `play`, `join`, `demo`,
-//! `bench`.
+//! `bench`, `tune`.
 
 mod bench;
 mod demo;
@@ -9,6 +9,7 @@ mod probe;
 mod publish;
 pub(crate) mod serve;
 pub(crate) mod stream_client;
+mod tune;
 pub mod url;
 
 use std::net::SocketAddr;
@@ -66,6 +67,18 @@ enum Command {
         /// them rebuilds them (K+R at most 255).
         #[arg(long, value_name = "K+R")]
         multicast_fec: Option<String>,
+        /// IP multicast TTL (IPv6 hop limit): routers the datagrams may cross
+        /// [default: 1, or the config's server.multicast_ttl].
+        #[arg(long)]
+        multicast_ttl: Option<u32>,
+        /// The interface IP multicast leaves by: a name (eth0) or an IPv4 address of it
+        /// [default: the routing table's choice].
+        #[arg(long)]
+        multicast_interface: Option<String>,
+        /// Whether receivers on this host get the server's IP multicast (on|off)
+        /// [default: on].
+        #[arg(long)]
+        multicast_loop: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -145,6 +158,20 @@ enum Command {
         /// Give up if the server does not answer the connect within this many seconds.
         #[arg(long, default_value_t = 15)]
         timeout: u64,
+        /// Join the group's IP multicast on this interface (a name) [default: the one
+        /// the routing table picks].
+        #[arg(long)]
+        multicast_interface: Option<String>,
+        /// Take IP multicast only from this sender (a source-specific join), or `any`
+        /// [default: the address the server says it sends from, if it says].
+        #[arg(long)]
+        multicast_source: Option<String>,
+    },
+    /// Check a config file: prints what it sets up, or the first error with its file,
+    /// line and column (exit status 1).
+    CheckConfig {
+        /// The TOML file (see docs/config.md).
+        file: PathBuf,
     },
     /// A loopback demo: start a server, publish a test stream over RTMFP, play it back
     /// over RTMFP, and report frames, bitrate and latency.
@@ -152,6 +179,10 @@ enum Command {
     /// Benchmarks: `bench fanout` (needs root), `bench group`.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Kernel and NIC knobs for the packet engine: `tune show`, `tune apply` (root; saves
+    /// the old values first), `tune revert`.
+    #[command(subcommand)]
+    Tune(tune::Tune),
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -174,6 +205,9 @@ pub fn main() -> ExitCode {
             multicast_form,
             multicast_address,
             multicast_fec,
+            multicast_ttl,
+            multicast_interface,
+            multicast_loop,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
@@ -183,6 +217,9 @@ pub fn main() -> ExitCode {
                 form: multicast_form.as_deref(),
                 address: multicast_address,
                 fec: multicast_fec.as_deref(),
+                ttl: multicast_ttl,
+                interface: multicast_interface.as_deref(),
+                loop_back: multicast_loop.as_deref(),
             },
             &serve::EngineFlags {
                 shards: shards.unwrap_or(0),
@@ -237,18 +274,27 @@ pub fn main() -> ExitCode {
             post,
             duration,
             timeout,
-        } => join::join(join::JoinOptions {
-            url: &url,
-            spec: &group,
-            token,
-            play: play.as_deref(),
-            output: output.as_deref(),
-            post: post.as_deref(),
-            duration: Duration::from_secs_f64(duration),
-            timeout: Duration::from_secs(timeout),
-        }),
+            multicast_interface,
+            multicast_source,
+        } => join::multicast_join(multicast_interface, multicast_source.as_deref()).and_then(
+            |multicast| {
+                join::join(join::JoinOptions {
+                    url: &url,
+                    spec: &group,
+                    token,
+                    play: play.as_deref(),
+                    output: output.as_deref(),
+                    post: post.as_deref(),
+                    duration: Duration::from_secs_f64(duration),
+                    timeout: Duration::from_secs(timeout),
+                    multicast,
+                })
+            },
+        ),
+        Command::CheckConfig { file } => serve::check_config(&file),
         Command::Demo => demo::demo(),
         Command::Bench(b) => bench::bench(b),
+        Command::Tune(t) => tune::tune(t),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

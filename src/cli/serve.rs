@@ -32,6 +32,11 @@ pub struct GroupFlags<'a> {
     pub address: Option<SocketAddr>,
     /// `--multicast-fec K+R`.
     pub fec: Option<&'a str>,
+    /// `--multicast-ttl`, `--multicast-interface`, `--multicast-loop`: override the
+    /// config's `[server] multicast_*`.
+    pub ttl: Option<u32>,
+    pub interface: Option<&'a str>,
+    pub loop_back: Option<&'a str>,
 }
 
 pub fn effective_config(
@@ -56,6 +61,21 @@ pub fn effective_config(
                     .with_context(|| format!("--rtmp {addr:?}: expected ADDR:PORT or off"))?,
             )
         }
+    }
+    if let Some(ttl) = group.ttl {
+        if !(1..=255).contains(&ttl) {
+            bail!("--multicast-ttl {ttl}: give 1 (the server's links only) to 255");
+        }
+        cfg.multicast.ttl = ttl;
+    }
+    if let Some(interface) = group.interface {
+        cfg.multicast.interface = Some(interface.to_owned());
+    }
+    match group.loop_back {
+        None => {}
+        Some("on") => cfg.multicast.loop_back = true,
+        Some("off") => cfg.multicast.loop_back = false,
+        Some(other) => bail!("--multicast-loop {other:?}: expected on or off"),
     }
     let form = match group.form {
         None => MulticastForm::P2p,
@@ -318,6 +338,45 @@ fn print_drops(shard: u8, drops: &std::collections::BTreeMap<DropReason, u64>) {
     }
 }
 
+/// `rtmfp-edge check-config FILE`: the file's first error, or a summary of what it sets
+/// up (listen addresses, apps, what each republishes and how).
+pub fn check_config(path: &Path) -> Result<()> {
+    let cfg = ServerConfig::load(path).map_err(anyhow::Error::msg)?;
+    println!("{}: ok", path.display());
+    println!("  rtmfp_listen = {}", cfg.rtmfp_listen);
+    match cfg.rtmp_listen {
+        Some(a) => println!("  rtmp_listen  = {a}"),
+        None => println!("  rtmp_listen  = off"),
+    }
+    match cfg.shards {
+        Some(n) => println!("  shards       = {n}"),
+        None => println!("  shards       = one per core"),
+    }
+    for app in cfg.apps() {
+        println!("  app {:?}", app.name);
+        for r in &app.republish {
+            let form = match r.form {
+                MulticastForm::P2p => "p2p",
+                MulticastForm::Ip => "ip",
+                MulticastForm::Fusion => "fusion",
+            };
+            let mut how = match r.address {
+                Some(a) if r.form.uses_ip() => format!("{form} to {a}"),
+                _ => form.to_owned(),
+            };
+            if let Some(fec) = r.fec {
+                how.push_str(&format!(", FEC {fec}"));
+            }
+            println!(
+                "    streams {:?} -> group {} ({how})",
+                r.streams.as_str(),
+                r.group.group_id().to_hex()
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +388,7 @@ mod tests {
             form: Some("ip"),
             address: Some("239.1.2.3:30000".parse().unwrap()),
             fec: Some(fec),
+            ..GroupFlags::default()
         };
         let group = GroupSpec::from_name_or_spec("g").unwrap().group_id();
         let config = effective_config(None, None, None, &flags("4+1")).unwrap();

@@ -15,7 +15,7 @@ use super::batch_cipher::MultiBufferCipher;
 use super::ring::{ring, Consumer, Producer};
 use super::rtmp_sockets::RtmpSockets;
 use super::shard::{Io, Links, Shard, ShardMessage, ShardStats, StepHook};
-use super::sockopt::set_pmtudisc_probe;
+use super::sockopt::{set_multicast_sending, set_pmtudisc_probe};
 use super::steering::ReuseportSteering;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
@@ -27,7 +27,8 @@ use crate::server::edge::EdgeServer;
 /// Slots in each ring between two shards.
 const RING_CAPACITY: usize = 8192;
 /// Socket buffers we ask for: a burst of fan-out must not overflow the send queue.
-const SOCKET_BUFFER: usize = 8 << 20;
+/// The kernel caps the ask at net.core.rmem_max/wmem_max, which `tune` raises to this.
+pub const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Which I/O to run the shards' UDP sockets on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,25 @@ impl Engine {
     ) -> Result<Engine> {
         let shards = shard_count(&options);
         let (udp, tcp) = bind_all(config.rtmfp_listen, config.rtmp_listen, shards)?;
+        let listen = config.rtmfp_listen;
+        if let Some(a) = config
+            .republish_multicast_addresses()
+            .into_iter()
+            .find(|a| a.is_ipv6() != listen.is_ipv6())
+        {
+            bail!(
+                "IP multicast address {a} and RTMFP address {listen} are not the same IP \
+                 version: the server sends IP multicast from its RTMFP sockets"
+            );
+        }
+        if !config.republish_multicast_addresses().is_empty() {
+            // One shard sends the IP multicast datagrams; every socket gets the same
+            // options, so whichever it is sends as configured.
+            for socket in &udp {
+                set_multicast_sending(socket, config.rtmfp_listen.is_ipv6(), &config.multicast)
+                    .context("setting up the IP multicast sender ([server] multicast_*)")?;
+            }
+        }
         let rtmfp_addr = udp[0].local_addr()?;
         let rtmp_addr = match tcp.first() {
             Some(l) => Some(l.local_addr()?),

@@ -18,7 +18,7 @@ use super::peer_messages::{
 use super::posting::{self, PostError, PostId, PostLog, Route, RoutedMessage};
 use super::replication::{self, ObjectRequest, Replication, ReplicationAction, ReplicationMessage};
 use super::server_flow::{
-    join_message, parse_member_notice, parse_multicast_key, GROUP_FLOW_METADATA,
+    join_message, parse_member_notice, parse_multicast_key, parse_unpublished, GROUP_FLOW_METADATA,
 };
 use super::spec::{group_address, GroupId, GroupSpec};
 use super::stream::GroupStream;
@@ -44,6 +44,10 @@ const HEARD_EXPIRY: Duration = Duration::from_secs(300);
 const RING_SIDE: usize = 3;
 /// Peers recommended in one report at most.
 const REPORT_PEERS: usize = 12;
+
+/// How long the publisher keeps a stopped stream to answer pulls for its last
+/// fragments: two fetch periods, so a pull that went unanswered is retried once.
+pub const PUBLICATION_LINGER: Duration = Duration::from_secs(5);
 
 /// What happened in the group, for the application and for tests.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +81,9 @@ pub enum GroupEvent {
     /// The server gave us the IP multicast address of the group's stream and its key:
     /// datagrams that arrive there go to [`GroupMember::on_multicast_datagram`].
     MulticastAddress(SocketAddr),
+    /// The server says the stream it republished into the group under this name was
+    /// unpublished (`NetStream.MulticastStream.UnpublishNotify`).
+    Unpublished(String),
 }
 
 /// One session with a peer that is (or may become) a neighbour.
@@ -132,6 +139,8 @@ pub struct GroupMember {
     unreadable: u64,
     /// The stream we play or publish in the group.
     stream: Option<GroupStream>,
+    /// The stream we published was stopped: we drop it then.
+    publication_ends: Option<Instant>,
     /// The stream name we want to play, until a neighbour announces it.
     wanted: Option<String>,
     /// New fragments of our stream, by the peer they came from.
@@ -150,6 +159,8 @@ pub struct GroupMember {
     /// The IP multicast address the server told us of, what checks its datagrams, and
     /// whether we relay what comes that way to neighbours (Fusion).
     multicast: Option<(SocketAddr, MulticastReceiver, bool)>,
+    /// The address the server says its IP multicast comes from, if it said.
+    multicast_source: Option<std::net::IpAddr>,
 }
 
 impl GroupMember {
@@ -182,6 +193,7 @@ impl GroupMember {
             events: VecDeque::new(),
             unreadable: 0,
             stream: None,
+            publication_ends: None,
             wanted: None,
             received_from: HashMap::new(),
             received_from_server: 0,
@@ -190,6 +202,7 @@ impl GroupMember {
             posts: PostLog::default(),
             replication: Replication::default(),
             multicast: None,
+            multicast_source: None,
         }
     }
 
@@ -217,6 +230,7 @@ impl GroupMember {
 
     /// Publishes `name` into the group; `key` (32 random bytes) names the stream there.
     pub fn publish(&mut self, now: Instant, endpoint: &mut Endpoint, name: &str, key: [u8; 32]) {
+        self.publication_ends = None;
         let mut stream = GroupStream::publish(name, key);
         for (&session, link) in &self.links {
             if let (true, Some(flow)) = (link.verified, link.their_report_flow) {
@@ -234,10 +248,12 @@ impl GroupMember {
         }
     }
 
-    /// Stops publishing: neighbours get no more of the stream from us.
-    pub fn stop_publishing(&mut self) {
+    /// Stops publishing: nothing more of the stream is cut. For [`PUBLICATION_LINGER`]
+    /// we still answer pulls, so members repair the stream's last fragments (IP
+    /// multicast or a push may have lost them); then the stream is gone.
+    pub fn stop_publishing(&mut self, now: Instant) {
         if self.stream.as_ref().is_some_and(GroupStream::is_publisher) {
-            self.stream = None;
+            self.publication_ends = Some(now + PUBLICATION_LINGER);
         }
     }
 
@@ -300,6 +316,11 @@ impl GroupMember {
     /// The IP multicast address of the group's stream, once the server told us.
     pub fn multicast_address(&self) -> Option<SocketAddr> {
         self.multicast.as_ref().map(|(a, _, _)| *a)
+    }
+
+    /// The address the server's IP multicast comes from, if the server said.
+    pub fn multicast_source(&self) -> Option<std::net::IpAddr> {
+        self.multicast_source
     }
 
     /// IP multicast datagrams dropped, by reason, and those taken.
@@ -387,8 +408,13 @@ impl GroupMember {
                     });
                     receiver.add_key(grant.key);
                     *relay = grant.relay;
+                    self.multicast_source = grant.source;
                     self.events
                         .push_back(GroupEvent::MulticastAddress(grant.address));
+                    return true;
+                }
+                if let Some(name) = parse_unpublished(data) {
+                    self.events.push_back(GroupEvent::Unpublished(name));
                     return true;
                 }
                 if let Ok(peer) = parse_member_notice(data) {
@@ -1244,6 +1270,7 @@ impl GroupMember {
             self.next_report,
             self.next_overlay,
             stream,
+            self.publication_ends,
             self.replication.poll_timeout(),
         ]
         .into_iter()
@@ -1253,6 +1280,10 @@ impl GroupMember {
 
     /// Periodic work: a report to one neighbour in turn; the neighbour set.
     pub fn handle_timeout(&mut self, now: Instant, endpoint: &mut Endpoint) {
+        if self.publication_ends.is_some_and(|t| now >= t) {
+            self.publication_ends = None;
+            self.stream = None;
+        }
         if let Some(stream) = &mut self.stream {
             if stream.poll_timeout().is_some_and(|t| now >= t) {
                 stream.handle_timeout(now, endpoint);

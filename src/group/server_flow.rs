@@ -7,7 +7,7 @@
 //! nothing for the join itself, then one member notice per peer the member should open a
 //! session to. There is no leave message: closing the flow, or the session, leaves.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::spec::{GroupId, GroupSpec};
 use crate::multicast::datagram::MulticastKey;
@@ -109,7 +109,8 @@ pub fn parse_member_notice(message: &[u8]) -> Result<PeerId, GroupMessageError> 
 /// address of the group's stream and the key its datagrams are authenticated with, on
 /// the flow that carries member notices: `7e`, flags (1 byte; bit 0: Fusion, members
 /// relay what IP multicast brings them to their neighbours), key id (4 bytes), key (32
-/// bytes), the address as text ("239.1.2.3:30000", "[ff15::1]:30000").
+/// bytes), the address as text ("239.1.2.3:30000", "[ff15::1]:30000"), then, when the
+/// server knows the address it sends from, a space and that address ("10.0.0.1").
 pub const MULTICAST_KEY: u8 = 0x7e;
 
 /// What a `7e` message tells a member.
@@ -119,13 +120,24 @@ pub struct MulticastGrant {
     pub key: MulticastKey,
     /// Fusion: pass what IP multicast brings on to neighbours that ask for it.
     pub relay: bool,
+    /// The server's address the datagrams come from, when it knows it: members may join
+    /// source-specifically.
+    pub source: Option<IpAddr>,
 }
 
-pub fn multicast_key_message(address: SocketAddr, key: &MulticastKey, relay: bool) -> Vec<u8> {
+pub fn multicast_key_message(
+    address: SocketAddr,
+    key: &MulticastKey,
+    relay: bool,
+    source: Option<IpAddr>,
+) -> Vec<u8> {
     let mut out = vec![MULTICAST_KEY, u8::from(relay)];
     out.extend_from_slice(&key.id.to_be_bytes());
     out.extend_from_slice(&key.secret);
     out.extend_from_slice(address.to_string().as_bytes());
+    if let Some(source) = source {
+        out.extend_from_slice(format!(" {source}").as_bytes());
+    }
     out
 }
 
@@ -137,16 +149,50 @@ pub fn parse_multicast_key(message: &[u8]) -> Option<MulticastGrant> {
     }
     let id = u32::from_be_bytes(rest[..4].try_into().ok()?);
     let secret: [u8; 32] = rest[4..36].try_into().ok()?;
-    let address: SocketAddr = std::str::from_utf8(&rest[36..]).ok()?.parse().ok()?;
-    address.ip().is_multicast().then_some(MulticastGrant {
+    let text = std::str::from_utf8(&rest[36..]).ok()?;
+    let (address, source) = match text.split_once(' ') {
+        Some((address, source)) => (address, Some(source.parse::<IpAddr>().ok()?)),
+        None => (text, None),
+    };
+    let address: SocketAddr = address.parse().ok()?;
+    let same_version = source.map_or(true, |s| s.is_ipv4() == address.is_ipv4());
+    (address.ip().is_multicast() && same_version).then_some(MulticastGrant {
         address,
         key: MulticastKey { id, secret },
         relay: flags & 1 != 0,
+        source,
     })
+}
+
+/// Ours: the server tells the members of a group, on the same flow, that the stream it
+/// republished into the group was unpublished (`NetStream.MulticastStream.UnpublishNotify`
+/// for players): `7f`, then the stream's name as text.
+pub const STREAM_UNPUBLISHED: u8 = 0x7f;
+
+/// The unpublish notice for the group's stream `name`.
+pub fn unpublished_message(name: &str) -> Vec<u8> {
+    let mut out = vec![STREAM_UNPUBLISHED];
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// The stream an unpublish notice names; `None` if it is not one.
+pub fn parse_unpublished(message: &[u8]) -> Option<String> {
+    let name = message.strip_prefix(&[STREAM_UNPUBLISHED])?;
+    std::str::from_utf8(name).ok().map(str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unpublish_notice_names_its_stream_and_nothing_else_reads_as_one() {
+        let m = unpublished_message("cam");
+        assert_eq!(m[0], 0x7f);
+        assert_eq!(parse_unpublished(&m).as_deref(), Some("cam"));
+        assert_eq!(parse_unpublished(&member_notice(&PeerId([1; 32]))), None);
+        assert_eq!(parse_unpublished(&[0x7f, 0xff]), None);
+    }
+
     use super::*;
 
     #[test]
@@ -222,20 +268,29 @@ mod tests {
             secret: [5; 32],
         };
         let addr: SocketAddr = "239.1.2.3:30000".parse().unwrap();
-        let m = multicast_key_message(addr, &key, true);
+        let source: IpAddr = "10.0.0.1".parse().unwrap();
+        let m = multicast_key_message(addr, &key, true, Some(source));
         let grant = MulticastGrant {
             address: addr,
             key: key.clone(),
             relay: true,
+            source: Some(source),
         };
         assert_eq!(parse_multicast_key(&m), Some(grant));
         let v6: SocketAddr = "[ff15::1]:30000".parse().unwrap();
-        let back = parse_multicast_key(&multicast_key_message(v6, &key, false)).unwrap();
-        assert_eq!((back.address, back.relay), (v6, false));
+        let back = parse_multicast_key(&multicast_key_message(v6, &key, false, None)).unwrap();
+        assert_eq!((back.address, back.relay, back.source), (v6, false, None));
+        // A source of the other IP version, or not an address, is malformed.
+        let mut wrong = multicast_key_message(addr, &key, true, None);
+        wrong.extend_from_slice(b" ::1");
+        assert_eq!(parse_multicast_key(&wrong), None);
+        let mut junk = multicast_key_message(addr, &key, true, None);
+        junk.extend_from_slice(b" nonsense");
+        assert_eq!(parse_multicast_key(&junk), None);
         assert_eq!(parse_multicast_key(&m[..30]), None);
         let unicast: SocketAddr = "10.0.0.1:30000".parse().unwrap();
         assert_eq!(
-            parse_multicast_key(&multicast_key_message(unicast, &key, false)),
+            parse_multicast_key(&multicast_key_message(unicast, &key, false, None)),
             None
         );
         assert_eq!(parse_multicast_key(&member_notice(&PeerId([1; 32]))), None);

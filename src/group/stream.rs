@@ -199,6 +199,10 @@ pub struct GroupStream {
     /// Pull passes so far: each starts at the next neighbour, so a pull that went
     /// unanswered is retried elsewhere.
     pull_round: usize,
+    /// When IP multicast last brought us a fragment of the stream (new or not).
+    multicast_seen: Option<Instant>,
+    /// IP multicast feeds us: we ask no neighbour to push, and pull only what it lost.
+    fed_by_multicast: bool,
     counters: StreamCounters,
 }
 
@@ -226,6 +230,9 @@ const ASK_SLACK: u64 = 8;
 /// `FRESH_LAG` behind the newest we know is fed that class promptly.
 const FRESH_SPAN: u64 = 48;
 const FRESH_LAG: u64 = 16;
+/// IP multicast that brought a fragment within this long feeds us (Fusion): pushes are
+/// asked again when it has been quiet for longer.
+const MULTICAST_FEEDS_FOR: Duration = Duration::from_secs(1);
 
 impl GroupStream {
     /// The stream as its publisher: `key` is 32 random bytes naming it in the group.
@@ -266,6 +273,8 @@ impl GroupStream {
             pushers: [None; 8],
             records: [ClassRecord::default(); 8],
             pull_round: 0,
+            multicast_seen: None,
+            fed_by_multicast: false,
             counters: StreamCounters::default(),
         }
     }
@@ -444,7 +453,8 @@ impl GroupStream {
     /// classes without a pusher (it left) get one, and the rest stays as it proved
     /// itself. The publisher asks nobody.
     fn deal_push_classes(&mut self, endpoint: &mut Endpoint) {
-        if !std::mem::take(&mut self.rebalance_push) || self.is_publisher() {
+        if !std::mem::take(&mut self.rebalance_push) || self.is_publisher() || self.fed_by_multicast
+        {
             return;
         }
         let holders = self.holders();
@@ -651,6 +661,9 @@ impl GroupStream {
     /// or `repaired` from its block's repairs: stored and played like one from a
     /// neighbour, and with `relay` (Fusion) pushed on to the neighbours that asked for
     /// its class. It says nothing of how well our pushers do.
+    ///
+    /// While IP multicast brings the stream, we ask no neighbour to push it: every push
+    /// would duplicate a datagram that reached us anyway. Pulls repair what it lost.
     pub fn on_multicast_fragment(
         &mut self,
         now: Instant,
@@ -659,6 +672,12 @@ impl GroupStream {
         relay: bool,
         repaired: bool,
     ) {
+        self.multicast_seen = Some(now);
+        if !self.fed_by_multicast && !self.is_publisher() {
+            self.fed_by_multicast = true;
+            self.pushers = [None; 8];
+            self.send_push_masks(endpoint);
+        }
         if let Some((fragment, _)) = self.take_fragment(now, &message) {
             if repaired {
                 self.counters.repaired_fec += 1;
@@ -748,6 +767,7 @@ impl GroupStream {
         [
             self.next_map,
             self.next_pull,
+            self.multicast_quiet_at(),
             self.reassembler.poll_timeout(),
             self.store.next_expiry(),
         ]
@@ -756,8 +776,25 @@ impl GroupStream {
         .min()
     }
 
+    /// When IP multicast, if it brings nothing more, stops feeding us.
+    fn multicast_quiet_at(&self) -> Option<Instant> {
+        self.multicast_seen
+            .filter(|_| self.fed_by_multicast)
+            .map(|t| t + MULTICAST_FEEDS_FOR)
+    }
+
+    /// Whether IP multicast feeds us the stream (we ask no neighbour to push it).
+    pub fn fed_by_multicast(&self) -> bool {
+        self.fed_by_multicast
+    }
+
     /// Periodic work: expiry, availability maps, pulls.
     pub fn handle_timeout(&mut self, now: Instant, endpoint: &mut Endpoint) {
+        if self.multicast_quiet_at().is_some_and(|t| now >= t) {
+            // IP multicast went quiet (or never reaches us now): neighbours push again.
+            self.fed_by_multicast = false;
+            self.rebalance_push = true;
+        }
         self.store.expire(now);
         let floor = self.store.floor();
         self.reassembler.skip_before(floor);

@@ -193,25 +193,36 @@ impl<M: DatagramMachine> UdpDriver<M> {
     }
 }
 
-/// A socket receiving the IP multicast group `group` on its port, joined on every
-/// interface (IGMP for IPv4, MLD for IPv6).
-pub fn multicast_receiver(group: SocketAddr) -> std::io::Result<UdpSocket> {
+/// Where and from whom `join` takes a group's IP multicast.
+#[derive(Debug, Clone, Default)]
+pub struct MulticastJoin {
+    /// The interface to join on, by name; `None`: the one the routing table picks.
+    pub interface: Option<String>,
+    /// Take datagrams from this sender only (a source-specific join); `None`: any.
+    pub source: Option<std::net::IpAddr>,
+    /// Take them from any sender even if the server names the one it sends from.
+    pub any_source: bool,
+}
+
+/// A socket that receives the datagrams sent to IP multicast `group`: bound to the
+/// group's address and port (so nothing sent to another address or port reaches it),
+/// joined as `join` says (IGMP / MLD).
+pub fn multicast_receiver(group: SocketAddr, join: &MulticastJoin) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(group), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
-    match group {
-        SocketAddr::V4(g) => {
-            socket.bind(&SocketAddr::from(([0, 0, 0, 0], g.port())).into())?;
-            socket.join_multicast_v4(g.ip(), &std::net::Ipv4Addr::UNSPECIFIED)?;
-        }
-        SocketAddr::V6(g) => {
-            socket.set_only_v6(true)?;
-            socket.bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, g.port())).into())?;
-            socket.join_multicast_v6(g.ip(), 0)?;
-        }
+    if group.is_ipv6() {
+        socket.set_only_v6(true)?;
     }
-    Ok(socket.into())
+    socket.bind(&group.into())?;
+    let socket: UdpSocket = socket.into();
+    let interface = match &join.interface {
+        Some(name) => crate::engine::sockopt::interface_index(name)?,
+        None => 0,
+    };
+    crate::engine::sockopt::join_multicast(&socket, group.ip(), interface, join.source)?;
+    Ok(socket)
 }
 
 /// Entropy for an endpoint's seed, from the OS.

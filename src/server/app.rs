@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::config::{ConnectRequest, Refusal, RefusalKind, RequestedStream, ServerConfig};
+use super::config::{
+    ConnectRequest, MulticastRequest, Refusal, RefusalKind, RequestedStream, ServerConfig,
+};
 use super::directory::Directory;
 use super::live::{LiveStreams, PublishError};
 use crate::flash::amf::Value;
@@ -71,6 +73,8 @@ pub enum Relay {
         stream: Arc<str>,
         /// Names the publication server-wide (for the group stream key).
         publication: Publication,
+        /// The multicast form its publisher asked for (`fms.multicast.*`), if any.
+        request: Option<Arc<MulticastRequest>>,
     },
     Media {
         stream: Arc<str>,
@@ -99,6 +103,9 @@ pub enum GroupFeed {
         name: String,
         /// Names this publication server-wide: the same on every shard.
         publication: Publication,
+        /// Set when the publisher asked for the group in its stream name
+        /// (`fms.multicast.*`): the server joins that group for it, in that form.
+        request: Option<Arc<MulticastRequest>>,
     },
     Media {
         group: GroupId,
@@ -106,6 +113,8 @@ pub enum GroupFeed {
     },
     Stop {
         group: GroupId,
+        /// The stream's name in the group, for the members' unpublish notice.
+        name: String,
     },
 }
 
@@ -266,14 +275,22 @@ impl App {
     pub fn join_republish_groups(&mut self, peer: PeerId) {
         self.server_peer = Some(peer);
         for spec in self.config.republish_groups() {
-            let group = spec.group_id();
-            let joined = self
-                .directory
-                .join_group(group, peer, SERVER_MEMBER, |_| Ok::<(), Refusal>(()));
-            if let Ok(joined) = joined {
-                for member in joined.notify {
-                    self.tell_member(member, group, peer);
-                }
+            self.join_as_server(spec.group_id());
+        }
+    }
+
+    /// Makes the server a member of `group` in the directory (idempotent), once it has
+    /// its peer id.
+    fn join_as_server(&mut self, group: GroupId) {
+        let Some(peer) = self.server_peer else {
+            return;
+        };
+        let joined = self
+            .directory
+            .join_group(group, peer, SERVER_MEMBER, |_| Ok::<(), Refusal>(()));
+        if let Ok(joined) = joined {
+            for member in joined.notify {
+                self.tell_member(member, group, peer);
             }
         }
     }
@@ -440,10 +457,11 @@ impl App {
             Relay::Published {
                 stream,
                 publication,
+                request,
             } => {
                 self.drop_stale_mirror(&stream, remote);
                 if self.live.publish(&stream, remote).is_ok() {
-                    self.announce_publish(&stream, publication);
+                    self.announce_publish(&stream, publication, request);
                 }
             }
             Relay::Media { stream, message } => self.fan_out(&stream, remote, &message),
@@ -714,6 +732,18 @@ impl App {
         let requested = RequestedStream::parse(raw);
         let name = requested.name.to_owned();
         let token = requested.query.token().map(|t| t.into_owned());
+        let request = match MulticastRequest::from_query(&requested.query) {
+            Ok(r) => r.map(Arc::new),
+            Err(e) => {
+                return self.status(
+                    conn,
+                    stream_id,
+                    Level::Error,
+                    code::PUBLISH_DENIED,
+                    &e.to_string(),
+                )
+            }
+        };
         if name.is_empty() {
             return self.status(
                 conn,
@@ -730,6 +760,10 @@ impl App {
             Some(app) => app
                 .authorize_publish(client, token.as_deref(), &name)
                 .and_then(|()| app.check_stream_limit(published_in_app))
+                .and_then(|()| match &request {
+                    Some(r) => app.authorize_group(&r.group.group_id()),
+                    None => Ok(()),
+                })
                 .map_err(|r| r.to_string()),
             None => Err("application is gone".to_owned()),
         };
@@ -764,11 +798,12 @@ impl App {
                     &format!("{name} is now published."),
                 );
                 let publication = (conn, stream_id);
-                self.announce_publish(&key, publication);
+                self.announce_publish(&key, publication, request.clone());
                 if self.relaying {
                     self.relays.push_back(Relay::Published {
                         stream: key.as_str().into(),
                         publication,
+                        request,
                     });
                 }
                 self.events
@@ -909,9 +944,14 @@ impl App {
 
     /// Tells the players of `key` that it is published (again), and starts its
     /// republishing into the groups the app's policy names.
-    fn announce_publish(&mut self, key: &str, publication: Publication) {
+    fn announce_publish(
+        &mut self,
+        key: &str,
+        publication: Publication,
+        request: Option<Arc<MulticastRequest>>,
+    ) {
         let name = stream_name(key).to_owned();
-        self.start_republishing(key, &name, publication);
+        self.start_republishing(key, &name, publication, request);
         let players = self.live.players(key).to_vec();
         for p in players {
             // Players told StreamEOF by an earlier publisher need a new begin.
@@ -926,14 +966,29 @@ impl App {
         }
     }
 
-    fn start_republishing(&mut self, key: &str, name: &str, publication: Publication) {
+    /// Starts republishing `key` into the groups its publisher asked for (`request`), or
+    /// else into those the app's `[[app.republish]]` rules name.
+    fn start_republishing(
+        &mut self,
+        key: &str,
+        name: &str,
+        publication: Publication,
+        request: Option<Arc<MulticastRequest>>,
+    ) {
         self.stop_republishing(key);
         let app = key.split_once('/').map_or("", |(app, _)| app);
         let config = Arc::clone(&self.config);
         let Some(app) = config.app(app) else {
             return;
         };
-        let groups: Vec<GroupId> = app.republished_into(name).map(|g| g.group_id()).collect();
+        let groups: Vec<GroupId> = match &request {
+            Some(r) => {
+                let group = r.group.group_id();
+                self.join_as_server(group);
+                vec![group]
+            }
+            None => app.republished_into(name).map(|g| g.group_id()).collect(),
+        };
         if groups.is_empty() {
             return;
         }
@@ -942,14 +997,19 @@ impl App {
                 group,
                 name: name.to_owned(),
                 publication,
+                request: request.clone(),
             });
         }
         self.republishing.insert(key.to_owned(), groups);
     }
 
     fn stop_republishing(&mut self, key: &str) {
+        let name = stream_name(key);
         for group in self.republishing.remove(key).unwrap_or_default() {
-            self.group_feed.push_back(GroupFeed::Stop { group });
+            self.group_feed.push_back(GroupFeed::Stop {
+                group,
+                name: name.to_owned(),
+            });
         }
     }
 

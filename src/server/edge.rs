@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::app::{App, AppEvent, ConnId, Outgoing, Relay};
+use super::app::{App, AppEvent, ConnId, GroupFeed, Outgoing, Relay};
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::republish::ServerGroups;
@@ -401,6 +401,9 @@ impl EdgeServer {
             }
             while let Some(feed) = self.app.poll_group_feed() {
                 progressed = true;
+                if let GroupFeed::Stop { group, name } = &feed {
+                    self.tell_members_unpublished(*group, name);
+                }
                 self.groups
                     .on_feed(now, &mut self.endpoint, feed, &mut self.multicast_out);
             }
@@ -573,7 +576,11 @@ impl EdgeServer {
                     g.group = Some(group);
                 }
                 if let Some((address, key, relay)) = self.groups.multicast_key_for(&group) {
-                    let message = group::server_flow::multicast_key_message(address, &key, relay);
+                    // Bound to one address, we send from it: members may join for it only.
+                    let listen = self.app.config().rtmfp_listen.ip();
+                    let source = (!listen.is_unspecified()).then_some(listen);
+                    let message =
+                        group::server_flow::multicast_key_message(address, &key, relay, source);
                     self.send_on_group_flow(session, group, &message);
                 }
             }
@@ -583,6 +590,21 @@ impl EdgeServer {
                     s.reject_flow(flow_id, FLOW_REJECTED);
                 }
             }
+        }
+    }
+
+    /// Tells every member of `group` whose session this shard holds that the stream
+    /// `name` was unpublished (their flows answering their `GC` flows).
+    fn tell_members_unpublished(&mut self, group: GroupId, name: &str) {
+        let members: Vec<SessionId> = self
+            .rtmfp
+            .iter()
+            .filter(|(_, c)| c.group_flows.iter().any(|g| g.group == Some(group)))
+            .map(|(s, _)| *s)
+            .collect();
+        let message = group::server_flow::unpublished_message(name);
+        for session in members {
+            self.send_on_group_flow(session, group, &message);
         }
     }
 

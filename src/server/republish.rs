@@ -280,6 +280,7 @@ impl ServerGroups {
                 group,
                 name,
                 publication,
+                ..
             } => {
                 let key = stream_key(&self.server_peer, &group, &name, publication);
                 let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {
@@ -320,11 +321,11 @@ impl ServerGroups {
                     }
                 }
             }
-            GroupFeed::Stop { group } => {
+            GroupFeed::Stop { group, .. } => {
                 let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {
                     return;
                 };
-                self.members[i].1.stop_publishing();
+                self.members[i].1.stop_publishing(now);
                 if let Some(ip) = &mut self.senders[i] {
                     ip.sender.stop(now);
                 }

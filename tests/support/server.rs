@@ -26,7 +26,10 @@ impl Server {
 
     /// Starts the server inside network namespace `netns` (`ip netns exec`), if given.
     pub fn start_in(netns: Option<&str>, extra: &[&str]) -> Server {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["serve"];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--rtmp") {
             args.extend(["--rtmp", "127.0.0.1:0"]);
         }

@@ -10,8 +10,8 @@ use toml::Spanned;
 use super::error::{ConfigError, Position, Source};
 use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawRepublish, RawServer};
 use super::{
-    AccessRule, AppConfig, Cidr, GroupRule, Limits, MulticastForm, PublishRule, Republish,
-    ServerConfig, SharedToken, StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE,
+    AccessRule, AppConfig, Cidr, GroupRule, Limits, MulticastForm, MulticastSending, PublishRule,
+    Republish, ServerConfig, SharedToken, StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE,
     DEFAULT_LISTEN,
 };
 use crate::group::GroupSpec;
@@ -149,6 +149,37 @@ impl Checker<'_> {
                 (None, None) => self.source.error(problem),
             });
         }
+        let mut multicast = MulticastSending::default();
+        if let Some(ttl) = &raw.multicast_ttl {
+            multicast.ttl = u32::try_from(*ttl.get_ref())
+                .ok()
+                .filter(|t| (1..=255).contains(t))
+                .ok_or_else(|| {
+                    self.at(
+                        ttl,
+                        format!(
+                            "server.multicast_ttl: {} is out of range; give 1 (the server's \
+                             links only) to 255",
+                            ttl.get_ref()
+                        ),
+                    )
+                })?;
+        }
+        if let Some(interface) = &raw.multicast_interface {
+            let name = interface.get_ref().trim();
+            if name.is_empty() {
+                return Err(self.at(
+                    interface,
+                    "server.multicast_interface: empty; give an interface name (eth0) or \
+                     one of its IPv4 addresses, or leave it out for the routing table's \
+                     choice",
+                ));
+            }
+            multicast.interface = Some(name.to_owned());
+        }
+        if let Some(l) = &raw.multicast_loop {
+            multicast.loop_back = *l.get_ref();
+        }
         Ok(ServerConfig {
             rtmfp_listen,
             rtmp_listen,
@@ -156,6 +187,7 @@ impl Checker<'_> {
             cookie_len,
             keepalive,
             idle_timeout,
+            multicast,
             apps: Vec::new(),
         })
     }

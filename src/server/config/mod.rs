@@ -11,6 +11,7 @@ mod check;
 pub mod cidr;
 pub mod error;
 pub mod glob;
+pub mod multicast_request;
 pub mod policy;
 mod raw;
 pub mod request;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, Location, Position};
 pub use glob::StreamPattern;
+pub use multicast_request::{MulticastRequest, MulticastRequestError};
 pub use policy::{AccessRule, Limit, Limits, PublishRule, Refusal, RefusalKind};
 pub use request::{ConnectRequest, Query, RequestedApp, RequestedStream};
 pub use token::SharedToken;
@@ -55,7 +57,33 @@ pub struct ServerConfig {
     pub keepalive: Duration,
     /// How long a silent session lives.
     pub idle_timeout: Duration,
+    /// How the server's IP multicast datagrams leave it.
+    pub multicast: MulticastSending,
     apps: Vec<AppConfig>,
+}
+
+/// `[server] multicast_ttl`, `multicast_interface`, `multicast_loop`: how IP multicast
+/// datagrams leave the server (docs/ipmulticast.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MulticastSending {
+    /// IPv4 TTL, IPv6 hop limit: how many routers the datagrams may cross. 1 (the
+    /// kernel's default) keeps them on the server's own links.
+    pub ttl: u32,
+    /// The interface they leave by (a name such as `eth0`, or an IPv4 address of it);
+    /// `None`: the one the routing table picks for the multicast address.
+    pub interface: Option<String>,
+    /// Whether receivers on the server's own host get them too.
+    pub loop_back: bool,
+}
+
+impl Default for MulticastSending {
+    fn default() -> Self {
+        MulticastSending {
+            ttl: 1,
+            interface: None,
+            loop_back: true,
+        }
+    }
 }
 
 /// One `[[app]]`.
@@ -131,6 +159,7 @@ impl ServerConfig {
             cookie_len: FLASH_COOKIE_LEN,
             keepalive: DEFAULT_KEEPALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            multicast: MulticastSending::default(),
             apps: vec![AppConfig::open(DEFAULT_APP)],
         }
     }
@@ -240,6 +269,19 @@ impl ServerConfig {
             .find_map(|r| r.address.map(|a| (a, r.form)))
     }
 
+    /// Every IP multicast address some app's streams go to (each once).
+    pub fn republish_multicast_addresses(&self) -> Vec<SocketAddr> {
+        let mut addresses: Vec<SocketAddr> = Vec::new();
+        for r in self.apps.iter().flat_map(|a| &a.republish) {
+            if let Some(a) = r.address.filter(|_| r.form.uses_ip()) {
+                if !addresses.contains(&a) {
+                    addresses.push(a);
+                }
+            }
+        }
+        addresses
+    }
+
     /// Every group some app republishes into (each once).
     pub fn republish_groups(&self) -> Vec<GroupSpec> {
         let mut groups: Vec<GroupSpec> = Vec::new();
@@ -325,6 +367,12 @@ impl AppConfig {
             current,
             |max| format!("stream has its maximum of {max} players"),
         )
+    }
+
+    /// May a publisher of this app have its stream republished into `group`
+    /// (`fms.multicast.groupspec`)? Only into a group the app lets members join.
+    pub fn authorize_group(&self, group: &GroupId) -> Result<(), Refusal> {
+        self.authorize_group_join(group, 0)
     }
 
     /// May a member of this app join `group`, which has `current` members already?

@@ -21,6 +21,9 @@ pub(super) struct RawServer {
     pub cookie_len: Option<Spanned<i64>>,
     pub keepalive_secs: Option<Spanned<i64>>,
     pub idle_timeout_secs: Option<Spanned<i64>>,
+    pub multicast_ttl: Option<Spanned<i64>>,
+    pub multicast_interface: Option<Spanned<String>>,
+    pub multicast_loop: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

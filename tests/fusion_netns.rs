@@ -1,0 +1,306 @@
+//! Fusion multicast across network namespaces the test creates and deletes:
+//!
+//! ```text
+//!   A: members where IP multicast reaches      S: serve, ffmpeg        B: members it does not reach
+//!   10.77.1.2 as0 <------------ veth ----------> sa0 10.77.1.1
+//!                                                sb0 10.77.2.1 <-- veth --> bs0 10.77.2.2
+//! ```
+//!
+//! S routes between A and B and sends the group's IP multicast out of `sa0` only. As it
+//! reaches A, an nftables rule drops 10% of it at random (multicast destinations only:
+//! unicast between S and A is not touched). `serve --multicast-form fusion`, ffmpeg
+//! publishing in real time. Every member writes the publisher's frames from its first
+//! keyframe to the end: those in A took most fragments by IP multicast and repaired the
+//! rest, those in B took none by IP multicast and got the stream from peers. Needs root.
+
+#[path = "support/media_tools.rs"]
+mod media_tools;
+#[path = "support/server.rs"]
+mod server;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source};
+use server::{Server, BIN};
+
+const GROUP: &str = "fusion-test";
+const MULTICAST: &str = "239.77.1.9:30079";
+const SERVER_IP: &str = "10.77.1.1";
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {} (this test needs root, network namespaces and tc)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Namespaces S, A and B as drawn above; deleted on drop.
+struct Topology {
+    s: String,
+    a: String,
+    b: String,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        let pid = std::process::id();
+        let t = Topology {
+            s: format!("rtmfp-fs-{pid}"),
+            a: format!("rtmfp-fa-{pid}"),
+            b: format!("rtmfp-fb-{pid}"),
+        };
+        for ns in [&t.s, &t.a, &t.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            run("ip", &["netns", "add", ns]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let ip = |args: &[&str]| run("ip", args);
+        for (other, here, there, net) in [(&t.a, "sa0", "as0", "1"), (&t.b, "sb0", "bs0", "2")] {
+            let peer = format!("{there}{pid}");
+            ip(&[
+                "-n", &t.s, "link", "add", here, "type", "veth", "peer", "name", &peer,
+            ]);
+            ip(&["-n", &t.s, "link", "set", &peer, "netns", other]);
+            ip(&["-n", other, "link", "set", &peer, "name", there]);
+            ip(&[
+                "-n",
+                &t.s,
+                "addr",
+                "add",
+                &format!("10.77.{net}.1/24"),
+                "dev",
+                here,
+            ]);
+            ip(&[
+                "-n",
+                other,
+                "addr",
+                "add",
+                &format!("10.77.{net}.2/24"),
+                "dev",
+                there,
+            ]);
+            ip(&["-n", &t.s, "link", "set", here, "up"]);
+            ip(&["-n", other, "link", "set", there, "up"]);
+            ip(&[
+                "-n",
+                other,
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.77.{net}.1"),
+            ]);
+        }
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &t.s,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
+        );
+        // No multicast route in S: `--multicast-interface sa0` sends it towards A only.
+        // 10% loss on multicast as it reaches A, nothing else. (This kernel has no
+        // netem; an nftables rule drawing a random number per datagram does the same
+        // for loss.)
+        let rules = "table ip fusion_loss {\n\
+             chain lossy {\n\
+               type filter hook prerouting priority 0; policy accept;\n\
+               ip daddr 224.0.0.0/4 numgen random mod 100 < 10 counter drop\n\
+             }\n\
+           }\n";
+        let script = std::env::temp_dir().join(format!("fusion-loss-{pid}.nft"));
+        std::fs::write(&script, rules).unwrap();
+        run(
+            "ip",
+            &["netns", "exec", &t.a, "nft", "-f", script.to_str().unwrap()],
+        );
+        let _ = std::fs::remove_file(&script);
+        t
+    }
+
+    fn command(ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Multicast datagrams the loss rule dropped on the way to A.
+    fn multicast_dropped(&self) -> u64 {
+        let out = Topology::command(&self.a, "nft")
+            .args(["list", "table", "ip", "fusion_loss"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "... counter packets N bytes M drop"
+        text.split("counter packets ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no drop counter in:\n{text}"))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.s, &self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn spawn_member(ns: &str, url: &str, output: &Path) -> Child {
+    Topology::command(ns, BIN)
+        .args(["join", url, "--group", GROUP, "--play", "cam", "--output"])
+        .arg(output)
+        .args(["--duration", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
+    let dir = scratch("fusion");
+    let src = source(&dir, 6);
+    let t = Topology::new();
+    let listen = format!("{SERVER_IP}:0");
+    let mut server = Server::start_in(
+        Some(&t.s),
+        &[
+            "--listen",
+            &listen,
+            "--group",
+            GROUP,
+            "--multicast-form",
+            "fusion",
+            "--multicast-address",
+            MULTICAST,
+            "--multicast-interface",
+            "sa0",
+            "--multicast-ttl",
+            "1",
+        ],
+    );
+    let url = server.rtmfp_url("live");
+    // (namespace, reached by IP multicast)
+    let places: Vec<(&str, bool)> = vec![
+        (&t.a, true),
+        (&t.b, false),
+        (&t.a, true),
+        (&t.b, false),
+        (&t.a, true),
+        (&t.b, false),
+    ];
+    let outputs: Vec<_> = (0..places.len())
+        .map(|i| dir.join(format!("member{i}.flv")))
+        .collect();
+    let members: Vec<Child> = places
+        .iter()
+        .zip(&outputs)
+        .map(|((ns, _), o)| spawn_member(ns, &url, o))
+        .collect();
+    server.wait_count(
+        |l| l.starts_with("GroupJoined {"),
+        places.len(),
+        Duration::from_secs(15),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let published = Topology::command(&t.s, "ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&src)
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(server.rtmp_url("live/cam"))
+        .output()
+        .unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+
+    let source_packets = packets(&src);
+    let mut repaired_in_a = 0;
+    for (i, ((member, output), (_, reached))) in
+        members.into_iter().zip(&outputs).zip(&places).enumerate()
+    {
+        let out = member.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "member {i} failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = stdout
+            .lines()
+            .rfind(|l| l.starts_with("neighbours="))
+            .unwrap_or_else(|| panic!("member {i} printed no summary:\n{stdout}"));
+        eprintln!(
+            "member {i} ({}): {summary}",
+            if *reached { "A" } else { "B" }
+        );
+        assert!(
+            stdout.contains("NetStream.MulticastStream.UnpublishNotify cam"),
+            "member {i} was told of the unpublish:\n{stdout}"
+        );
+        let received = field(summary, "fragments_received");
+        let by_multicast = field(summary, "from_multicast");
+        let from_peers = field(summary, "from_peers");
+        assert!(received > 0, "member {i}: {summary}");
+        if *reached {
+            // The server listens on one address: members join for that source only.
+            assert!(
+                stdout.contains(&format!(
+                    "joined IP multicast {MULTICAST} for source {SERVER_IP}"
+                )),
+                "member {i} joined source-specifically:\n{stdout}"
+            );
+            // 10% loss: most come by IP multicast, the rest are repaired.
+            assert!(
+                by_multicast * 10 >= received * 7,
+                "member {i} (in A): {summary}"
+            );
+            repaired_in_a += received - by_multicast;
+        } else {
+            assert_eq!(by_multicast, 0, "member {i} (in B): {summary}");
+            assert!(
+                from_peers > 0,
+                "member {i} (in B) got fragments from peers: {summary}"
+            );
+        }
+        let got = packets(output);
+        let video = of_kind(&got, "video");
+        assert!(
+            video.first().is_some_and(|p| p.key),
+            "member {i} starts at a keyframe"
+        );
+        assert_tail_of(
+            &of_kind(&source_packets, "video"),
+            &video,
+            &format!("member {i} video ({summary})"),
+        );
+        assert_tail_of(
+            &of_kind(&source_packets, "audio"),
+            &of_kind(&got, "audio"),
+            &format!("member {i} audio ({summary})"),
+        );
+    }
+    // The loss was real, and what it took the members in A got back another way.
+    assert!(
+        t.multicast_dropped() > 0,
+        "the loss rule dropped no multicast"
+    );
+    assert!(repaired_in_a > 0, "members in A repaired nothing");
+}
