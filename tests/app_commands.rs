@@ -2022,3 +2022,78 @@ fn group_members_on_different_shards_are_told_of_each_other() {
         )]
     );
 }
+
+const MULTICAST_APP: &str = r#"
+[[app]]
+name = "multicast"
+[app.group]
+allow = ["event"]
+"#;
+
+/// A publish naming its multicast form the way AMS's multicast service takes it
+/// (`fms.multicast.*` in the stream name) republishes into that group, in that form.
+#[test]
+fn publish_with_ams_multicast_parameters_republishes_into_the_group_it_names() {
+    use rtmfp_edge::group::GroupSpec;
+    use rtmfp_edge::server::app::GroupFeed;
+    use rtmfp_edge::server::config::MulticastForm;
+    let mut app = server(MULTICAST_APP);
+    let conn = connected_from(&mut app, "multicast", "10.20.1.1");
+    let stream = new_stream(&mut app, conn);
+    call(
+        &mut app,
+        conn,
+        stream,
+        publish_cmd(
+            "livestream?fms.multicast.type=1&fms.multicast.groupspec=event\
+             &fms.multicast.address=239.7.7.7%3A30000",
+        ),
+    );
+    let out = drain(&mut app);
+    assert_eq!(statuses(&out, conn), [code::PUBLISH_START]);
+    let group = GroupSpec::from_name_or_spec("event").unwrap();
+    match app.poll_group_feed() {
+        Some(GroupFeed::Start {
+            group: g,
+            name,
+            request: Some(r),
+            ..
+        }) => {
+            assert_eq!(g, group.group_id());
+            assert_eq!(name, "livestream");
+            assert_eq!(r.form, MulticastForm::Fusion);
+            assert_eq!(r.address, Some("239.7.7.7:30000".parse().unwrap()));
+        }
+        other => panic!("expected the group feed to start: {other:?}"),
+    }
+}
+
+#[test]
+fn publish_with_bad_or_unallowed_multicast_parameters_is_denied_naming_why() {
+    let cases = [
+        (
+            "s?fms.multicast.type=2&fms.multicast.groupspec=event",
+            "fms.multicast.type=2 sends IP multicast: it needs fms.multicast.address=ADDR:PORT",
+        ),
+        (
+            "s?fms.multicast.type=9&fms.multicast.groupspec=event",
+            "fms.multicast.type=\"9\" is not 1 (Fusion), 2 (IP multicast) or 3 (P2P)",
+        ),
+        (
+            "s?fms.multicast.type=3&fms.multicast.groupspec=backstage",
+            "is not one application",
+        ),
+    ];
+    for (name, why) in cases {
+        let mut app = server(MULTICAST_APP);
+        let conn = connected_from(&mut app, "multicast", "10.20.1.1");
+        let stream = new_stream(&mut app, conn);
+        call(&mut app, conn, stream, publish_cmd(name));
+        let out = drain(&mut app);
+        assert_eq!(statuses(&out, conn), [code::PUBLISH_DENIED], "{name}");
+        let info = info_with(&out, conn, code::PUBLISH_DENIED);
+        let text = description(&info);
+        assert!(text.contains(why), "{name}: {text}");
+        assert!(app.poll_group_feed().is_none(), "{name}");
+    }
+}

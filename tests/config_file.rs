@@ -232,7 +232,7 @@ fn a_bad_groupspec_names_its_line_and_why() {
     assert_eq!((line, column), (6, 3));
     assert!(
         message.starts_with(
-            r#"config.toml:6:3: app "live": group.allow: "G:01zz" is not a groupspec ("#
+            r#"config.toml:6:3: app "live": group.allow: "G:01zz" is neither a group name nor a groupspec ("#
         ),
         "{message}"
     );

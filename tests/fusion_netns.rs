@@ -11,7 +11,7 @@
 //! unicast between S and A is not touched). `serve --multicast-form fusion`, ffmpeg
 //! publishing in real time. Every member writes the publisher's frames from its first
 //! keyframe to the end: those in A took most fragments by IP multicast and repaired the
-//! rest, those in B took none by IP multicast and got the stream from peers. Needs root.
+//! rest (FEC 8+2, then peers), those in B took none by IP multicast and got the stream from peers. Needs root.
 
 #[path = "support/media_tools.rs"]
 mod media_tools;
@@ -192,6 +192,8 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
             "sa0",
             "--multicast-ttl",
             "1",
+            "--multicast-fec",
+            "8+2",
         ],
     );
     let url = server.rtmfp_url("live");
@@ -232,7 +234,7 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
     );
 
     let source_packets = packets(&src);
-    let mut repaired_in_a = 0;
+    let (mut fec_in_a, mut peers_in_a) = (0, 0);
     for (i, ((member, output), (_, reached))) in
         members.into_iter().zip(&outputs).zip(&places).enumerate()
     {
@@ -267,12 +269,15 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
                 )),
                 "member {i} joined source-specifically:\n{stdout}"
             );
-            // 10% loss: most come by IP multicast, the rest are repaired.
+            // 10% loss: most come by IP multicast, the rest are rebuilt from its repair
+            // datagrams or pulled from peers.
             assert!(
                 by_multicast * 10 >= received * 7,
                 "member {i} (in A): {summary}"
             );
-            repaired_in_a += received - by_multicast;
+            let fec = field(summary, "repaired_fec");
+            fec_in_a += fec;
+            peers_in_a += received - by_multicast - fec;
         } else {
             assert_eq!(by_multicast, 0, "member {i} (in B): {summary}");
             assert!(
@@ -302,5 +307,6 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
         t.multicast_dropped() > 0,
         "the loss rule dropped no multicast"
     );
-    assert!(repaired_in_a > 0, "members in A repaired nothing");
+    assert!(fec_in_a > 0, "members in A rebuilt nothing from FEC");
+    eprintln!("members in A: {fec_in_a} fragments rebuilt by FEC, {peers_in_a} from peers");
 }

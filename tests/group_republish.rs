@@ -96,6 +96,11 @@ fn republishing_world_with_fec(
 /// A plain client (no group) that connects, creates a stream and publishes `cam` to the
 /// server on it.
 fn add_publisher(world: &mut World) -> usize {
+    add_publisher_as(world, "cam")
+}
+
+/// The same, publishing under `name` (a stream name with its query).
+fn add_publisher_as(world: &mut World, name: &str) -> usize {
     let n = world.members.len();
     let client = FlashClient::connect(
         world.now,
@@ -117,7 +122,7 @@ fn add_publisher(world: &mut World) -> usize {
     world.members[n].client.create_stream();
     world.run_for(Duration::from_millis(200));
     // The server numbers a connection's streams from 1.
-    world.members[n].client.publish(1, "cam");
+    world.members[n].client.publish(1, name);
     world.run_for(Duration::from_millis(200));
     n
 }
@@ -461,6 +466,58 @@ fn ip_multicast_spreads_a_keyframe_over_time() {
         assert!(
             c.from_multicast * 10 >= c.fragments_received * 9,
             "member {p}: {c:?}"
+        );
+    }
+}
+
+/// No `[[app.republish]]`: the publisher names the group, the form and the address in
+/// its stream name, as encoders set up for AMS's multicast service do. The server joins
+/// that group, hands the members already in it the address and key, and sends the
+/// stream there once per fragment.
+#[test]
+fn a_publisher_asking_for_ip_multicast_in_its_stream_name_gets_it() {
+    let spec = GroupSpec::parse(SPEC).unwrap();
+    let address: std::net::SocketAddr = "239.1.2.4:30000".parse().unwrap();
+    let mut world = World::new();
+    let mut players = Vec::new();
+    for _ in 0..4 {
+        let p = world.add_member(&spec);
+        world.members[p].client.play_from_group("cam");
+        players.push(p);
+    }
+    world.run_for(Duration::from_secs(1));
+    let name = format!(
+        "cam?fms.multicast.type=2&fms.multicast.groupspec={}&fms.multicast.address={address}",
+        SPEC.replace(':', "%3A")
+    );
+    let publisher = add_publisher_as(&mut world, &name);
+    for &p in &players {
+        assert!(
+            world.members[p]
+                .events
+                .contains(&GroupEvent::MulticastAddress(address)),
+            "member {p} was told the multicast address when the stream started"
+        );
+        world.multicast.push((address, p));
+    }
+    stream_frames(&mut world, publisher);
+    let published = world.server.groups().counters().fragments_published;
+    assert!(published > 500, "{published} fragments");
+    assert_eq!(world.multicast_sent, published, "once per fragment");
+    for &p in &players {
+        check_member(&world, p);
+        let c = world.members[p]
+            .client
+            .group()
+            .unwrap()
+            .stream()
+            .unwrap()
+            .counters();
+        assert!(
+            c.from_multicast * 10 >= c.fragments_received * 9,
+            "member {p}: {} of {} fragments by IP multicast",
+            c.from_multicast,
+            c.fragments_received
         );
     }
 }

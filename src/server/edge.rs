@@ -193,9 +193,8 @@ impl EdgeServer {
         };
         let sends_multicast = endpoint.config().shard == 0;
         let groups = ServerGroups::new(app.config(), member_peer, secret, sends_multicast);
-        if !groups.is_empty() {
-            app.join_republish_groups(member_peer);
-        }
+        // Also without configured groups: a publisher may name one (fms.multicast.*).
+        app.join_republish_groups(member_peer);
         EdgeServer {
             endpoint,
             app,
@@ -404,8 +403,21 @@ impl EdgeServer {
                 if let GroupFeed::Stop { group, name } = &feed {
                     self.tell_members_unpublished(*group, name);
                 }
+                // A publisher that asked for IP multicast (fms.multicast.*): the members
+                // already in the group learn its address and key now.
+                let asked_ip = match &feed {
+                    GroupFeed::Start {
+                        group,
+                        request: Some(r),
+                        ..
+                    } if r.form.uses_ip() => Some(*group),
+                    _ => None,
+                };
                 self.groups
                     .on_feed(now, &mut self.endpoint, feed, &mut self.multicast_out);
+                if let Some(group) = asked_ip {
+                    self.tell_members_multicast(group);
+                }
             }
             while let Some(event) = self.app.poll_event() {
                 progressed = true;
@@ -575,12 +587,7 @@ impl EdgeServer {
                 if let Some(g) = client.group_flows.iter_mut().find(|g| g.theirs == flow_id) {
                     g.group = Some(group);
                 }
-                if let Some((address, key, relay)) = self.groups.multicast_key_for(&group) {
-                    // Bound to one address, we send from it: members may join for it only.
-                    let listen = self.app.config().rtmfp_listen.ip();
-                    let source = (!listen.is_unspecified()).then_some(listen);
-                    let message =
-                        group::server_flow::multicast_key_message(address, &key, relay, source);
+                if let Some(message) = self.multicast_key_message(group) {
                     self.send_on_group_flow(session, group, &message);
                 }
             }
@@ -593,17 +600,43 @@ impl EdgeServer {
         }
     }
 
-    /// Tells every member of `group` whose session this shard holds that the stream
-    /// `name` was unpublished (their flows answering their `GC` flows).
-    fn tell_members_unpublished(&mut self, group: GroupId, name: &str) {
-        let members: Vec<SessionId> = self
-            .rtmfp
+    /// The members of `group` whose sessions this shard holds.
+    fn group_members_here(&self, group: GroupId) -> Vec<SessionId> {
+        self.rtmfp
             .iter()
             .filter(|(_, c)| c.group_flows.iter().any(|g| g.group == Some(group)))
             .map(|(s, _)| *s)
-            .collect();
+            .collect()
+    }
+
+    /// The IP multicast address and key of `group`'s stream (`7e`), for an admitted
+    /// member.
+    fn multicast_key_message(&self, group: GroupId) -> Option<Vec<u8>> {
+        let (address, key, relay) = self.groups.multicast_key_for(&group)?;
+        // Bound to one address, we send from it: members may join for it only.
+        let listen = self.app.config().rtmfp_listen.ip();
+        let source = (!listen.is_unspecified()).then_some(listen);
+        Some(group::server_flow::multicast_key_message(
+            address, &key, relay, source,
+        ))
+    }
+
+    /// Tells every member of `group` whose session this shard holds where its stream
+    /// goes by IP multicast, and the key.
+    fn tell_members_multicast(&mut self, group: GroupId) {
+        let Some(message) = self.multicast_key_message(group) else {
+            return;
+        };
+        for session in self.group_members_here(group) {
+            self.send_on_group_flow(session, group, &message);
+        }
+    }
+
+    /// Tells every member of `group` whose session this shard holds that the stream
+    /// `name` was unpublished (their flows answering their `GC` flows).
+    fn tell_members_unpublished(&mut self, group: GroupId, name: &str) {
         let message = group::server_flow::unpublished_message(name);
-        for session in members {
+        for session in self.group_members_here(group) {
             self.send_on_group_flow(session, group, &message);
         }
     }

@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap as HashMap;
 use sha2::{Digest, Sha256};
 
 use super::app::{GroupFeed, Publication};
-use super::config::{MulticastForm, ServerConfig};
+use super::config::{MulticastForm, MulticastRequest, ServerConfig};
 use crate::group::member::GroupMember;
 use crate::group::peer_messages::{GroupFlowRole, ReportFlowMessage};
 use crate::group::stream::StreamCounters;
@@ -64,6 +64,8 @@ pub struct ServerGroups {
     pending: HashMap<SessionId, Vec<SessionEvent>>,
     /// Sessions that opened group flows for a group we are not a member of.
     refused: u64,
+    /// What multicast keys are derived from (the same on every shard).
+    secret: [u8; 32],
 }
 
 impl ServerGroups {
@@ -106,7 +108,46 @@ impl ServerGroups {
             routed: HashMap::default(),
             pending: HashMap::default(),
             refused: 0,
+            secret,
         }
+    }
+
+    /// The publisher asked for `request`'s group and form in its stream name
+    /// (`fms.multicast.*`): we become a member of that group if we are not one, and its
+    /// stream goes out as asked. Returns the member's index.
+    fn follow_request(&mut self, request: &MulticastRequest) -> usize {
+        let group = request.group.group_id();
+        let i = match self.members.iter().position(|(g, _)| *g == group) {
+            Some(i) => i,
+            None => {
+                self.members.push((
+                    group,
+                    GroupMember::serving(&request.group, self.server_peer),
+                ));
+                self.headers.push(StreamHeaders::default());
+                self.senders.push(None);
+                self.members.len() - 1
+            }
+        };
+        let same = self.senders[i]
+            .as_ref()
+            .is_some_and(|s| Some(s.sender.address()) == request.address);
+        if !same {
+            self.senders[i] = request
+                .address
+                .filter(|_| request.form.uses_ip())
+                .map(|address| IpMulticast {
+                    sender: MulticastSender::new(
+                        address,
+                        multicast_key(&self.secret, &group),
+                        None,
+                    ),
+                    fusion: request.form == MulticastForm::Fusion,
+                });
+        } else if let Some(ip) = &mut self.senders[i] {
+            ip.fusion = request.form == MulticastForm::Fusion;
+        }
+        i
     }
 
     pub fn is_empty(&self) -> bool {
@@ -280,10 +321,14 @@ impl ServerGroups {
                 group,
                 name,
                 publication,
-                ..
+                request,
             } => {
                 let key = stream_key(&self.server_peer, &group, &name, publication);
-                let Some(i) = self.members.iter().position(|(g, _)| *g == group) else {
+                let found = match &request {
+                    Some(r) => Some(self.follow_request(r)),
+                    None => self.members.iter().position(|(g, _)| *g == group),
+                };
+                let Some(i) = found else {
                     return;
                 };
                 self.headers[i] = StreamHeaders::default();

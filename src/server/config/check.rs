@@ -341,13 +341,14 @@ impl Checker<'_> {
                 list.into_inner()
                     .into_iter()
                     .map(|text| {
-                        GroupSpec::parse(text.get_ref())
+                        GroupSpec::from_name_or_spec(text.get_ref())
                             .map(|spec| spec.group_id())
                             .map_err(|e| {
                                 self.at(
                                     &text,
                                     format!(
-                                        "{ctx}.allow: {:?} is not a groupspec ({e})",
+                                        "{ctx}.allow: {:?} is neither a group name nor a \
+                                         groupspec ({e})",
                                         text.get_ref()
                                     ),
                                 )
