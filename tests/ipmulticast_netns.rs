@@ -1,7 +1,8 @@
 //! Native IP multicast end to end, with real processes in a network namespace the test
-//! creates and deletes (loopback with multicast on and a 224.0.0.0/4 route): `serve
-//! --group --multicast-form ip`, ffmpeg publishing over RTMP in real time, five `join`
-//! members. Each member takes the whole stream from IP multicast (the server pushes
+//! creates and deletes (loopback with multicast on and a 224.0.0.0/4 route): `serve`,
+//! ffmpeg publishing over RTMP in real time, five `join` members. The stream goes out by
+//! IP multicast because ffmpeg's stream name asks for it (`fms.multicast.*`, as for AMS's
+//! multicast service), or because of `serve --group --multicast-form ip`. Each member takes the whole stream from IP multicast (the server pushes
 //! nothing to them), and its FLV holds the publisher's frames unchanged from its first
 //! keyframe to the end. With `--multicast-fec 8+2` and every 10th multicast datagram
 //! dropped on the way in (nftables), each member rebuilds what was lost from the repair
@@ -75,9 +76,18 @@ struct MemberRun {
     output: std::path::PathBuf,
 }
 
-/// `serve` (with `extra` flags) and five members in a namespace, ffmpeg publishing 6 s;
-/// `drop_every`: the namespace drops every nth multicast datagram on the way in.
-fn run(name: &str, extra: &[&str], drop_every: Option<u32>) -> (Vec<MemberRun>, Vec<Packet>) {
+/// How the stream comes to go out by IP multicast.
+enum Policy<'a> {
+    /// `serve --group --multicast-form ip --multicast-address` and these flags.
+    Serve(&'a [&'a str]),
+    /// A plain `serve`; ffmpeg names group, form and address in the stream name, the way
+    /// encoders set up for AMS's multicast service do.
+    StreamName,
+}
+
+/// `serve` and five members in a namespace, ffmpeg publishing 6 s; `drop_every`: the
+/// namespace drops every nth multicast datagram on the way in.
+fn run(name: &str, policy: Policy<'_>, drop_every: Option<u32>) -> (Vec<MemberRun>, Vec<Packet>) {
     // Real-time runs, one at a time even under a test harness that runs tests in threads.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -99,15 +109,25 @@ fn run(name: &str, extra: &[&str], drop_every: Option<u32>) -> (Vec<MemberRun>, 
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut args = vec![
-        "--group",
-        GROUP,
-        "--multicast-form",
-        "ip",
-        "--multicast-address",
-        "239.77.0.1:30077",
-    ];
-    args.extend_from_slice(extra);
+    let mut args = vec![];
+    let mut stream = "live/cam".to_owned();
+    match policy {
+        Policy::Serve(extra) => {
+            args.extend([
+                "--group",
+                GROUP,
+                "--multicast-form",
+                "ip",
+                "--multicast-address",
+                "239.77.0.1:30077",
+            ]);
+            args.extend_from_slice(extra);
+        }
+        Policy::StreamName => stream.push_str(&format!(
+            "?fms.multicast.type=2&fms.multicast.groupspec={GROUP}\
+                 &fms.multicast.address=239.77.0.1:30077"
+        )),
+    }
     let mut server = Server::start_in(Some(&ns.0), &args);
     let url = server.rtmfp_url("live");
     let outputs: Vec<_> = (0..MEMBERS)
@@ -125,7 +145,7 @@ fn run(name: &str, extra: &[&str], drop_every: Option<u32>) -> (Vec<MemberRun>, 
         .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
         .arg(&src)
         .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url("live/cam"))
+        .arg(server.rtmp_url(&stream))
         .output()
         .unwrap();
     assert!(
@@ -181,8 +201,8 @@ fn check_output(i: usize, run: &MemberRun, source_packets: &[Packet]) {
 }
 
 #[test]
-fn five_members_take_the_stream_from_ip_multicast() {
-    let (runs, source_packets) = run("ipmc", &[], None);
+fn five_members_take_the_stream_from_ip_multicast_an_encoder_asked_for() {
+    let (runs, source_packets) = run("ipmc", Policy::StreamName, None);
     let mut datagrams = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let summary = &run.summary;
@@ -207,7 +227,11 @@ fn five_members_take_the_stream_from_ip_multicast() {
 fn members_rebuild_lost_multicast_datagrams_by_fec() {
     // Every 10th datagram is lost (before the members' sockets, so all lose the same
     // ones): at most one of every block's 8+2.
-    let (runs, source_packets) = run("ipmc-fec", &["--multicast-fec", "8+2"], Some(10));
+    let (runs, source_packets) = run(
+        "ipmc-fec",
+        Policy::Serve(&["--multicast-fec", "8+2"]),
+        Some(10),
+    );
     for (i, run) in runs.iter().enumerate() {
         let summary = &run.summary;
         let received = field(summary, "fragments_received");
