@@ -92,6 +92,15 @@ pub fn play_stream(
             ClientEvent::Status { code, .. } if code == code::PLAY_UNPUBLISH_NOTIFY => {
                 stats.ended = true
             }
+            // The server is shutting down: what we got is all there will be.
+            ClientEvent::Status {
+                code, description, ..
+            } if code == code::CONNECT_APP_SHUTDOWN => {
+                eprintln!("{code}: {description}");
+                stats.ended = true
+            }
+            // Told of the shutdown first: the close that follows is the expected end.
+            ClientEvent::Closed(_) if stats.ended => {}
             ClientEvent::Closed(r) => bail!("the server closed the session ({r:?})"),
             _ => {}
         }

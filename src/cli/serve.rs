@@ -248,7 +248,10 @@ pub fn serve(
         println!("app {app}: IP multicast into group {group} carries FEC {fec} (K+R)");
     }
     report_shards(engine.stats.clone());
-    engine.join()
+    engine.drain_on_signals()?;
+    engine.join()?;
+    println!("drained: every shard stopped");
+    Ok(())
 }
 
 /// Prints each shard's counters every minute, when they changed.

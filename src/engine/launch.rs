@@ -74,6 +74,7 @@ pub struct Engine {
     pub steering: Option<ReuseportSteering>,
     pub steering_unavailable: Option<String>,
     stop: Arc<AtomicBool>,
+    drain: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -179,6 +180,7 @@ impl Engine {
             endpoint.server_identity = Some(identity);
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(AtomicBool::new(false));
         let epoch = StdInstant::now();
         let cores = if options.pin {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -220,6 +222,8 @@ impl Engine {
                     stats: shard_stats,
                 },
                 stop: stop.clone(),
+                drain: drain.clone(),
+                drain_deadline: None,
                 epoch,
             };
             let step = hook(index as u8);
@@ -244,6 +248,7 @@ impl Engine {
             steering,
             steering_unavailable,
             stop,
+            drain,
             wakers,
             threads,
         })
@@ -259,6 +264,31 @@ impl Engine {
         for w in &self.wakers {
             w.signal();
         }
+    }
+
+    /// Asks every shard to shut down cleanly: no new sessions, every client told
+    /// `NetConnection.Connect.AppShutdown`, sessions closed; each shard stops when its
+    /// sessions are gone, or after `DRAIN_TIMEOUT`.
+    pub fn drain(&self) {
+        self.drain.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            w.signal();
+        }
+    }
+
+    /// SIGTERM or SIGINT drains the engine (see [`Engine::drain`]); a second one ends the
+    /// process at once (exit status 1). Shards see the flag within their longest sleep
+    /// (100 ms).
+    pub fn drain_on_signals(&self) -> Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        for signal in [SIGTERM, SIGINT] {
+            // Registered first, so it sees the flag as the earlier signal left it.
+            signal_hook::flag::register_conditional_shutdown(signal, 1, self.drain.clone())
+                .context("installing a signal handler")?;
+            signal_hook::flag::register(signal, self.drain.clone())
+                .context("installing a signal handler")?;
+        }
+        Ok(())
     }
 
     /// Waits for every shard to end; the first error, if any.

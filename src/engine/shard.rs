@@ -30,6 +30,9 @@ use crate::server::edge::EdgeServer;
 
 /// Longest sleep without a timer, so the step hook runs now and then.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// A draining shard stops after this long even if sessions are left (peers that do not
+/// acknowledge the close).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Datagrams read per readiness event in the plain loop before looking at other work.
 const RECV_BATCH: usize = 256;
 
@@ -222,6 +225,10 @@ pub struct Shard {
     pub inbound: Vec<(u8, Consumer<ShardMessage>)>,
     pub links: Links,
     pub stop: Arc<AtomicBool>,
+    /// Set to shut down cleanly (SIGTERM): the shard drains its sessions, then stops.
+    pub drain: Arc<AtomicBool>,
+    /// When the drain began on this shard, and by when it ends whatever is left.
+    pub drain_deadline: Option<Instant>,
     pub epoch: StdInstant,
 }
 
@@ -357,6 +364,16 @@ impl Shard {
         stats.dropped.store(drops.values().sum(), Ordering::Relaxed);
         if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
             return false;
+        }
+        if self.drain.load(Ordering::Relaxed) {
+            match self.drain_deadline {
+                None => {
+                    self.server.begin_drain(now);
+                    self.drain_deadline = Some(now + DRAIN_TIMEOUT);
+                }
+                Some(deadline) if self.server.drained() || now >= deadline => return false,
+                Some(_) => {}
+            }
         }
         self.relay_out();
         self.links.retry_backlog();

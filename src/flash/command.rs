@@ -136,6 +136,8 @@ pub mod code {
     pub const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
     pub const CONNECT_INVALID_APP: &str = "NetConnection.Connect.InvalidApp";
     pub const CONNECT_CLOSED: &str = "NetConnection.Connect.Closed";
+    /// The server application is shutting down (sent before the server closes).
+    pub const CONNECT_APP_SHUTDOWN: &str = "NetConnection.Connect.AppShutdown";
     pub const CONNECT_FAILED: &str = "NetConnection.Connect.Failed";
     pub const CALL_FAILED: &str = "NetConnection.Call.Failed";
     pub const PUBLISH_START: &str = "NetStream.Publish.Start";

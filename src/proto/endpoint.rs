@@ -138,6 +138,8 @@ struct StaticKeys {
 
 pub struct Endpoint {
     config: EndpointConfig,
+    /// False once the server drains: IHellos for us get no answer.
+    accepting: bool,
     rng: ChaCha20Rng,
     cookies: CookieJar,
     server_cert: Certificate,
@@ -227,6 +229,7 @@ impl Endpoint {
             &config.groups,
         );
         Endpoint {
+            accepting: true,
             config,
             rng,
             cookies: CookieJar::new(secret),
@@ -264,6 +267,12 @@ impl Endpoint {
     pub fn client_peer_ids(&mut self) -> (PeerId, PeerId) {
         let k = self.static_keys();
         (k.flash_cert.peer_id(), k.rfc_cert.peer_id())
+    }
+
+    /// Answers no more IHellos for us (counted as `draining`): the server is shutting
+    /// down. Sessions already open, and handshakes past the IHello, go on.
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
     }
 
     pub fn drops(&self) -> &BTreeMap<DropReason, u64> {
@@ -830,6 +839,9 @@ impl Endpoint {
             return self.drop(DropReason::Malformed);
         };
         if let Some((presented, cert)) = self.certificate_for(&epd) {
+            if !self.accepting {
+                return self.drop(DropReason::Draining);
+            }
             let mut filler = [0u8; 64];
             self.rng.fill_bytes(&mut filler);
             let cookie = self.cookies.mint(

@@ -62,10 +62,12 @@ pub enum DropReason {
     BadCookie,
     /// Key agreement failed (bad public key, unsupported group, failed negotiation).
     KeyingFailed,
+    /// A handshake while the server drains (shutting down): no new sessions.
+    Draining,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::BadLength,
         DropReason::BadAuthentication,
         DropReason::Replayed,
@@ -75,6 +77,7 @@ impl DropReason {
         DropReason::UnexpectedHandshake,
         DropReason::BadCookie,
         DropReason::KeyingFailed,
+        DropReason::Draining,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +91,7 @@ impl DropReason {
             DropReason::UnexpectedHandshake => "unexpected_handshake",
             DropReason::BadCookie => "bad_cookie",
             DropReason::KeyingFailed => "keying_failed",
+            DropReason::Draining => "draining",
         }
     }
 }

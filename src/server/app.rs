@@ -304,6 +304,21 @@ impl App {
         &self.config
     }
 
+    /// The server is shutting down: every connection is told so
+    /// (`NetConnection.Connect.AppShutdown`); the transports close them next.
+    pub fn announce_shutdown(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.status(
+                conn,
+                0,
+                Level::Error,
+                code::CONNECT_APP_SHUTDOWN,
+                "the server is shutting down",
+            );
+        }
+    }
+
     /// A transport accepted a client; the NetConnection is not connected until `connect`.
     pub fn open(&mut self, client: IpAddr) -> ConnId {
         let id = self.next_conn;

@@ -107,6 +107,10 @@ struct GroupFlow {
     ours: Option<u64>,
 }
 
+/// How long a draining server lets a session's queued data be acknowledged before it
+/// closes it anyway.
+pub const DRAIN_FLUSH: Duration = Duration::from_secs(2);
+
 struct RtmpClient {
     connection: RtmpConnection,
     output: Vec<u8>,
@@ -127,6 +131,8 @@ pub struct EdgeServer {
     /// Sessions to close once what is queued for them is acknowledged (a refused
     /// connect's `_error` must arrive), or at the deadline.
     closing: HashMap<SessionId, Instant>,
+    /// Set by [`EdgeServer::begin_drain`]: no new sessions; every session closes.
+    draining: bool,
     /// The last message framed for RTMFP: the same media message goes to every player
     /// in a row, framed once and shared by all their sessions.
     last_framed: Option<FramedMessage>,
@@ -206,6 +212,7 @@ impl EdgeServer {
             events: VecDeque::new(),
             rng,
             closing: HashMap::default(),
+            draining: false,
             last_framed: None,
             frames_skipped_for_lag: 0,
         }
@@ -462,6 +469,10 @@ impl EdgeServer {
                 peer,
                 as_initiator: false,
             } => {
+                if self.draining {
+                    // Its handshake was under way when the drain began.
+                    self.closing.insert(session, now);
+                }
                 let conn = self.app.open(peer.ip());
                 self.rtmfp.insert(
                     session,
@@ -698,6 +709,27 @@ impl EdgeServer {
 
     /// Media frames RTMFP players did not get because they lagged by more than
     /// [`RTMFP_LAG_LIMIT`] (they resumed at the next keyframe).
+    /// Starts shutting down (SIGTERM): no new sessions (IHellos go unanswered), every
+    /// client is told `NetConnection.Connect.AppShutdown`, and every session closes once
+    /// what it has queued is acknowledged, or after [`DRAIN_FLUSH`]. [`Self::drained`]
+    /// says when none is left.
+    pub fn begin_drain(&mut self, now: Instant) {
+        if std::mem::replace(&mut self.draining, true) {
+            return;
+        }
+        self.endpoint.stop_accepting();
+        self.app.announce_shutdown();
+        for session in self.endpoint.session_ids() {
+            self.closing.insert(session, now + DRAIN_FLUSH);
+        }
+        self.pump(now);
+    }
+
+    /// Draining, and no session is left.
+    pub fn drained(&self) -> bool {
+        self.draining && self.endpoint.session_ids().is_empty()
+    }
+
     pub fn frames_skipped_for_lag(&self) -> u64 {
         self.frames_skipped_for_lag
     }

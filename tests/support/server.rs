@@ -137,6 +137,29 @@ impl Server {
         );
     }
 
+    /// Sends SIGTERM and waits (up to `timeout`) for the server to exit; its status and
+    /// everything it printed after the lines already read.
+    pub fn terminate(&mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        let out = Command::new("kill").args(["-TERM", &pid]).output().unwrap();
+        assert!(out.status.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                self.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        self.log.extend(rest.iter().cloned());
+        (status, rest)
+    }
+
     pub fn rtmfp_url(&self, path: &str) -> String {
         format!("rtmfp://{}/{path}", self.rtmfp)
     }
