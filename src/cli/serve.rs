@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::shard::{Io, ShardStats, StepHook};
 use crate::engine::{Engine, EngineOptions, IoChoice};
 use crate::group::GroupSpec;
+use crate::metrics::{self, http::MetricsServer};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
@@ -134,6 +135,23 @@ pub struct EngineFlags {
     /// 0 = one per core.
     pub shards: usize,
     pub io: Option<IoChoice>,
+    /// `--metrics ADDR:PORT|off`: overrides the config's `[server] metrics_listen`.
+    pub metrics: Option<String>,
+}
+
+/// Where the metrics endpoint listens: `--metrics` if given (`off`: nowhere), else the
+/// config's `[server] metrics_listen`.
+pub fn metrics_listen(
+    flag: Option<&str>,
+    config: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>> {
+    match flag {
+        None => Ok(config),
+        Some("off") => Ok(None),
+        Some(addr) => addr.parse().map(Some).with_context(|| {
+            format!("--metrics {addr:?}: expected ADDR:PORT (such as 127.0.0.1:9100) or off")
+        }),
+    }
 }
 
 /// Binds and starts the engine; `hook(i)` runs on shard i after every loop turn.
@@ -215,6 +233,7 @@ pub fn serve(
             rules.map(move |(r, f)| (a.name.clone(), r.group.to_string(), f))
         })
         .collect();
+    let metrics = metrics_listen(flags.metrics.as_deref(), cfg.metrics_listen)?;
     let engine = start(cfg, flags, logging_hook(None))?;
     println!(
         "engine: {} shard(s) on {}{}",
@@ -246,6 +265,13 @@ pub fn serve(
     }
     for (app, group, fec) in cfg_fec {
         println!("app {app}: IP multicast into group {group} carries FEC {fec} (K+R)");
+    }
+    // Started once the engine is: the page has shards to show from the first scrape.
+    if let Some(addr) = metrics {
+        let stats = engine.stats.clone();
+        let endpoint = MetricsServer::start(addr, move || metrics::shards::render(&stats))
+            .with_context(|| format!("metrics endpoint on {addr}"))?;
+        println!("metrics on http://{}{}", endpoint.addr, metrics::http::PATH);
     }
     report_shards(engine.stats.clone());
     engine.join()
