@@ -374,6 +374,10 @@ pub fn check_config(path: &Path) -> Result<()> {
         Some(a) => println!("  rtmp_listen  = {a}"),
         None => println!("  rtmp_listen  = off"),
     }
+    match cfg.metrics_listen {
+        Some(a) => println!("  metrics_listen = {a}"),
+        None => println!("  metrics_listen = off"),
+    }
     match cfg.shards {
         Some(n) => println!("  shards       = {n}"),
         None => println!("  shards       = one per core"),
