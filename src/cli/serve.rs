@@ -412,6 +412,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn serve_metrics_flag_overrides_the_config_and_off_turns_it_off() {
+        let from_config: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        assert_eq!(metrics_listen(None, None).unwrap(), None);
+        assert_eq!(
+            metrics_listen(None, Some(from_config)).unwrap(),
+            Some(from_config)
+        );
+        assert_eq!(
+            metrics_listen(Some("off"), Some(from_config)).unwrap(),
+            None
+        );
+        assert_eq!(
+            metrics_listen(Some("[::1]:0"), Some(from_config)).unwrap(),
+            Some("[::1]:0".parse().unwrap())
+        );
+        let e = metrics_listen(Some("9100"), None).unwrap_err();
+        assert!(format!("{e:#}").contains("--metrics \"9100\": expected ADDR:PORT"));
+    }
+
+    #[test]
     fn serve_multicast_fec_protects_the_group_it_republishes_into() {
         let flags = |fec: &'static str| GroupFlags {
             group: Some("g"),
