@@ -14,6 +14,7 @@ pub mod flash;
 pub mod flv;
 pub mod group;
 pub mod media;
+pub mod metrics;
 pub mod multicast;
 pub mod net;
 pub mod proto;

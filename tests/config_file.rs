@@ -31,6 +31,10 @@ fn ip(s: &str) -> IpAddr {
 fn example_config_parses_and_means_what_its_comments_say() {
     let config = ServerConfig::load(docs("example-config.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.shards.map(|n| n.get()), Some(4));
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9100".parse().unwrap())
+    );
     assert_eq!(config.multicast.ttl, 8);
     assert_eq!(config.multicast.interface.as_deref(), Some("eth0"));
     assert!(config.multicast.loop_back);
@@ -396,6 +400,30 @@ fn listen_addresses_take_ip_port_and_rtmp_takes_off() {
         error_of("[server]\n\nrtmp_listen = \"localhost:1935\"\n[[app]]\nname = \"live\"\n");
     assert_eq!(line, 3);
     assert!(message.contains("or \"off\""), "{message}");
+}
+
+#[test]
+fn metrics_listen_is_off_by_default_and_takes_ip_port_or_off() {
+    let none = ServerConfig::parse("[[app]]\nname = \"live\"\n", "c.toml").unwrap();
+    assert_eq!(none.metrics_listen, None);
+    let on = "[server]\nmetrics_listen = \"[::1]:9100\"\n[[app]]\nname = \"live\"\n";
+    let config = ServerConfig::parse(on, "c.toml").unwrap();
+    assert_eq!(config.metrics_listen, Some("[::1]:9100".parse().unwrap()));
+    let off = "[server]\nmetrics_listen = \"off\"\n[[app]]\nname = \"live\"\n";
+    assert_eq!(
+        ServerConfig::parse(off, "c.toml").unwrap().metrics_listen,
+        None
+    );
+
+    let (line, column, message) =
+        error_of("[server]\nshards = 2\nmetrics_listen = \":9100\"\n[[app]]\nname = \"live\"\n");
+    assert_eq!((line, column), (3, 18));
+    assert!(
+        message.contains("server.metrics_listen: \":9100\" is not an address"),
+        "{message}"
+    );
+    let (line, _, message) = error_of("[server]\nmetrics_listen = 9100\n[[app]]\nname = \"x\"\n");
+    assert_eq!(line, 2, "{message}");
 }
 
 #[test]

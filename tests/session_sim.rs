@@ -541,3 +541,77 @@ fn time_critical_sender_makes_the_server_ask_other_senders_to_yield() {
         .unwrap()
         .yields_to_time_critical(now));
 }
+
+/// Sends `size` bytes on a flow from the client and runs until the server has them all.
+fn send_and_finish(net: &mut Network, s: usize, c: usize, sid: u32, size: usize) {
+    let session = net.nodes[c].endpoint.session_mut(sid).unwrap();
+    let flow = session.open_flow(b"bulk".to_vec(), None);
+    assert!(session.send(flow, &vec![7u8; size], None));
+    session.close_flow(flow);
+    let finished = net.run_until(Duration::from_secs(120), |n| {
+        n.drain_events(s).iter().any(|e| {
+            matches!(
+                e,
+                Event::Session {
+                    event: SessionEvent::FlowFinished { .. },
+                    ..
+                }
+            )
+        })
+    });
+    assert!(finished, "flow finished");
+}
+
+#[test]
+fn endpoint_counters_count_handshakes_sessions_bytes_and_retransmissions() {
+    let (mut net, s, c, sid) = pair(11, Link::default(), EndpointConfig::default());
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
+    send_and_finish(&mut net, s, c, sid, 64 * 1024);
+    let server = net.nodes[s].endpoint.counters();
+    let client = net.nodes[c].endpoint.counters();
+    assert_eq!(
+        (
+            server.cookies_sent,
+            server.sessions_accepted,
+            server.sessions_initiated
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        (client.sessions_initiated, client.handshakes_failed),
+        (1, 0)
+    );
+    assert!(client.bytes_sent > 64 * 1024, "{client:?}");
+    assert!(server.bytes_sent > 0, "{server:?}");
+    assert_eq!(
+        net.nodes[c].endpoint.fragments_retransmitted(),
+        0,
+        "no loss, no repeats"
+    );
+
+    let lossy = Link {
+        loss: 0.2,
+        ..Link::default()
+    };
+    let (mut net, s, c, sid) = pair(12, lossy, EndpointConfig::default());
+    assert!(
+        net.run_until(Duration::from_secs(30), |n| opened(n, c).is_some()
+            && opened(n, s).is_some())
+    );
+    send_and_finish(&mut net, s, c, sid, 256 * 1024);
+    let repeated = net.nodes[c].endpoint.fragments_retransmitted();
+    assert!(repeated > 0);
+    assert_eq!(net.nodes[s].endpoint.session_count(), 1);
+    // A session's count outlives it.
+    let now = net.now;
+    net.nodes[c].endpoint.session_mut(sid).unwrap().close(now);
+    assert!(net.run_until(Duration::from_secs(60), |n| n.nodes[c]
+        .endpoint
+        .session(sid)
+        .is_none()));
+    assert_eq!(net.nodes[c].endpoint.session_count(), 0);
+    assert!(net.nodes[c].endpoint.fragments_retransmitted() >= repeated);
+}

@@ -64,6 +64,7 @@ pub fn run(opts: &GroupOptions) -> Result<GroupRun> {
     let flags = EngineFlags {
         shards: 1,
         io: None,
+        ..EngineFlags::default()
     };
     let engine = start(cfg, &flags, hook).context("starting the server")?;
     let server = engine.rtmfp_addr;

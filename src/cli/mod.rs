@@ -79,6 +79,10 @@ enum Command {
         /// [default: on].
         #[arg(long)]
         multicast_loop: Option<String>,
+        /// Serve Prometheus metrics at http://ADDR:PORT/metrics (see docs/metrics.md),
+        /// or `off` [default: off, or the config's server.metrics_listen].
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -208,6 +212,7 @@ pub fn main() -> ExitCode {
             multicast_ttl,
             multicast_interface,
             multicast_loop,
+            metrics,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
@@ -228,6 +233,7 @@ pub fn main() -> ExitCode {
                     IoArg::Uring => IoChoice::Uring,
                     IoArg::Poll => IoChoice::Poll,
                 }),
+                metrics,
             },
         ),
         Command::Probe { url, timeout } => probe::probe(&url, Duration::from_secs(timeout)),

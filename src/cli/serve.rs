@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::shard::{Io, ShardStats, StepHook};
 use crate::engine::{Engine, EngineOptions, IoChoice};
 use crate::group::GroupSpec;
+use crate::metrics::{self, http::MetricsServer};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::session::SessionConfig;
 use crate::proto::{DropReason, Instant};
@@ -134,6 +135,23 @@ pub struct EngineFlags {
     /// 0 = one per core.
     pub shards: usize,
     pub io: Option<IoChoice>,
+    /// `--metrics ADDR:PORT|off`: overrides the config's `[server] metrics_listen`.
+    pub metrics: Option<String>,
+}
+
+/// Where the metrics endpoint listens: `--metrics` if given (`off`: nowhere), else the
+/// config's `[server] metrics_listen`.
+pub fn metrics_listen(
+    flag: Option<&str>,
+    config: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>> {
+    match flag {
+        None => Ok(config),
+        Some("off") => Ok(None),
+        Some(addr) => addr.parse().map(Some).with_context(|| {
+            format!("--metrics {addr:?}: expected ADDR:PORT (such as 127.0.0.1:9100) or off")
+        }),
+    }
 }
 
 /// Binds and starts the engine; `hook(i)` runs on shard i after every loop turn.
@@ -215,6 +233,7 @@ pub fn serve(
             rules.map(move |(r, f)| (a.name.clone(), r.group.to_string(), f))
         })
         .collect();
+    let metrics = metrics_listen(flags.metrics.as_deref(), cfg.metrics_listen)?;
     let engine = start(cfg, flags, logging_hook(None))?;
     println!(
         "engine: {} shard(s) on {}{}",
@@ -246,6 +265,13 @@ pub fn serve(
     }
     for (app, group, fec) in cfg_fec {
         println!("app {app}: IP multicast into group {group} carries FEC {fec} (K+R)");
+    }
+    // Started once the engine is: the page has shards to show from the first scrape.
+    if let Some(addr) = metrics {
+        let stats = engine.stats.clone();
+        let endpoint = MetricsServer::start(addr, move || metrics::shards::render(&stats))
+            .with_context(|| format!("metrics endpoint on {addr}"))?;
+        println!("metrics on http://{}{}", endpoint.addr, metrics::http::PATH);
     }
     report_shards(engine.stats.clone());
     engine.drain_on_signals()?;
@@ -351,6 +377,10 @@ pub fn check_config(path: &Path) -> Result<()> {
         Some(a) => println!("  rtmp_listen  = {a}"),
         None => println!("  rtmp_listen  = off"),
     }
+    match cfg.metrics_listen {
+        Some(a) => println!("  metrics_listen = {a}"),
+        None => println!("  metrics_listen = off"),
+    }
     match cfg.shards {
         Some(n) => println!("  shards       = {n}"),
         None => println!("  shards       = one per core"),
@@ -383,6 +413,26 @@ pub fn check_config(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serve_metrics_flag_overrides_the_config_and_off_turns_it_off() {
+        let from_config: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        assert_eq!(metrics_listen(None, None).unwrap(), None);
+        assert_eq!(
+            metrics_listen(None, Some(from_config)).unwrap(),
+            Some(from_config)
+        );
+        assert_eq!(
+            metrics_listen(Some("off"), Some(from_config)).unwrap(),
+            None
+        );
+        assert_eq!(
+            metrics_listen(Some("[::1]:0"), Some(from_config)).unwrap(),
+            Some("[::1]:0".parse().unwrap())
+        );
+        let e = metrics_listen(Some("9100"), None).unwrap_err();
+        assert!(format!("{e:#}").contains("--metrics \"9100\": expected ADDR:PORT"));
+    }
 
     #[test]
     fn serve_multicast_fec_protects_the_group_it_republishes_into() {

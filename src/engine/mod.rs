@@ -7,6 +7,7 @@ pub mod launch;
 pub mod multi_cbc;
 pub mod ring;
 pub mod rtmp_sockets;
+pub mod server_snapshot;
 pub mod shard;
 pub mod sockopt;
 pub mod steering;

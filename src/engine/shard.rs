@@ -20,6 +20,7 @@ use mio::Interest;
 
 use super::ring::{Consumer, Producer};
 use super::rtmp_sockets::{self, RtmpSockets};
+use super::server_snapshot::ServerSnapshot;
 use super::steering::owner_shard;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
@@ -77,6 +78,10 @@ pub struct ShardStats {
     pub frames_skipped_for_lag: AtomicU64,
     /// Fragments the server's own group members sent to group members (its P2P upload).
     pub group_fragments_sent: AtomicU64,
+    /// Bytes of the datagrams this shard read from its socket.
+    pub bytes_received: AtomicU64,
+    /// The server's own numbers (sessions, drops by reason, streams...), for metrics.
+    pub server: ServerSnapshot,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -190,6 +195,7 @@ impl Links {
     /// Handles a datagram this shard read, or hands it to the shard(s) it belongs to.
     fn dispatch(&mut self, server: &mut EdgeServer, now: Instant, from: SocketAddr, data: &[u8]) {
         bump(&self.stats.received, 1);
+        bump(&self.stats.bytes_received, data.len() as u64);
         match self.route(server, data) {
             Route::Here => {
                 bump(&self.stats.handled, 1);
@@ -362,6 +368,7 @@ impl Shard {
             Ordering::Relaxed,
         );
         stats.dropped.store(drops.values().sum(), Ordering::Relaxed);
+        stats.server.take(&self.server, now);
         if self.stop.load(Ordering::Relaxed) || !step(&mut self.server, now) {
             return false;
         }

@@ -130,6 +130,24 @@ pub enum Event {
     Introduced { from: SocketAddr, target: PeerId },
 }
 
+/// What an endpoint has done since it started, for metrics (docs/metrics.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointCounters {
+    /// Bytes of the datagrams handed out to be sent (handshakes and sessions).
+    pub bytes_sent: u64,
+    /// IHellos answered with a cookie (RHello): handshakes begun by others.
+    pub cookies_sent: u64,
+    /// Sessions opened as the responder (a client's handshake completed).
+    pub sessions_accepted: u64,
+    /// Sessions opened as the initiator (the server reaching a peer, as a group member).
+    pub sessions_initiated: u64,
+    /// Handshakes we initiated that failed.
+    pub handshakes_failed: u64,
+    /// Fragments presumed lost and queued again, in sessions that have ended (live
+    /// sessions count their own: [`Endpoint::fragments_retransmitted`]).
+    retransmitted_by_ended: u64,
+}
+
 struct StaticKeys {
     keys: Vec<DhKeyPair>,
     flash_cert: Certificate,
@@ -154,6 +172,7 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     drops: BTreeMap<DropReason, u64>,
+    counters: EndpointCounters,
     scratch: Vec<u8>,
     time_critical: TimeCriticalSenders,
     /// Addresses a client reported for itself (Flash `setPeerInfo`), given out with the
@@ -241,6 +260,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             drops: BTreeMap::new(),
+            counters: EndpointCounters::default(),
             scratch: Vec::with_capacity(4096),
             time_critical: TimeCriticalSenders::default(),
             reported_addresses: HashMap::new(),
@@ -277,6 +297,25 @@ impl Endpoint {
 
     pub fn drops(&self) -> &BTreeMap<DropReason, u64> {
         &self.drops
+    }
+
+    pub fn counters(&self) -> EndpointCounters {
+        self.counters
+    }
+
+    /// Sessions open (including those closing or lingering after a close).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Fragments presumed lost and queued to be sent again, by every session so far.
+    pub fn fragments_retransmitted(&self) -> u64 {
+        let live: u64 = self
+            .sessions
+            .values()
+            .map(Session::fragments_requeued)
+            .sum();
+        self.counters.retransmitted_by_ended + live
     }
 
     pub fn session(&self, id: SessionId) -> Option<&Session> {
@@ -342,7 +381,9 @@ impl Endpoint {
     }
 
     fn forget_session(&mut self, id: SessionId) {
-        self.sessions.remove(&id);
+        if let Some(s) = self.sessions.remove(&id) {
+            self.counters.retransmitted_by_ended += s.fragments_requeued();
+        }
         self.reported_addresses.remove(&id);
         self.timers.remove(&id);
     }
@@ -503,6 +544,7 @@ impl Endpoint {
                 self.initiators.insert(id, init);
                 return self.drive_initiator(now, id);
             }
+            self.counters.handshakes_failed += 1;
             self.events.push_back(Event::HandshakeFailed {
                 session: id,
                 failure,
@@ -595,6 +637,7 @@ impl Endpoint {
                     .map(|g| g.id())
                     .find(|&g| cert.offers_group(g))
                 else {
+                    self.counters.handshakes_failed += 1;
                     self.events.push_back(Event::HandshakeFailed {
                         session: id,
                         failure: HandshakeFailure::KeyAgreement(
@@ -728,6 +771,7 @@ impl Endpoint {
                 );
                 self.sessions.insert(id, session);
                 self.mark_ready(id);
+                self.counters.sessions_initiated += 1;
                 self.events.push_back(Event::SessionOpened {
                     session: id,
                     peer: from,
@@ -742,6 +786,7 @@ impl Endpoint {
                     self.initiators.insert(id, init);
                     self.drive_initiator(now, id);
                 } else {
+                    self.counters.handshakes_failed += 1;
                     self.events.push_back(Event::HandshakeFailed {
                         session: id,
                         failure,
@@ -851,6 +896,7 @@ impl Endpoint {
                 self.config.cookie_len,
                 &filler,
             );
+            self.counters.cookies_sent += 1;
             self.send_startup(
                 now,
                 reply_to,
@@ -1085,6 +1131,7 @@ impl Endpoint {
             .insert(cookie.to_vec(), (near_id, t, now + RIKEYING_MEMORY));
         self.answered_expiry
             .push_back((now + RIKEYING_MEMORY, cookie.to_vec()));
+        self.counters.sessions_accepted += 1;
         self.events.push_back(Event::SessionOpened {
             session: near_id,
             peer: from,
@@ -1294,6 +1341,7 @@ impl Endpoint {
                 self.transmits.push_front(t);
                 break;
             }
+            self.counters.bytes_sent += t.payload.len() as u64;
         }
         let mut packet = std::mem::take(&mut self.batch_packet);
         // (session, destination, plaintext length) of each slot in this round.
@@ -1349,6 +1397,7 @@ impl Endpoint {
                 };
                 let len = s.seal_finish(batch.slot_mut(first + k), body);
                 batch.commit(dest, len);
+                self.counters.bytes_sent += len as u64;
             }
         }
         self.batch_packet = packet;
@@ -1366,6 +1415,7 @@ impl Endpoint {
     /// it out.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.transmits.pop_front() {
+            self.counters.bytes_sent += t.payload.len() as u64;
             return Some(t);
         }
         let mut payload = Vec::with_capacity(1280);
@@ -1384,6 +1434,7 @@ impl Endpoint {
                 Some(destination) => {
                     // Back of the line: it may have more, after everyone else's turn.
                     self.ready.push_back(id);
+                    self.counters.bytes_sent += payload.len() as u64;
                     return Some(Transmit {
                         destination,
                         payload,

@@ -500,15 +500,20 @@ impl SendFlow {
         (count, lost.into_iter().map(|seq| self.requeue(seq)).sum())
     }
 
-    /// Everything in flight is presumed lost (retransmission timeout); returns its bytes.
-    pub fn requeue_all_in_flight(&mut self) -> usize {
+    /// Everything in flight is presumed lost (retransmission timeout); returns its
+    /// bytes and how many fragments.
+    pub fn requeue_all_in_flight(&mut self) -> (usize, usize) {
         let in_flight: Vec<u64> = self
             .outstanding
             .range(..=self.highest_sent)
             .filter(|(_, f)| f.in_flight)
             .map(|(s, _)| s)
             .collect();
-        in_flight.into_iter().map(|seq| self.requeue(seq)).sum()
+        let count = in_flight.len();
+        (
+            in_flight.into_iter().map(|seq| self.requeue(seq)).sum(),
+            count,
+        )
     }
 
     fn requeue(&mut self, seq: u64) -> usize {

@@ -172,6 +172,8 @@ pub struct Session {
     scratch: Vec<u8>,
     /// Plaintext packet under assembly, reused.
     tx_packet: Vec<u8>,
+    /// Fragments presumed lost (by NAKs or a retransmission timeout) and queued again.
+    fragments_requeued: u64,
     // time-critical traffic (RFC 7016 §3.5.2.3)
     tc_sent_at: Option<Instant>,
     tc_received_at: Option<Instant>,
@@ -258,6 +260,7 @@ impl Session {
             events: VecDeque::new(),
             scratch: Vec::with_capacity(2048),
             tx_packet: Vec::with_capacity(MAX_SESSION_PACKET),
+            fragments_requeued: 0,
             tc_sent_at: None,
             tc_received_at: None,
             tcr_received_at: None,
@@ -785,6 +788,7 @@ impl Session {
         let mut lost_any = false;
         for flow in self.send_flows.values_mut() {
             let (count, bytes) = flow.take_lost(NAKS_FOR_LOSS);
+            self.fragments_requeued += count as u64;
             self.in_flight = self.in_flight.saturating_sub(bytes);
             lost_any |= count > 0;
         }
@@ -945,7 +949,7 @@ impl Session {
     fn on_retransmit_timeout(&mut self, now: Instant) {
         // RFC 7016 §3.5.2.2: everything in flight is presumed lost; back off the timer.
         for flow in self.send_flows.values_mut() {
-            flow.requeue_all_in_flight();
+            self.fragments_requeued += flow.requeue_all_in_flight().1 as u64;
         }
         self.in_flight = 0;
         self.cc.on_timeout(now);
@@ -953,6 +957,12 @@ impl Session {
         self.erto = (self.erto * 3 / 2).min(MAX_ERTO);
         self.rto_deadline = None;
         self.unacked_since.get_or_insert(now);
+    }
+
+    /// Fragments this session presumed lost (by NAKs or a retransmission timeout) and
+    /// queued to be sent again.
+    pub fn fragments_requeued(&self) -> u64 {
+        self.fragments_requeued
     }
 
     // ---- transmit ----

@@ -204,6 +204,19 @@ fn remote_publisher(shard: u8) -> StreamRef {
     }
 }
 
+/// What one shard's application holds at a moment ([`App::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppCensus {
+    /// Clients connected to an app (after a successful `connect`), RTMFP and RTMP.
+    pub connections: usize,
+    /// Streams published by a client of this shard (mirrors of other shards' are not).
+    pub streams: usize,
+    /// Players of this shard's clients.
+    pub players: usize,
+    /// Group memberships of this shard's clients (a client in two groups counts twice).
+    pub group_members: usize,
+}
+
 pub struct App {
     config: Arc<ServerConfig>,
     /// Shared by the applications of all shards.
@@ -487,6 +500,17 @@ impl App {
                         .push_back((to, Outgoing::GroupMember { group, peer }));
                 }
             }
+        }
+    }
+
+    /// What this shard's application holds now, for metrics.
+    pub fn census(&self) -> AppCensus {
+        let (streams, players) = self.live.census(|p| p.conn != REMOTE_CONN);
+        AppCensus {
+            connections: self.conns.values().filter(|c| c.app.is_some()).count(),
+            streams,
+            players,
+            group_members: self.conns.values().map(|c| c.groups.len()).sum(),
         }
     }
 

@@ -181,6 +181,14 @@ impl<S: Copy + Eq + Hash> LiveStreams<S> {
         self.streams.get(name).map_or(&[], |s| &s.players)
     }
 
+    /// Streams whose publisher passes `counts`, and players of all streams.
+    pub fn census(&self, counts: impl Fn(&S) -> bool) -> (usize, usize) {
+        self.streams.values().fold((0, 0), |(streams, players), s| {
+            let published = s.publisher.as_ref().is_some_and(&counts);
+            (streams + usize::from(published), players + s.players.len())
+        })
+    }
+
     /// Names of streams being published now.
     pub fn published(&self) -> impl Iterator<Item = &str> {
         self.streams

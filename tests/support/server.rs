@@ -16,6 +16,8 @@ pub struct Server {
     pub log: Vec<String>,
     pub rtmfp: SocketAddr,
     pub rtmp: Option<SocketAddr>,
+    /// Where `--metrics` serves, when given.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Server {
@@ -63,6 +65,7 @@ impl Server {
             log: Vec::new(),
             rtmfp: "0.0.0.0:0".parse().unwrap(),
             rtmp: None,
+            metrics: None,
         };
         let line = server.wait_for(
             |l| l.contains("serving RTMFP on udp://"),
@@ -85,6 +88,15 @@ impl Server {
                     .parse()
                     .unwrap(),
             );
+        }
+        let metrics_flag = extra.iter().position(|a| *a == "--metrics");
+        if metrics_flag.is_some_and(|i| extra.get(i + 1) != Some(&"off")) {
+            let line = server.wait_for(
+                |l| l.starts_with("metrics on http://"),
+                Duration::from_secs(5),
+            );
+            let addr = line["metrics on http://".len()..].trim_end_matches("/metrics");
+            server.metrics = Some(addr.parse().unwrap());
         }
         server
     }

@@ -94,6 +94,10 @@ impl Checker<'_> {
             Some(text) => self.listen(text, "server.rtmp_listen", true)?,
             None => Some(DEFAULT_LISTEN),
         };
+        let metrics_listen = match &raw.metrics_listen {
+            Some(text) => self.listen(text, "server.metrics_listen", true)?,
+            None => None,
+        };
         let shards = match &raw.shards {
             Some(n) if (1..=MAX_SHARDS).contains(n.get_ref()) => {
                 NonZeroUsize::new(*n.get_ref() as usize)
@@ -183,6 +187,7 @@ impl Checker<'_> {
         Ok(ServerConfig {
             rtmfp_listen,
             rtmp_listen,
+            metrics_listen,
             shards,
             cookie_len,
             keepalive,

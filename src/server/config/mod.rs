@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub rtmfp_listen: SocketAddr,
     /// TCP address for RTMP ingest; `None` when `rtmp_listen = "off"`.
     pub rtmp_listen: Option<SocketAddr>,
+    /// TCP address of the Prometheus metrics endpoint (docs/metrics.md); `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
     /// Engine shards; `None`: one per core, counted by the engine.
     pub shards: Option<NonZeroUsize>,
     /// Responder cookie length: 64 (every deployed Flash client) or 65 (RFC 7425 peers).
@@ -155,6 +157,7 @@ impl ServerConfig {
         ServerConfig {
             rtmfp_listen: DEFAULT_LISTEN,
             rtmp_listen: Some(DEFAULT_LISTEN),
+            metrics_listen: None,
             shards: None,
             cookie_len: FLASH_COOKIE_LEN,
             keepalive: DEFAULT_KEEPALIVE,

@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub rtmfp_listen: Option<Spanned<String>>,
     pub rtmp_listen: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
     pub shards: Option<Spanned<i64>>,
     pub cookie_len: Option<Spanned<i64>>,
     pub keepalive_secs: Option<Spanned<i64>>,

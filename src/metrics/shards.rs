@@ -1,0 +1,255 @@
+//! The engine's metrics: every shard's counters and its server's snapshot, one sample
+//! per shard (label `shard`). docs/metrics.md lists them; a test keeps the two in step.
+
+use std::sync::atomic::AtomicU64;
+
+use super::text::{Exposition, Kind};
+use crate::engine::server_snapshot::ServerSnapshot;
+use crate::engine::shard::ShardStats;
+use crate::proto::DropReason;
+
+/// A metric with one value per shard.
+struct PerShard {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&ShardStats) -> &AtomicU64,
+}
+
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&ShardStats) -> &AtomicU64,
+) -> PerShard {
+    PerShard {
+        name,
+        kind: Kind::Counter,
+        help,
+        value,
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&ShardStats) -> &AtomicU64,
+) -> PerShard {
+    PerShard {
+        name,
+        kind: Kind::Gauge,
+        help,
+        value,
+    }
+}
+
+const PER_SHARD: &[PerShard] = &[
+    counter(
+        "rtmfp_edge_datagrams_received_total",
+        "UDP datagrams the shard read from its socket.",
+        |s| &s.received,
+    ),
+    counter(
+        "rtmfp_edge_received_bytes_total",
+        "Bytes of the UDP datagrams the shard read from its socket.",
+        |s| &s.bytes_received,
+    ),
+    counter(
+        "rtmfp_edge_datagrams_handled_total",
+        "Datagrams given to the shard's endpoint: its own reads and those taken over.",
+        |s| &s.handled,
+    ),
+    counter(
+        "rtmfp_edge_datagrams_handed_off_total",
+        "Datagrams the shard read for a session another shard owns, handed to it.",
+        |s| &s.handed_off,
+    ),
+    counter(
+        "rtmfp_edge_datagrams_taken_over_total",
+        "Datagrams other shards handed to this one.",
+        |s| &s.taken_over,
+    ),
+    counter(
+        "rtmfp_edge_datagrams_sent_total",
+        "UDP datagrams the shard sent: sessions, handshakes and IP multicast.",
+        |s| &s.sent,
+    ),
+    counter(
+        "rtmfp_edge_sent_bytes_total",
+        "Bytes of the session and handshake datagrams the shard's endpoint put out (not IP multicast).",
+        |s| &s.server.bytes_sent,
+    ),
+    counter(
+        "rtmfp_edge_handshake_cookies_sent_total",
+        "Handshakes begun by clients: IHellos answered with a cookie (RHello).",
+        |s| &s.server.cookies_sent,
+    ),
+    counter(
+        "rtmfp_edge_handshakes_failed_total",
+        "Handshakes the server initiated (as a group member) that failed.",
+        |s| &s.server.handshakes_failed,
+    ),
+    counter(
+        "rtmfp_edge_fragments_retransmitted_total",
+        "Flow fragments presumed lost (negative acknowledgements or a retransmission timeout) and queued again.",
+        |s| &s.server.fragments_retransmitted,
+    ),
+    gauge(
+        "rtmfp_edge_sessions",
+        "RTMFP sessions open, including those closing.",
+        |s| &s.server.sessions,
+    ),
+    gauge(
+        "rtmfp_edge_connections",
+        "Clients connected to an app (RTMFP and RTMP).",
+        |s| &s.server.connections,
+    ),
+    gauge(
+        "rtmfp_edge_streams",
+        "Live streams published by a client of this shard.",
+        |s| &s.server.streams,
+    ),
+    gauge(
+        "rtmfp_edge_players",
+        "Players of live streams among this shard's clients.",
+        |s| &s.server.players,
+    ),
+    gauge(
+        "rtmfp_edge_group_members",
+        "NetGroup memberships of this shard's clients.",
+        |s| &s.server.group_members,
+    ),
+    counter(
+        "rtmfp_edge_group_fragments_sent_total",
+        "Media fragments the server's own group members sent to group members.",
+        |s| &s.group_fragments_sent,
+    ),
+    counter(
+        "rtmfp_edge_multicast_datagrams_sent_total",
+        "IP multicast datagrams (fragments and FEC repair) the shard's senders let out.",
+        |s| &s.server.multicast_sent,
+    ),
+    counter(
+        "rtmfp_edge_multicast_datagrams_dropped_total",
+        "IP multicast datagrams dropped because the stream outran the sender's pacing.",
+        |s| &s.server.multicast_dropped,
+    ),
+    counter(
+        "rtmfp_edge_relay_messages_sent_total",
+        "Publication messages sent to other shards.",
+        |s| &s.relayed_out,
+    ),
+    counter(
+        "rtmfp_edge_relay_messages_received_total",
+        "Publication messages received from other shards.",
+        |s| &s.relayed_in,
+    ),
+    counter(
+        "rtmfp_edge_frames_skipped_for_lag_total",
+        "Media frames lagging RTMFP players did not get (they resume at a keyframe).",
+        |s| &s.frames_skipped_for_lag,
+    ),
+];
+
+/// Metric families with more labels than `shard`.
+const SESSIONS_OPENED: &str = "rtmfp_edge_sessions_opened_total";
+const DATAGRAMS_DROPPED: &str = "rtmfp_edge_datagrams_dropped_total";
+
+/// Every metric family's name, for the docs' test.
+pub fn family_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = PER_SHARD.iter().map(|m| m.name).collect();
+    names.extend([SESSIONS_OPENED, DATAGRAMS_DROPPED]);
+    names
+}
+
+/// The page `/metrics` serves: every family, a sample per shard (by index).
+pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
+    let mut page = Exposition::new();
+    let labels: Vec<String> = (0..shards.len()).map(|i| i.to_string()).collect();
+    for metric in PER_SHARD {
+        let mut family = page.family(metric.name, metric.kind, metric.help);
+        for (shard, stats) in labels.iter().zip(shards) {
+            let value = ServerSnapshot::get((metric.value)(stats.as_ref()));
+            family.sample(&[("shard", shard)], value);
+        }
+    }
+    let mut family = page.family(
+        SESSIONS_OPENED,
+        Kind::Counter,
+        "RTMFP sessions opened, as the responder (a client's handshake) or the initiator (the server reaching a peer).",
+    );
+    for (shard, stats) in labels.iter().zip(shards) {
+        let server = &stats.as_ref().server;
+        for (role, value) in [
+            ("responder", &server.sessions_accepted),
+            ("initiator", &server.sessions_initiated),
+        ] {
+            family.sample(
+                &[("shard", shard), ("role", role)],
+                ServerSnapshot::get(value),
+            );
+        }
+    }
+    let mut family = page.family(
+        DATAGRAMS_DROPPED,
+        Kind::Counter,
+        "Datagrams the endpoint dropped, by reason.",
+    );
+    for (shard, stats) in labels.iter().zip(shards) {
+        let drops = &stats.as_ref().server.drops;
+        for (reason, value) in DropReason::ALL.iter().zip(drops) {
+            family.sample(
+                &[("shard", shard), ("reason", reason.name())],
+                ServerSnapshot::get(value),
+            );
+        }
+    }
+    page.into_text()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    #[test]
+    fn every_shard_gets_a_sample_of_every_family_typed_and_helped() {
+        let shards = [
+            Arc::new(ShardStats::default()),
+            Arc::new(ShardStats::default()),
+        ];
+        shards[1].received.store(7, Ordering::Relaxed);
+        shards[1].server.drops[0].store(2, Ordering::Relaxed);
+        let text = render(&shards);
+        assert!(text.contains("rtmfp_edge_datagrams_received_total{shard=\"1\"} 7\n"));
+        assert!(text.contains("rtmfp_edge_datagrams_received_total{shard=\"0\"} 0\n"));
+        assert!(text.contains(&format!(
+            "rtmfp_edge_datagrams_dropped_total{{shard=\"1\",reason=\"{}\"}} 2\n",
+            DropReason::ALL[0].name()
+        )));
+        for name in family_names() {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{name}"
+            );
+            assert!(text.contains(&format!("{name}{{shard=\"1\"")), "{name}");
+        }
+    }
+
+    #[test]
+    fn docs_list_every_metric() {
+        let docs = include_str!("../../docs/metrics.md");
+        for name in family_names() {
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "docs/metrics.md lacks {name}"
+            );
+        }
+    }
+}
