@@ -18,12 +18,11 @@ mod media_tools;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source};
-use server::{Server, BIN};
+use media_tools::{assert_tail_of, field, of_kind, packets, publish_in_real_time, scratch, source};
+use server::{spawn_member, Server};
 
 const GROUP: &str = "fusion-test";
 const MULTICAST: &str = "239.77.1.9:30079";
@@ -160,17 +159,6 @@ impl Drop for Topology {
     }
 }
 
-fn spawn_member(ns: &str, url: &str, output: &Path) -> Child {
-    Topology::command(ns, BIN)
-        .args(["join", url, "--group", GROUP, "--play", "cam", "--output"])
-        .arg(output)
-        .args(["--duration", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
     let dir = scratch("fusion");
@@ -212,7 +200,7 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
     let members: Vec<Child> = places
         .iter()
         .zip(&outputs)
-        .map(|((ns, _), o)| spawn_member(ns, &url, o))
+        .map(|((ns, _), o)| spawn_member(Some(ns), &url, GROUP, o, 20))
         .collect();
     server.wait_count(
         |l| l.starts_with("GroupJoined {"),
@@ -220,18 +208,7 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
         Duration::from_secs(15),
     );
     std::thread::sleep(Duration::from_secs(2));
-    let published = Topology::command(&t.s, "ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(&src)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url("live/cam"))
-        .output()
-        .unwrap();
-    assert!(
-        published.status.success(),
-        "{}",
-        String::from_utf8_lossy(&published.stderr)
-    );
+    publish_in_real_time(Some(&t.s), &src, &server.rtmp_url("live/cam"));
 
     let source_packets = packets(&src);
     let (mut fec_in_a, mut peers_in_a) = (0, 0);

@@ -11,26 +11,14 @@ mod media_tools;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source, tool};
-use server::{Server, BIN};
+use media_tools::{assert_tail_of, field, of_kind, packets, publish_in_real_time, scratch, source};
+use server::{spawn_member, Server};
 
 const MEMBERS: usize = 8;
 const GROUP: &str = "e2e-loopback";
-
-fn spawn_member(url: &str, output: &Path) -> Child {
-    Command::new(BIN)
-        .args(["join", url, "--group", GROUP, "--play", "cam", "--output"])
-        .arg(output)
-        .args(["--duration", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
 
 #[test]
 fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
@@ -45,7 +33,10 @@ fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
     let outputs: Vec<_> = (0..MEMBERS)
         .map(|i| dir.join(format!("member{i}.flv")))
         .collect();
-    let members: Vec<Child> = outputs.iter().map(|o| spawn_member(&url, o)).collect();
+    let members: Vec<Child> = outputs
+        .iter()
+        .map(|o| spawn_member(None, &url, GROUP, o, 30))
+        .collect();
     server.wait_count(
         |l| l.starts_with("GroupJoined {"),
         MEMBERS,
@@ -53,18 +44,7 @@ fn ffmpeg_publishes_and_eight_members_play_it_from_each_other() {
     );
     // Time for the members to open their sessions to each other and to the server.
     std::thread::sleep(Duration::from_secs(2));
-    let published = tool("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(&src)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url("live/cam"))
-        .output()
-        .unwrap();
-    assert!(
-        published.status.success(),
-        "{}",
-        String::from_utf8_lossy(&published.stderr)
-    );
+    publish_in_real_time(None, &src, &server.rtmp_url("live/cam"));
 
     let source_packets = packets(&src);
     let source_video = of_kind(&source_packets, "video");

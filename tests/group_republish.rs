@@ -193,6 +193,27 @@ fn check_member(world: &World, p: usize) {
     );
 }
 
+/// Every player decodes the whole stream (see [`check_member`]), at least 90% of its
+/// fragments by IP multicast.
+fn check_members_by_multicast(world: &World, players: &[usize]) {
+    for &p in players {
+        check_member(world, p);
+        let c = world.members[p]
+            .client
+            .group()
+            .unwrap()
+            .stream()
+            .unwrap()
+            .counters();
+        assert!(
+            c.from_multicast * 10 >= c.fragments_received * 9,
+            "member {p}: {} of {} fragments by IP multicast",
+            c.from_multicast,
+            c.fragments_received
+        );
+    }
+}
+
 #[test]
 fn members_play_the_republished_stream_mostly_from_each_other() {
     let spec = GroupSpec::parse(SPEC).unwrap();
@@ -300,22 +321,7 @@ fn ip_multicast_reaches_every_member_with_each_fragment_sent_once() {
     // Once per fragment, whatever the number of receivers.
     assert_eq!(server_sent, published);
     assert_eq!(world.multicast_sent, published);
-    for &p in &players {
-        check_member(&world, p);
-        let c = world.members[p]
-            .client
-            .group()
-            .unwrap()
-            .stream()
-            .unwrap()
-            .counters();
-        assert!(
-            c.from_multicast * 10 >= c.fragments_received * 9,
-            "member {p}: {} of {} fragments by IP multicast",
-            c.from_multicast,
-            c.fragments_received
-        );
-    }
+    check_members_by_multicast(&world, &players);
 
     // Injection: a replayed datagram and a forged one are dropped and counted.
     let member = players[0];
@@ -504,20 +510,5 @@ fn a_publisher_asking_for_ip_multicast_in_its_stream_name_gets_it() {
     let published = world.server.groups().counters().fragments_published;
     assert!(published > 500, "{published} fragments");
     assert_eq!(world.multicast_sent, published, "once per fragment");
-    for &p in &players {
-        check_member(&world, p);
-        let c = world.members[p]
-            .client
-            .group()
-            .unwrap()
-            .stream()
-            .unwrap()
-            .counters();
-        assert!(
-            c.from_multicast * 10 >= c.fragments_received * 9,
-            "member {p}: {} of {} fragments by IP multicast",
-            c.from_multicast,
-            c.fragments_received
-        );
-    }
+    check_members_by_multicast(&world, &players);
 }

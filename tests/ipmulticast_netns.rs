@@ -13,12 +13,13 @@ mod media_tools;
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use media_tools::{assert_tail_of, field, of_kind, packets, scratch, source, Packet};
-use server::{Server, BIN};
+use media_tools::{
+    assert_tail_of, field, of_kind, packets, publish_in_real_time, scratch, source, Packet,
+};
+use server::{spawn_member, Server};
 
 const MEMBERS: usize = 5;
 const GROUP: &str = "ipmc-test";
@@ -57,17 +58,6 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
-}
-
-fn spawn_member(ns: &Netns, url: &str, output: &Path) -> Child {
-    ns.command(BIN)
-        .args(["join", url, "--group", GROUP, "--play", "cam", "--output"])
-        .arg(output)
-        .args(["--duration", "18"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// What one member printed last, and its FLV.
@@ -133,26 +123,17 @@ fn run(name: &str, policy: Policy<'_>, drop_every: Option<u32>) -> (Vec<MemberRu
     let outputs: Vec<_> = (0..MEMBERS)
         .map(|i| dir.join(format!("member{i}.flv")))
         .collect();
-    let members: Vec<Child> = outputs.iter().map(|o| spawn_member(&ns, &url, o)).collect();
+    let members: Vec<Child> = outputs
+        .iter()
+        .map(|o| spawn_member(Some(&ns.0), &url, GROUP, o, 18))
+        .collect();
     server.wait_count(
         |l| l.starts_with("GroupJoined {"),
         MEMBERS,
         Duration::from_secs(15),
     );
     std::thread::sleep(Duration::from_secs(2));
-    let published = ns
-        .command("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(&src)
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(server.rtmp_url(&stream))
-        .output()
-        .unwrap();
-    assert!(
-        published.status.success(),
-        "{}",
-        String::from_utf8_lossy(&published.stderr)
-    );
+    publish_in_real_time(Some(&ns.0), &src, &server.rtmp_url(&stream));
 
     let mut runs = Vec::new();
     for (i, (member, output)) in members.into_iter().zip(&outputs).enumerate() {

@@ -17,6 +17,30 @@ pub fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
+/// ffmpeg publishes the FLV `src` in real time to the RTMP `url` (inside network
+/// namespace `netns`, if given); panics with ffmpeg's errors if it fails.
+pub fn publish_in_real_time(netns: Option<&str>, src: &Path, url: &str) {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "ffmpeg"]);
+            c
+        }
+        None => tool("ffmpeg"),
+    };
+    let published = command
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(src)
+        .args(["-c", "copy", "-f", "flv", url])
+        .output()
+        .expect("running ffmpeg");
+    assert!(
+        published.status.success(),
+        "ffmpeg publishing to {url}: {}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+}
+
 pub fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rtmfp-edge-e2e-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

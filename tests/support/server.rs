@@ -181,6 +181,33 @@ impl Server {
     }
 }
 
+/// Starts a `join` member of `group` playing `cam` into `output` for `seconds`, inside
+/// network namespace `netns` if given; its stdout and stderr are piped.
+pub fn spawn_member(
+    netns: Option<&str>,
+    url: &str,
+    group: &str,
+    output: &std::path::Path,
+    seconds: u32,
+) -> Child {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    command
+        .args(["join", url, "--group", group, "--play", "cam", "--output"])
+        .arg(output)
+        .args(["--duration", &seconds.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting rtmfp-edge join")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.child.kill().ok();
