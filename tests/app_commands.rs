@@ -670,6 +670,38 @@ max_sessions = 2
 }
 
 #[test]
+fn connect_beyond_max_sessions_per_address_is_rejected_naming_the_limit() {
+    let mut app = server(
+        r#"
+[[app]]
+name = "live"
+[app.limits]
+max_sessions_per_address = 2
+"#,
+    );
+    let first = connected_from(&mut app, "live", "192.0.2.9");
+    connected_from(&mut app, "live", "192.0.2.9");
+    let third = app.open(ip("192.0.2.9"));
+    call(&mut app, third, 0, connect_to("live"));
+    let out = drain(&mut app);
+    assert_eq!(
+        lines_of(&out, third),
+        ["s0 _error#1 NetConnection.Connect.Rejected", "close"]
+    );
+    assert_eq!(
+        description(&info_with(&out, third, code::CONNECT_REJECTED)),
+        "address 192.0.2.9 has its maximum of 2 sessions in application \"live\" \
+         (max_sessions_per_address)"
+    );
+    assert_eq!(app.connects_refused_per_address(), 1);
+    // Another address is let in; the first one again once one of its sessions closes.
+    connected_from(&mut app, "live", "192.0.2.10");
+    app.close(first);
+    connected_from(&mut app, "live", "192.0.2.9");
+    assert_eq!(app.connects_refused_per_address(), 1);
+}
+
+#[test]
 fn commands_before_connect_are_ignored() {
     let mut app = default_server();
     let conn = app.open(ip(CLIENT));

@@ -367,6 +367,50 @@ fn multicast_sending_options_are_checked_at_their_line() {
 }
 
 #[test]
+fn handshake_limits_have_defaults_zero_turns_them_off_and_errors_name_their_line() {
+    let defaults = ServerConfig::parse("[[app]]\nname = \"x\"\n", "c.toml").unwrap();
+    assert_eq!(defaults.max_handshakes_per_sec, 10_000);
+    assert_eq!(defaults.amplification_limit, 5);
+    let off =
+        "[server]\nmax_handshakes_per_sec = 0\namplification_limit = 0\n[[app]]\nname = \"x\"\n";
+    let off = ServerConfig::parse(off, "c.toml").unwrap();
+    assert_eq!(
+        (off.max_handshakes_per_sec, off.amplification_limit),
+        (0, 0)
+    );
+    let quic = "[server]\namplification_limit = 3\n[[app]]\nname = \"x\"\n";
+    assert_eq!(
+        ServerConfig::parse(quic, "c.toml")
+            .unwrap()
+            .amplification_limit,
+        3
+    );
+    for (line, why) in [
+        (
+            "max_handshakes_per_sec = -1\n",
+            "server.max_handshakes_per_sec: -1 is out of range",
+        ),
+        (
+            "amplification_limit = 101\n",
+            "server.amplification_limit: 101 is out of range",
+        ),
+    ] {
+        let text = format!("[server]\nshards = 1\n{line}[[app]]\nname = \"x\"\n");
+        let (at, column, message) = error_of(&text);
+        assert_eq!(at, 3, "{message}");
+        assert!(column > 1, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+    let text = "[[app]]\nname = \"x\"\n[app.limits]\nmax_sessions_per_address = 0\n";
+    let (at, _, message) = error_of(text);
+    assert_eq!(at, 4, "{message}");
+    assert!(message.contains("max_sessions_per_address"), "{message}");
+    let ok = "[[app]]\nname = \"x\"\n[app.limits]\nmax_sessions_per_address = 4\n";
+    let config = ServerConfig::parse(ok, "c.toml").unwrap();
+    assert_eq!(config.apps()[0].limits.max_sessions_per_address, Some(4));
+}
+
+#[test]
 fn cookie_len_must_be_64_or_65() {
     let text = "[server]\nkeepalive_secs = 10\n\n\ncookie_len = 66\n[[app]]\nname = \"live\"\n";
     let (line, column, message) = error_of(text);

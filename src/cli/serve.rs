@@ -120,6 +120,8 @@ pub fn effective_config(
 pub fn endpoint_config(cfg: &ServerConfig) -> EndpointConfig {
     EndpointConfig {
         cookie_len: cfg.cookie_len,
+        max_handshakes_per_sec: cfg.max_handshakes_per_sec,
+        amplification_limit: cfg.amplification_limit,
         session: SessionConfig {
             keepalive: cfg.keepalive,
             idle_timeout: cfg.idle_timeout,

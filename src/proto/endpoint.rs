@@ -22,6 +22,7 @@ use super::packet::{scramble_session_id, unscramble_session_id, Mode, PacketHead
 use super::session::{Session, SessionConfig, SessionEvent, SessionInfo};
 use super::time::Instant;
 use super::timer_wheel::TimerWheel;
+use super::token_bucket::TokenBucket;
 use super::vlu::put_option;
 use super::DropReason;
 
@@ -44,6 +45,19 @@ const TIMER_TICK_MICROS: u64 = 1_000;
 fn tick_for(deadline: Instant) -> u64 {
     deadline.as_micros().div_ceil(TIMER_TICK_MICROS)
 }
+
+/// RHellos one endpoint (one shard) answers per second by default: a 180-byte RHello at
+/// this rate is 14.4 Mbit/s, a ceiling on what spoofed IHellos can make a shard send.
+pub const DEFAULT_MAX_HANDSHAKES_PER_SEC: u32 = 10_000;
+/// How many times the bytes of the datagram that asked for it a handshake answer to an
+/// unvalidated address may weigh, by default. QUIC's bound is 3, but its clients pad
+/// their first datagram to 1200 bytes and RTMFP clients do not: librtmfp's 36-byte IHello
+/// draws a 180-byte RHello from every Flash-compatible server (5×), so 5 keeps it working
+/// (docs/hardening.md).
+pub const DEFAULT_AMPLIFICATION_LIMIT: u32 = 5;
+/// Our IHello datagrams are padded to at least this many bytes, so that a server bounding
+/// its answer at 3× (QUIC's bound) can answer them with an RHello of up to 240 bytes.
+pub const IHELLO_MIN_DATAGRAM: usize = 80;
 
 fn tick_instant(tick: u64) -> Instant {
     Instant::from_micros(tick.saturating_mul(TIMER_TICK_MICROS))
@@ -72,6 +86,13 @@ pub struct EndpointConfig {
     /// has the same peer id, which NetGroup members connect to) and accepts the cookies
     /// of the others. `None`: drawn from the endpoint's seed.
     pub server_identity: Option<[u8; 64]>,
+    /// RHellos answered per second at most (a token bucket that holds one second's
+    /// worth); IHellos past it are dropped as `handshake_rate`. 0: no cap.
+    pub max_handshakes_per_sec: u32,
+    /// A handshake answer to an address that has not proved it receives at it (no valid
+    /// cookie yet) may weigh at most this many times the datagram that asked for it,
+    /// UDP payload bytes; heavier answers are not sent (`amplification`). 0: no bound.
+    pub amplification_limit: u32,
 }
 
 impl Default for EndpointConfig {
@@ -87,6 +108,8 @@ impl Default for EndpointConfig {
             groups: SUPPORTED_GROUPS.to_vec(),
             session: SessionConfig::default(),
             server_identity: None,
+            max_handshakes_per_sec: DEFAULT_MAX_HANDSHAKES_PER_SEC,
+            amplification_limit: DEFAULT_AMPLIFICATION_LIMIT,
         }
     }
 }
@@ -195,6 +218,12 @@ pub struct Endpoint {
     batch_cipher: Box<dyn BatchCipher + Send>,
     /// Plaintext packet under assembly for `poll_transmit_batch`, reused.
     batch_packet: Vec<u8>,
+    /// RHellos left to answer this second (`max_handshakes_per_sec`).
+    rhellos: TokenBucket,
+    /// While a session-id-0 datagram is handled: the bytes its sender, not validated yet,
+    /// may still be sent in answer (`amplification_limit` times its length). `None`:
+    /// no bound applies.
+    unvalidated_budget: Option<usize>,
 }
 
 /// Who last sent us time-critical data (RFC 7016 §3.5.2.3): every other session's
@@ -249,7 +278,6 @@ impl Endpoint {
         );
         Endpoint {
             accepting: true,
-            config,
             rng,
             cookies: CookieJar::new(secret),
             server_cert,
@@ -271,6 +299,9 @@ impl Endpoint {
             batch_cipher: Box::new(ScalarBatchCipher),
             batch_packet: Vec::with_capacity(2048),
             answered_expiry: VecDeque::new(),
+            rhellos: TokenBucket::new(config.max_handshakes_per_sec),
+            unvalidated_budget: None,
+            config,
         }
     }
 
@@ -293,6 +324,17 @@ impl Endpoint {
     /// down. Sessions already open, and handshakes past the IHello, go on.
     pub fn stop_accepting(&mut self) {
         self.accepting = false;
+    }
+
+    /// Entries kept per peer: open sessions, handshakes we initiated, and RIKeyings
+    /// remembered for retransmitted IIKeyings. A responder adds to it only once an
+    /// IIKeying returns a valid cookie, so IHellos alone, however many, leave it as is.
+    pub fn per_peer_state_len(&self) -> usize {
+        self.sessions.len()
+            + self.initiators.len()
+            + self.answered.len()
+            + self.answered_expiry.len()
+            + self.reported_addresses.len()
     }
 
     pub fn drops(&self) -> &BTreeMap<DropReason, u64> {
@@ -479,6 +521,35 @@ impl Endpoint {
         }
     }
 
+    /// A startup-key datagram carrying `chunk`, padded with 0xff bytes after it (RFC 7016
+    /// §2.2.4: the receiver stops at the first 0xff chunk type) to at least `min_len`.
+    fn startup_transmit(
+        now: Instant,
+        to: SocketAddr,
+        session_id: u32,
+        chunk: &Chunk<'_>,
+        min_len: usize,
+    ) -> Transmit {
+        let mut packet = Vec::with_capacity(256);
+        let mut header = PacketHeader::new(Mode::Startup);
+        header.timestamp = Some(now.timestamp_ticks());
+        header.emit(&mut packet);
+        chunk.emit(&mut packet);
+        // Scrambled session id (4) and checksum (2) come on top of the packet: the
+        // startup key negotiates neither sequence numbers nor an HMAC.
+        let bare = 4 + 2 + packet.len();
+        if bare < min_len {
+            packet.resize(packet.len() + (min_len - bare), 0xff);
+        }
+        let mut payload = vec![0u8; 4];
+        PacketCipher::startup().seal(&packet, &mut payload);
+        scramble_session_id(&mut payload, session_id);
+        Transmit {
+            destination: to,
+            payload,
+        }
+    }
+
     fn send_startup(
         &mut self,
         now: Instant,
@@ -486,20 +557,24 @@ impl Endpoint {
         session_id: u32,
         chunk: &Chunk<'_>,
     ) -> Transmit {
-        let mut packet = Vec::with_capacity(256);
-        let mut header = PacketHeader::new(Mode::Startup);
-        header.timestamp = Some(now.timestamp_ticks());
-        header.emit(&mut packet);
-        chunk.emit(&mut packet);
-        let mut payload = vec![0u8; 4];
-        PacketCipher::startup().seal(&packet, &mut payload);
-        scramble_session_id(&mut payload, session_id);
-        let t = Transmit {
-            destination: to,
-            payload,
-        };
+        let t = Self::startup_transmit(now, to, session_id, chunk, 0);
         self.transmits.push_back(t.clone());
         t
+    }
+
+    /// Queues an answer to the sender of the session-id-0 datagram being handled, if it
+    /// fits what that sender may still be sent (`amplification_limit`); counts
+    /// `amplification` and sends nothing if not.
+    fn answer_unvalidated(&mut self, t: Transmit) -> bool {
+        if let Some(budget) = &mut self.unvalidated_budget {
+            if t.payload.len() > *budget {
+                self.drop(DropReason::Amplification);
+                return false;
+            }
+            *budget -= t.payload.len();
+        }
+        self.transmits.push_back(t);
+        true
     }
 
     // ---------------- initiator API ----------------
@@ -555,15 +630,7 @@ impl Endpoint {
             HandshakeStep::Hello => {
                 let epd = init.epd.encode();
                 for &to in &init.candidates.clone() {
-                    self.send_startup(
-                        now,
-                        to,
-                        0,
-                        &Chunk::IHello {
-                            epd: &epd,
-                            tag: &init.tag,
-                        },
-                    );
+                    self.send_ihello(now, to, &epd, &init.tag);
                 }
             }
             HandshakeStep::Keying => {
@@ -585,6 +652,14 @@ impl Endpoint {
         }
         init.schedule_next(now);
         self.initiators.insert(id, init);
+    }
+
+    /// An IHello padded to [`IHELLO_MIN_DATAGRAM`], so that responders that bound their
+    /// answer to three times what they got (QUIC's bound) still answer it.
+    fn send_ihello(&mut self, now: Instant, to: SocketAddr, epd: &[u8], tag: &[u8]) {
+        let t =
+            Self::startup_transmit(now, to, 0, &Chunk::IHello { epd, tag }, IHELLO_MIN_DATAGRAM);
+        self.transmits.push_back(t);
     }
 
     fn initiator_by_tag(&self, tag: &[u8]) -> Option<SessionId> {
@@ -696,15 +771,7 @@ impl Endpoint {
         let epd = init.epd.encode();
         let tag = init.tag;
         for to in new {
-            self.send_startup(
-                now,
-                to,
-                0,
-                &Chunk::IHello {
-                    epd: &epd,
-                    tag: &tag,
-                },
-            );
+            self.send_ihello(now, to, &epd, &tag);
         }
     }
 
@@ -887,6 +954,10 @@ impl Endpoint {
             if !self.accepting {
                 return self.drop(DropReason::Draining);
             }
+            // Checked before any work: past the cap an IHello costs a lookup, no HMAC.
+            if !self.rhellos.ready(now) {
+                return self.drop(DropReason::HandshakeRate);
+            }
             let mut filler = [0u8; 64];
             self.rng.fill_bytes(&mut filler);
             let cookie = self.cookies.mint(
@@ -896,8 +967,7 @@ impl Endpoint {
                 self.config.cookie_len,
                 &filler,
             );
-            self.counters.cookies_sent += 1;
-            self.send_startup(
+            let rhello = Self::startup_transmit(
                 now,
                 reply_to,
                 0,
@@ -906,7 +976,12 @@ impl Endpoint {
                     cookie: &cookie,
                     certificate: cert.raw(),
                 },
+                0,
             );
+            if self.answer_unvalidated(rhello) {
+                self.rhellos.take(now);
+                self.counters.cookies_sent += 1;
+            }
             return;
         }
         if let (true, Some(target)) = (self.config.rendezvous, epd.fingerprint) {
@@ -955,7 +1030,9 @@ impl Endpoint {
                 addresses.push(EncodedAddress::new(a, AddressOrigin::Local));
             }
         }
-        self.send_startup(now, initiator, 0, &Chunk::Redirect { tag, addresses });
+        let redirect =
+            Self::startup_transmit(now, initiator, 0, &Chunk::Redirect { tag, addresses }, 0);
+        self.answer_unvalidated(redirect);
         self.events.push_back(Event::Introduced {
             from: initiator,
             target,
@@ -974,11 +1051,12 @@ impl Endpoint {
         if let Some((_, t, until)) = self.answered.get(cookie) {
             if now < *until {
                 // A retransmitted IIKeying: the RIKeying was lost (RFC 7016 §3.5.1.3).
+                // Its cookie is not checked against `from` here, so `from` is unvalidated.
                 let t = Transmit {
                     destination: from,
                     payload: t.payload.clone(),
                 };
-                self.transmits.push_back(t);
+                self.answer_unvalidated(t);
                 return;
             }
         }
@@ -997,7 +1075,7 @@ impl Endpoint {
                     cookie.len(),
                     &filler,
                 );
-                self.send_startup(
+                let change = Self::startup_transmit(
                     now,
                     from,
                     initiator_id,
@@ -1005,7 +1083,9 @@ impl Endpoint {
                         old_cookie: cookie,
                         new_cookie: &new,
                     },
+                    0,
                 );
+                self.answer_unvalidated(change);
                 return;
             }
             CookieCheck::Expired | CookieCheck::Forged => return self.drop(DropReason::BadCookie),
@@ -1168,7 +1248,13 @@ impl Endpoint {
                 return self.drop(DropReason::UnknownSession);
             }
         }
+        // Whoever sent a session-id-0 datagram has proved nothing about its address yet.
+        self.unvalidated_budget = match (sid, self.config.amplification_limit) {
+            (0, limit) if limit > 0 => Some(datagram.len().saturating_mul(limit as usize)),
+            _ => None,
+        };
         self.handle_startup(now, from, sid, &datagram[4..]);
+        self.unvalidated_budget = None;
         self.flush_touched(now);
     }
 

@@ -23,6 +23,7 @@ pub mod peek;
 pub mod session;
 pub mod time;
 pub mod timer_wheel;
+pub mod token_bucket;
 pub mod vlu;
 
 pub use endpoint::{Endpoint, EndpointConfig, Event, Transmit};
@@ -64,10 +65,15 @@ pub enum DropReason {
     KeyingFailed,
     /// A handshake while the server drains (shutting down): no new sessions.
     Draining,
+    /// An IHello past `max_handshakes_per_sec`: the RHello budget of this second is spent.
+    HandshakeRate,
+    /// A handshake answer to an address not yet validated would have weighed more than
+    /// `amplification_limit` times the datagram that asked for it.
+    Amplification,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::BadLength,
         DropReason::BadAuthentication,
         DropReason::Replayed,
@@ -78,6 +84,8 @@ impl DropReason {
         DropReason::BadCookie,
         DropReason::KeyingFailed,
         DropReason::Draining,
+        DropReason::HandshakeRate,
+        DropReason::Amplification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +100,8 @@ impl DropReason {
             DropReason::BadCookie => "bad_cookie",
             DropReason::KeyingFailed => "keying_failed",
             DropReason::Draining => "draining",
+            DropReason::HandshakeRate => "handshake_rate",
+            DropReason::Amplification => "amplification",
         }
     }
 }

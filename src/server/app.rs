@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::config::{
-    ConnectRequest, MulticastRequest, Refusal, RefusalKind, RequestedStream, ServerConfig,
+    ConnectRequest, Limit, MulticastRequest, Refusal, RefusalKind, RequestedStream, ServerConfig,
 };
 use super::directory::Directory;
 use super::live::{LiveStreams, PublishError};
@@ -237,6 +237,8 @@ pub struct App {
     /// Streams being republished (by key), and into which groups.
     republishing: HashMap<String, Vec<GroupId>>,
     group_feed: VecDeque<GroupFeed>,
+    /// Connects refused for `max_sessions_per_address`, since this shard started.
+    refused_per_address: u64,
 }
 
 /// How much a publisher sent since `start` (media time, milliseconds).
@@ -277,6 +279,7 @@ impl App {
             events: VecDeque::new(),
             publish_rates: HashMap::default(),
             server_peer: None,
+            refused_per_address: 0,
             republishing: HashMap::default(),
             group_feed: VecDeque::new(),
         }
@@ -355,7 +358,7 @@ impl App {
             return;
         };
         if let Some(app) = &c.app {
-            self.directory.leave_session(app);
+            self.directory.leave_session(app, c.client);
         }
         let app = c.app.unwrap_or_default();
         for (stream_id, role) in c.streams {
@@ -512,6 +515,12 @@ impl App {
             players,
             group_members: self.conns.values().map(|c| c.groups.len()).sum(),
         }
+    }
+
+    /// Connects this shard refused because their address had `max_sessions_per_address`
+    /// sessions in the app already.
+    pub fn connects_refused_per_address(&self) -> u64 {
+        self.refused_per_address
     }
 
     /// Connected clients (after a successful `connect`) of `app`.
@@ -705,9 +714,17 @@ impl App {
             Some(app) => app
                 .authorize_connect(client, token.as_deref())
                 .and_then(|()| {
-                    directory.admit_session(&app_name, |current| app.check_session_limit(current))
+                    directory.admit_session(&app_name, client, |current, from_client| {
+                        app.check_session_limit(current)?;
+                        app.check_address_limit(client, from_client)
+                    })
                 })
-                .map_err(|r| (code::CONNECT_REJECTED, r.to_string())),
+                .map_err(|r| {
+                    if r.kind == RefusalKind::LimitReached(Limit::SessionsPerAddress) {
+                        self.refused_per_address += 1;
+                    }
+                    (code::CONNECT_REJECTED, r.to_string())
+                }),
         };
         let encoding = cmd
             .command_object

@@ -7,6 +7,7 @@
 //! mutex is the simplest correct choice for a handful of operations per client.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::group::rendezvous::{Joined, Left, Rendezvous};
@@ -27,6 +28,9 @@ struct State {
     publishers: HashMap<String, u8>,
     /// App name -> connected clients.
     sessions: HashMap<String, usize>,
+    /// (App name, client IP) -> connected clients: entries only for connected sessions,
+    /// so nobody grows it without passing the handshake and the connect rule.
+    sessions_by_address: HashMap<(String, IpAddr), usize>,
     /// Stream key -> players.
     players: HashMap<String, usize>,
     /// NetGroup members of every shard.
@@ -71,21 +75,31 @@ impl Directory {
             .count()
     }
 
-    /// Counts one more client in `app` if `check(current count)` allows it.
+    /// Counts one more client in `app`, from `client`, if `check(clients of the app,
+    /// clients of the app from that address)` allows it.
     pub fn admit_session<E>(
         &self,
         app: &str,
-        check: impl FnOnce(usize) -> Result<(), E>,
+        client: IpAddr,
+        check: impl FnOnce(usize, usize) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut s = self.state();
+        let key = (app.to_owned(), client.to_canonical());
         let current = s.sessions.get(app).copied().unwrap_or(0);
-        check(current)?;
+        let from_client = s.sessions_by_address.get(&key).copied().unwrap_or(0);
+        check(current, from_client)?;
         *s.sessions.entry(app.to_owned()).or_default() += 1;
+        *s.sessions_by_address.entry(key).or_default() += 1;
         Ok(())
     }
 
-    pub fn leave_session(&self, app: &str) {
-        decrement(&mut self.state().sessions, app);
+    pub fn leave_session(&self, app: &str, client: IpAddr) {
+        let mut s = self.state();
+        decrement(&mut s.sessions, app);
+        decrement(
+            &mut s.sessions_by_address,
+            &(app.to_owned(), client.to_canonical()),
+        );
     }
 
     /// Counts one more player of `key` if `check(current count)` allows it.
@@ -138,7 +152,11 @@ impl Directory {
     }
 }
 
-fn decrement(counts: &mut HashMap<String, usize>, key: &str) {
+fn decrement<K, Q>(counts: &mut HashMap<K, usize>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     if let Some(n) = counts.get_mut(key) {
         *n = n.saturating_sub(1);
         if *n == 0 {
@@ -169,11 +187,13 @@ mod tests {
     fn limits_are_checked_against_the_global_count() {
         let d = Directory::new();
         let at_most_two = |n: usize| if n < 2 { Ok(()) } else { Err(n) };
-        assert_eq!(d.admit_session("live", at_most_two), Ok(()));
-        assert_eq!(d.admit_session("live", at_most_two), Ok(()));
-        assert_eq!(d.admit_session("live", at_most_two), Err(2));
-        d.leave_session("live");
-        assert_eq!(d.admit_session("live", at_most_two), Ok(()));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let app_limit = |n: usize, _: usize| at_most_two(n);
+        assert_eq!(d.admit_session("live", ip, app_limit), Ok(()));
+        assert_eq!(d.admit_session("live", ip, app_limit), Ok(()));
+        assert_eq!(d.admit_session("live", ip, app_limit), Err(2));
+        d.leave_session("live", ip);
+        assert_eq!(d.admit_session("live", ip, app_limit), Ok(()));
         assert_eq!(d.admit_player("live/a", at_most_two), Ok(()));
         d.leave_player("live/a");
         d.leave_player("live/a");
@@ -181,5 +201,20 @@ mod tests {
             d.admit_player("live/a", |n| if n == 0 { Ok(()) } else { Err(n) }),
             Ok(())
         );
+    }
+
+    #[test]
+    fn sessions_are_counted_per_address_across_ports_and_ip_forms() {
+        let d = Directory::new();
+        let one_each = |_: usize, n: usize| if n < 1 { Ok(()) } else { Err(n) };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(d.admit_session("live", a, one_each), Ok(()));
+        assert_eq!(d.admit_session("live", mapped, one_each), Err(1));
+        assert_eq!(d.admit_session("live", b, one_each), Ok(()));
+        assert_eq!(d.admit_session("other", a, one_each), Ok(()), "per app");
+        d.leave_session("live", mapped);
+        assert_eq!(d.admit_session("live", a, one_each), Ok(()));
     }
 }

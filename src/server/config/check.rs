@@ -17,10 +17,13 @@ use super::{
 use crate::group::GroupSpec;
 use crate::multicast::fec::FecScheme;
 use crate::proto::cookie::{FLASH_COOKIE_LEN, RFC_COOKIE_LEN};
+use crate::proto::endpoint::{DEFAULT_AMPLIFICATION_LIMIT, DEFAULT_MAX_HANDSHAKES_PER_SEC};
 
 const MAX_APP_NAME: usize = 64;
 /// A sanity bound that catches typos, far above any machine's core count.
 const MAX_SHARDS: i64 = 4096;
+/// Past this an answer may weigh more than a full-size datagram for the smallest IHello.
+const MAX_AMPLIFICATION_LIMIT: i64 = 100;
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<ServerConfig, ConfigError> {
     let source = Source { text, origin };
@@ -184,6 +187,31 @@ impl Checker<'_> {
         if let Some(l) = &raw.multicast_loop {
             multicast.loop_back = *l.get_ref();
         }
+        let max_handshakes_per_sec = match &raw.max_handshakes_per_sec {
+            Some(n) => u32::try_from(*n.get_ref()).map_err(|_| {
+                self.at(
+                    n,
+                    format!(
+                        "server.max_handshakes_per_sec: {} is out of range; give the RHellos                          each shard may answer per second (0 for no cap, default                          {DEFAULT_MAX_HANDSHAKES_PER_SEC})",
+                        n.get_ref()
+                    ),
+                )
+            })?,
+            None => DEFAULT_MAX_HANDSHAKES_PER_SEC,
+        };
+        let amplification_limit = match &raw.amplification_limit {
+            Some(n) if (0..=MAX_AMPLIFICATION_LIMIT).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => {
+                return Err(self.at(
+                    n,
+                    format!(
+                        "server.amplification_limit: {} is out of range; give 0 (no bound)                          or 1 to {MAX_AMPLIFICATION_LIMIT}: how many times the bytes of an                          IHello its answer may weigh (3 is QUIC's bound,                          {DEFAULT_AMPLIFICATION_LIMIT} the default, which librtmfp needs)",
+                        n.get_ref()
+                    ),
+                ))
+            }
+            None => DEFAULT_AMPLIFICATION_LIMIT,
+        };
         Ok(ServerConfig {
             rtmfp_listen,
             rtmp_listen,
@@ -193,6 +221,8 @@ impl Checker<'_> {
             keepalive,
             idle_timeout,
             multicast,
+            max_handshakes_per_sec,
+            amplification_limit,
             apps: Vec::new(),
         })
     }
@@ -467,6 +497,11 @@ impl Checker<'_> {
     fn limits(&self, ctx: &str, raw: RawLimits) -> Result<Limits, ConfigError> {
         Ok(Limits {
             max_sessions: self.limit(ctx, "max_sessions", &raw.max_sessions)?,
+            max_sessions_per_address: self.limit(
+                ctx,
+                "max_sessions_per_address",
+                &raw.max_sessions_per_address,
+            )?,
             max_streams: self.limit(ctx, "max_streams", &raw.max_streams)?,
             max_players_per_stream: self.limit(
                 ctx,

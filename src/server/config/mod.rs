@@ -34,6 +34,7 @@ pub use crate::multicast::fec::FecScheme;
 
 use crate::group::{GroupId, GroupSpec};
 use crate::proto::cookie::FLASH_COOKIE_LEN;
+use crate::proto::endpoint::{DEFAULT_AMPLIFICATION_LIMIT, DEFAULT_MAX_HANDSHAKES_PER_SEC};
 use policy::Action;
 
 /// RTMFP (UDP) and RTMP (TCP) both default to port 1935, as Flash clients assume.
@@ -61,6 +62,11 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How the server's IP multicast datagrams leave it.
     pub multicast: MulticastSending,
+    /// RHellos each shard answers per second at most; 0: no cap (docs/hardening.md).
+    pub max_handshakes_per_sec: u32,
+    /// A handshake answer to an unvalidated address weighs at most this many times the
+    /// datagram that asked for it; 0: no bound (docs/hardening.md).
+    pub amplification_limit: u32,
     apps: Vec<AppConfig>,
 }
 
@@ -163,6 +169,8 @@ impl ServerConfig {
             keepalive: DEFAULT_KEEPALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             multicast: MulticastSending::default(),
+            max_handshakes_per_sec: DEFAULT_MAX_HANDSHAKES_PER_SEC,
+            amplification_limit: DEFAULT_AMPLIFICATION_LIMIT,
             apps: vec![AppConfig::open(DEFAULT_APP)],
         }
     }
@@ -350,6 +358,24 @@ impl AppConfig {
         Limits::check_count(Limit::Sessions, self.limits.max_sessions, current, |max| {
             format!("application {:?} is full ({max} sessions)", self.name)
         })
+    }
+
+    /// May one more session connect from `client`, which has `current` sessions on this
+    /// app already (any port)?
+    pub fn check_address_limit(&self, client: IpAddr, current: usize) -> Result<(), Refusal> {
+        Limits::check_count(
+            Limit::SessionsPerAddress,
+            self.limits.max_sessions_per_address,
+            current,
+            |max| {
+                format!(
+                    "address {} has its maximum of {max} sessions in application {:?} \
+                     (max_sessions_per_address)",
+                    client.to_canonical(),
+                    self.name
+                )
+            },
+        )
     }
 
     /// May one more stream be published, with `current` streams on this app already?

@@ -31,6 +31,7 @@ pub enum RefusalKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
     Sessions,
+    SessionsPerAddress,
     Streams,
     PlayersPerStream,
     PublishKbps,
@@ -42,6 +43,7 @@ impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Limit::Sessions => "max_sessions",
+            Limit::SessionsPerAddress => "max_sessions_per_address",
             Limit::Streams => "max_streams",
             Limit::PlayersPerStream => "max_players_per_stream",
             Limit::PublishKbps => "max_publish_kbps",
@@ -162,6 +164,8 @@ impl PublishRule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Limits {
     pub max_sessions: Option<u32>,
+    /// Sessions from one IP address (any port), server-wide.
+    pub max_sessions_per_address: Option<u32>,
     pub max_streams: Option<u32>,
     pub max_players_per_stream: Option<u32>,
     pub max_publish_kbps: Option<u32>,

@@ -25,6 +25,8 @@ pub(super) struct RawServer {
     pub multicast_ttl: Option<Spanned<i64>>,
     pub multicast_interface: Option<Spanned<String>>,
     pub multicast_loop: Option<Spanned<bool>>,
+    pub max_handshakes_per_sec: Option<Spanned<i64>>,
+    pub amplification_limit: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +81,7 @@ pub(super) struct RawPublish {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub max_sessions: Option<Spanned<i64>>,
+    pub max_sessions_per_address: Option<Spanned<i64>>,
     pub max_streams: Option<Spanned<i64>>,
     pub max_players_per_stream: Option<Spanned<i64>>,
     pub max_publish_kbps: Option<Spanned<i64>>,
