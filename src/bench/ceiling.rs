@@ -3,7 +3,8 @@
 //! Two methods, the best is reported: one unconnected socket with `sendmmsg` in batches
 //! of 64 (a destination per message), and one connected socket per destination with
 //! `sendmmsg` (while the open-file limit allows N more sockets). Both set
-//! `IP_PMTUDISC_PROBE` (DF set, no PMTU bookkeeping), worth 5-10% here.
+//! `IP_PMTUDISC_PROBE` (DF set, no PMTU bookkeeping), worth 5-10% here. For the IP
+//! multicast modes, the same two methods with the multicast group as the one destination.
 
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -39,6 +40,26 @@ pub fn measure(
         });
     }
     Ok(runs)
+}
+
+/// The ceiling to one IP multicast group: `sendmmsg` of 64 on an unconnected socket,
+/// and on one socket connected to the group. Bound to the server's address, so the
+/// datagrams leave through the interface that has it, as the server's do.
+pub fn measure_multicast(
+    from: SocketAddrV4,
+    group: SocketAddrV4,
+    per_method: Duration,
+) -> Result<Vec<CeilingRun>> {
+    Ok(vec![
+        CeilingRun {
+            method: "sendmmsg-multicast-b64",
+            pps: unconnected(from, &[group], per_method)?,
+        },
+        CeilingRun {
+            method: "sendmmsg-multicast-connected-b64",
+            pps: connected(from, &[group], per_method)?,
+        },
+    ])
 }
 
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
