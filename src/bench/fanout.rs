@@ -42,12 +42,21 @@ const MULTICAST_BITRATE_MAX_MBPS: f64 = 4000.0;
 const MULTICAST_MAX_FRAME: usize = MAX_MESSAGE_LEN - 4 * MAX_FRAGMENT_PAYLOAD;
 const WARMUP: Duration = Duration::from_secs(1);
 
+/// `serve --io` for the server: io_uring, or the plain socket loop (one `sendto` per
+/// datagram). Without it, `serve` picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerIo {
+    Uring,
+    Poll,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub subscribers: Vec<usize>,
     pub shards: Vec<u32>,
     pub modes: Vec<Mode>,
     pub ingest: Ingest,
+    pub server_io: Option<ServerIo>,
     pub bitrate_mbps: Option<f64>,
     pub seconds: f64,
     pub ceiling_seconds: f64,
@@ -205,6 +214,7 @@ impl ServerChild {
         shards: u32,
         mode: Mode,
         rtmp: Option<SocketAddrV4>,
+        io: Option<ServerIo>,
         out: &Path,
     ) -> Result<(Self, SocketAddrV4)> {
         let port = UdpSocket::bind(SocketAddrV4::new(SERVER_ADDR, 0))?
@@ -224,6 +234,15 @@ impl ServerChild {
         // (the kernel routes a multicast from a bound source through that address's
         // interface): no route in the root namespace is needed.
         cmd.args(mode.serve_args());
+        match io {
+            None => {}
+            Some(ServerIo::Uring) => {
+                cmd.args(["--io", "uring"]);
+            }
+            Some(ServerIo::Poll) => {
+                cmd.args(["--io", "poll"]);
+            }
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
@@ -363,7 +382,7 @@ fn run_point(
             Some(SocketAddrV4::new(SERVER_ADDR, free.port()))
         }
     };
-    let (server, listen) = ServerChild::start(shards, mode, rtmp, &opts.out)?;
+    let (server, listen) = ServerChild::start(shards, mode, rtmp, opts.server_io, &opts.out)?;
     eprintln!("bench: server pid {} on udp://{listen}", server.child.id());
     let url = RtmfpUrl::parse(&format!("rtmfp://{listen}/live/bench"))?;
 

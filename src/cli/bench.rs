@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use crate::bench::fanout::{self, Options};
+use crate::bench::fanout::{self, Options, ServerIo};
 use crate::bench::group::{self, GroupOptions, Mode};
 use crate::bench::mode::Mode as FanoutMode;
 use crate::bench::publisher::Ingest;
@@ -46,6 +46,10 @@ pub enum Bench {
         /// for the publisher: for streams of hundreds of Mbit/s in the IP multicast modes).
         #[arg(long, value_enum, default_value_t = Ingest::Rtmfp)]
         ingest: Ingest,
+        /// The server's UDP I/O (`serve --io`): uring, or poll (the plain socket loop,
+        /// one sendto per datagram) [default: serve's choice].
+        #[arg(long, value_enum)]
+        server_io: Option<ServerIo>,
         /// Where fanout.csv, fanout.png and the server logs go.
         #[arg(long, default_value = "target/bench-fanout")]
         out: PathBuf,
@@ -131,6 +135,7 @@ pub fn bench(cmd: Bench) -> Result<()> {
             join_workers,
             mode,
             ingest,
+            server_io,
             out,
         } => {
             if shards.contains(&0) {
@@ -151,6 +156,7 @@ pub fn bench(cmd: Bench) -> Result<()> {
                 shards,
                 modes: each_once(mode),
                 ingest,
+                server_io,
                 bitrate_mbps: bitrate,
                 seconds,
                 ceiling_seconds,
