@@ -154,10 +154,10 @@ fn measure_ceiling(
 
 /// The IP multicast modes' receiving end: a thread in the namespace counting what
 /// reaches the socket joined to the group, from before the first ceiling run to after
-/// the last.
+/// the last. Stopped on drop.
 struct GroupCounter {
     control: Arc<Control>,
-    thread: std::thread::JoinHandle<Result<MulticastTally>>,
+    thread: Option<std::thread::JoinHandle<Result<MulticastTally>>>,
 }
 
 impl GroupCounter {
@@ -187,17 +187,31 @@ impl GroupCounter {
                 })?
         };
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(GroupCounter { control, thread }),
+            Ok(Ok(())) => Ok(GroupCounter {
+                control,
+                thread: Some(thread),
+            }),
             Ok(Err(e)) => bail!("the group's receiving socket: {e}"),
             Err(_) => bail!("the group counter thread ended at start"),
         }
     }
 
-    fn finish(self) -> Result<MulticastTally> {
+    fn finish(mut self) -> Result<MulticastTally> {
         self.control.stop.store(true, Ordering::Relaxed);
         self.thread
+            .take()
+            .context("the group counter was finished already")?
             .join()
             .map_err(|_| anyhow::anyhow!("the group counter panicked"))?
+    }
+}
+
+impl Drop for GroupCounter {
+    fn drop(&mut self) {
+        self.control.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
