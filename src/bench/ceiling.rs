@@ -100,9 +100,23 @@ fn empty_header() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
+/// For a multicast group: out of the interface that has `from`'s address, as the
+/// server's (bound to that address, it would anyway; this says so).
+fn multicast_from(s: &UdpSocket, from: SocketAddrV4, to: SocketAddrV4) -> Result<()> {
+    if to.ip().is_multicast() {
+        socket2::SockRef::from(s)
+            .set_multicast_if_v4(from.ip())
+            .context("IP_MULTICAST_IF for the ceiling")?;
+    }
+    Ok(())
+}
+
 fn unconnected(from: SocketAddrV4, dests: &[SocketAddrV4], run_for: Duration) -> Result<f64> {
     let s = UdpSocket::bind(from).context("binding the ceiling's socket")?;
     pmtu_probe(&s);
+    if let Some(&to) = dests.first() {
+        multicast_from(&s, from, to)?;
+    }
     let payload = vec![0xa5u8; DATAGRAM];
     let mut names: Vec<libc::sockaddr_in> = dests.iter().map(|d| sockaddr(*d)).collect();
     let mut iov = libc::iovec {
@@ -131,6 +145,7 @@ fn connected(from: SocketAddrV4, dests: &[SocketAddrV4], run_for: Duration) -> R
         let s = UdpSocket::bind(SocketAddrV4::new(*from.ip(), 0))
             .context("binding a connected ceiling socket")?;
         pmtu_probe(&s);
+        multicast_from(&s, from, *d)?;
         s.connect(d)?;
         sockets.push(s);
     }

@@ -227,6 +227,7 @@ impl ServerChild {
     fn start(
         shards: u32,
         mode: Mode,
+        multicast_interface: &str,
         rtmp: Option<SocketAddrV4>,
         io: Option<ServerIo>,
         out: &Path,
@@ -244,10 +245,8 @@ impl ServerChild {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["serve", "--listen", &listen.to_string(), "--rtmp", &rtmp]);
         cmd.args(["--shards", &shards.to_string()]);
-        // Bound to the veth address, the server's socket sends multicast out of the veth
-        // (the kernel routes a multicast from a bound source through that address's
-        // interface): no route in the root namespace is needed.
-        cmd.args(mode.serve_args());
+        // IP multicast leaves by the veth: no route in the root namespace is needed.
+        cmd.args(mode.serve_args(multicast_interface));
         match io {
             None => {}
             Some(ServerIo::Uring) => {
@@ -396,7 +395,8 @@ fn run_point(
             Some(SocketAddrV4::new(SERVER_ADDR, free.port()))
         }
     };
-    let (server, listen) = ServerChild::start(shards, mode, rtmp, opts.server_io, &opts.out)?;
+    let (server, listen) =
+        ServerChild::start(shards, mode, &topo.root_if, rtmp, opts.server_io, &opts.out)?;
     eprintln!("bench: server pid {} on udp://{listen}", server.child.id());
     let url = RtmfpUrl::parse(&format!("rtmfp://{listen}/live/bench"))?;
 

@@ -49,8 +49,9 @@ impl Mode {
         self != Mode::Unicast
     }
 
-    /// What `serve` needs besides its address and shards.
-    pub fn serve_args(self) -> Vec<String> {
+    /// What `serve` needs besides its address and shards; IP multicast leaves through
+    /// `interface`.
+    pub fn serve_args(self, interface: &str) -> Vec<String> {
         let form = match self {
             Mode::Unicast => return Vec::new(),
             Mode::IpMulticast => "ip",
@@ -63,6 +64,8 @@ impl Mode {
             form,
             "--multicast-address",
             &MULTICAST_GROUP.to_string(),
+            "--multicast-interface",
+            interface,
         ]
         .map(str::to_owned)
         .to_vec()
@@ -79,13 +82,14 @@ mod tests {
             assert_eq!(Mode::parse(m.name()), Some(m));
         }
         assert_eq!(Mode::parse("ip"), None);
-        assert!(Mode::Unicast.serve_args().is_empty());
+        assert!(Mode::Unicast.serve_args("veth0").is_empty());
         assert_eq!(
-            Mode::IpMulticast.serve_args().join(" "),
-            "--group rtmfp-bench --multicast-form ip --multicast-address 239.231.0.1:19935"
+            Mode::IpMulticast.serve_args("veth0").join(" "),
+            "--group rtmfp-bench --multicast-form ip --multicast-address 239.231.0.1:19935 \
+             --multicast-interface veth0"
         );
         assert!(Mode::Fusion
-            .serve_args()
+            .serve_args("veth0")
             .join(" ")
             .contains("--multicast-form fusion"));
     }
