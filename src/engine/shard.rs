@@ -249,6 +249,8 @@ impl Shard {
     fn run_uring(&mut self, uring: &mut UringUdp, step: &mut StepHook) -> std::io::Result<()> {
         let epoch = self.epoch;
         let mut multicast = MulticastOut::default();
+        // The TCP side has something to read (the watch fired, we have not read yet).
+        let mut rtmp_ready = false;
         loop {
             let now = self.now();
             if !self.turn(now, step) {
@@ -256,7 +258,11 @@ impl Shard {
             }
             self.flush_uring(uring, &mut multicast, now);
             self.links.own_waker().prepare_sleep();
-            let timeout = self.sleep_for(now);
+            let timeout = if rtmp_ready {
+                Duration::ZERO
+            } else {
+                self.sleep_for(now)
+            };
             let (server, links) = (&mut self.server, &mut self.links);
             // The datagrams of one wakeup arrived together: one clock read for all.
             let mut arrived = None;
@@ -265,7 +271,13 @@ impl Shard {
                 links.dispatch(server, now, from, data);
             })?;
             self.links.own_waker().awake();
-            if readiness.watched {
+            rtmp_ready |= readiness.watched;
+            // While IP multicast datagrams wait for send slots, read no more RTMP: an
+            // RTMP publisher's every read turns into multicast datagrams, and a turn
+            // sends at most the slots' worth. TCP holds the publisher back meanwhile,
+            // instead of the datagrams piling up here.
+            if rtmp_ready && multicast.held() == 0 {
+                rtmp_ready = false;
                 self.rtmp.poll(
                     Some(Duration::ZERO),
                     &mut self.server,
