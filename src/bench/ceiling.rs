@@ -3,7 +3,8 @@
 //! Two methods, the best is reported: one unconnected socket with `sendmmsg` in batches
 //! of 64 (a destination per message), and one connected socket per destination with
 //! `sendmmsg` (while the open-file limit allows N more sockets). Both set
-//! `IP_PMTUDISC_PROBE` (DF set, no PMTU bookkeeping), worth 5-10% here.
+//! `IP_PMTUDISC_PROBE` (DF set, no PMTU bookkeeping), worth 5-10% here. For the IP
+//! multicast modes, the same two methods with the multicast group as the one destination.
 
 use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -39,6 +40,26 @@ pub fn measure(
         });
     }
     Ok(runs)
+}
+
+/// The ceiling to one IP multicast group: `sendmmsg` of 64 on an unconnected socket,
+/// and on one socket connected to the group. Bound to the server's address, so the
+/// datagrams leave through the interface that has it, as the server's do.
+pub fn measure_multicast(
+    from: SocketAddrV4,
+    group: SocketAddrV4,
+    per_method: Duration,
+) -> Result<Vec<CeilingRun>> {
+    Ok(vec![
+        CeilingRun {
+            method: "sendmmsg-multicast-b64",
+            pps: unconnected(from, &[group], per_method)?,
+        },
+        CeilingRun {
+            method: "sendmmsg-multicast-connected-b64",
+            pps: connected(from, &[group], per_method)?,
+        },
+    ])
 }
 
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -79,9 +100,23 @@ fn empty_header() -> libc::mmsghdr {
     unsafe { std::mem::zeroed() }
 }
 
+/// For a multicast group: out of the interface that has `from`'s address, as the
+/// server's (bound to that address, it would anyway; this says so).
+fn multicast_from(s: &UdpSocket, from: SocketAddrV4, to: SocketAddrV4) -> Result<()> {
+    if to.ip().is_multicast() {
+        socket2::SockRef::from(s)
+            .set_multicast_if_v4(from.ip())
+            .context("IP_MULTICAST_IF for the ceiling")?;
+    }
+    Ok(())
+}
+
 fn unconnected(from: SocketAddrV4, dests: &[SocketAddrV4], run_for: Duration) -> Result<f64> {
     let s = UdpSocket::bind(from).context("binding the ceiling's socket")?;
     pmtu_probe(&s);
+    if let Some(&to) = dests.first() {
+        multicast_from(&s, from, to)?;
+    }
     let payload = vec![0xa5u8; DATAGRAM];
     let mut names: Vec<libc::sockaddr_in> = dests.iter().map(|d| sockaddr(*d)).collect();
     let mut iov = libc::iovec {
@@ -110,6 +145,7 @@ fn connected(from: SocketAddrV4, dests: &[SocketAddrV4], run_for: Duration) -> R
         let s = UdpSocket::bind(SocketAddrV4::new(*from.ip(), 0))
             .context("binding a connected ceiling socket")?;
         pmtu_probe(&s);
+        multicast_from(&s, from, *d)?;
         s.connect(d)?;
         sockets.push(s);
     }

@@ -4,9 +4,11 @@
 //! destinations from one core. See docs/bench.md.
 //!
 //! `netns` builds and tears down the topology, `ceiling` measures the kernel, `publisher`
-//! sends the synthetic stream, `subscribers` does the N real handshakes and plays,
-//! `receiver` is the cheap per-datagram counter and acker that replaces them, `report`
-//! the summary line, CSV and plot, and `fanout` runs the sweep.
+//! sends the synthetic stream (over RTMFP, or `rtmp_publisher` over RTMP),
+//! `subscribers` does the N real handshakes and plays (or joins the group, `mode`),
+//! `receiver` is the cheap per-datagram counter and acker that replaces them,
+//! `multicast_counter` counts what reaches the multicast group, `report` the summary
+//! line, CSV and plot, and `fanout` runs the sweep.
 //!
 //! `bench group`: a stream republished into a NetGroup and played by N members from
 //! each other (`group`: options, stream, measures; `group_sim` in memory on a virtual
@@ -17,10 +19,13 @@ pub mod fanout;
 pub mod group;
 pub mod group_sim;
 pub mod group_udp;
+pub mod mode;
+pub mod multicast_counter;
 pub mod netns;
 pub mod publisher;
 pub mod receiver;
 pub mod report;
+pub mod rtmp_publisher;
 pub mod subscribers;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -18,7 +18,17 @@ pub struct Topology {
     pub root_if: String,
     /// The veth end inside the namespace (subscriber side).
     pub ns_if: String,
-    drop_filter: bool,
+    drop_filter: IngressDrop,
+}
+
+/// What the nftables rule at the subscribers' veth end drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngressDrop {
+    Nothing,
+    /// Every UDP datagram.
+    AllUdp,
+    /// UDP datagrams not sent to a multicast group: those go on to the group's socket.
+    UnicastUdp,
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -48,7 +58,7 @@ impl Topology {
             ns: format!("rtmfp-bench-{pid}"),
             root_if: format!("rbv{pid}a"),
             ns_if: format!("rbv{pid}b"),
-            drop_filter: false,
+            drop_filter: IngressDrop::Nothing,
         };
         ip(&["netns", "add", &t.ns]).context("creating the network namespace (needs root)")?;
         // From here on, drop cleans up whatever was made.
@@ -80,43 +90,40 @@ impl Topology {
         Ok(t)
     }
 
-    /// Drops every UDP datagram arriving at the subscribers' veth end at the netdev
-    /// ingress hook (nftables; after packet taps saw it, before IP): the far end
-    /// "dropping them" for the kernel ceiling, and the measurement phase, where the
-    /// receiver reads a packet tap instead of N UDP sockets. (tc would do, but this
+    /// Drops UDP datagrams arriving at the subscribers' veth end at the netdev ingress
+    /// hook (nftables; after packet taps saw them, before IP): the far end "dropping
+    /// them" for the kernel ceiling, and the measurement phase, where the receiver reads
+    /// a packet tap instead of N UDP sockets. [`IngressDrop::UnicastUdp`] lets IP
+    /// multicast through to the socket joined to the group. (tc would do, but this
     /// kernel has no tc drop action: CONFIG_NET_ACT_GACT is off.)
-    pub fn set_ingress_drop(&mut self, on: bool) -> Result<()> {
-        if on == self.drop_filter {
+    pub fn set_ingress_drop(&mut self, drop: IngressDrop) -> Result<()> {
+        if drop == self.drop_filter {
             return Ok(());
         }
         let ns = self.ns.clone();
-        if on {
-            let chain = format!(
-                "add chain netdev rtmfp_bench drop_udp {{ type filter hook ingress device {} priority 0 ; }}",
-                self.ns_if
-            );
-            for cmd in [
-                "add table netdev rtmfp_bench",
-                chain.as_str(),
-                "add rule netdev rtmfp_bench drop_udp meta l4proto udp drop",
-            ] {
-                run("ip", &["netns", "exec", &ns, "nft", cmd]).context(
-                    "installing the nftables ingress drop (package nftables, scripts/setup)",
-                )?;
-            }
-        } else {
-            run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &ns,
-                    "nft",
-                    "delete table netdev rtmfp_bench",
-                ],
-            )?;
+        let nft = |cmd: &str| {
+            run("ip", &["netns", "exec", &ns, "nft", cmd])
+                .context("the nftables ingress drop (package nftables, scripts/setup)")
+        };
+        if self.drop_filter != IngressDrop::Nothing {
+            nft("delete table netdev rtmfp_bench")?;
+            self.drop_filter = IngressDrop::Nothing;
         }
-        self.drop_filter = on;
+        let rule = match drop {
+            IngressDrop::Nothing => return Ok(()),
+            IngressDrop::AllUdp => "add rule netdev rtmfp_bench drop_udp meta l4proto udp drop",
+            IngressDrop::UnicastUdp => {
+                "add rule netdev rtmfp_bench drop_udp ip daddr != 224.0.0.0/4 meta l4proto udp drop"
+            }
+        };
+        let chain = format!(
+            "add chain netdev rtmfp_bench drop_udp {{ type filter hook ingress device {} priority 0 ; }}",
+            self.ns_if
+        );
+        for cmd in ["add table netdev rtmfp_bench", chain.as_str(), rule] {
+            nft(cmd)?;
+        }
+        self.drop_filter = drop;
         Ok(())
     }
 

@@ -19,7 +19,8 @@ use crate::flash::command::code;
 use crate::media::{MediaKind, MediaMessage};
 
 pub const VIDEO_FPS: u32 = 25;
-pub const KEYFRAME_EVERY: u32 = 2 * VIDEO_FPS;
+/// Seconds between keyframes.
+const KEYFRAME_SECONDS: u32 = 2;
 /// AAC at 44.1 kHz: 1024 samples a frame.
 const AUDIO_FRAME: Duration = Duration::from_micros(23_220);
 const AUDIO_BYTES: usize = 180;
@@ -56,14 +57,54 @@ impl FrameMark {
     }
 }
 
-/// The sizes of the stream's video frames for `bitrate_bps` (audio included).
-pub fn video_frame_bytes(bitrate_bps: u64) -> (usize, usize) {
-    let audio_bps = (AUDIO_BYTES as u64) * 8 * 1_000_000 / AUDIO_FRAME.as_micros() as u64;
-    let video_bytes = bitrate_bps.saturating_sub(audio_bps) / 8 / u64::from(VIDEO_FPS);
-    // One keyframe three times the size of the others, every KEYFRAME_EVERY frames.
-    let k = u64::from(KEYFRAME_EVERY);
-    let regular = (video_bytes * k / (k + 2)).max(64) as usize;
-    (regular * 3, regular)
+/// The video frames of the synthetic stream: how many a second, and their sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamShape {
+    pub fps: u32,
+    pub key_bytes: usize,
+    pub regular_bytes: usize,
+}
+
+impl StreamShape {
+    /// 25 frames/s, frames sized for `bitrate_bps` (audio included).
+    pub fn new(bitrate_bps: u64) -> Self {
+        Self::with_fps(bitrate_bps, VIDEO_FPS)
+    }
+
+    /// Frames sized for `bitrate_bps` with no keyframe over `max_message` bytes: above
+    /// 25 frames/s when it must (a group stream carries messages of at most 256
+    /// fragments, so a multicast stream of hundreds of Mbit/s needs more, smaller frames).
+    pub fn limited(bitrate_bps: u64, max_message: usize) -> Self {
+        let mut shape = Self::new(bitrate_bps);
+        while shape.key_bytes > max_message && shape.fps < 100_000 {
+            let fps = (shape.fps as f64 * shape.key_bytes as f64 / max_message as f64).ceil();
+            shape = Self::with_fps(bitrate_bps, (fps as u32).max(shape.fps + 1));
+        }
+        shape
+    }
+
+    fn with_fps(bitrate_bps: u64, fps: u32) -> Self {
+        let audio_bps = (AUDIO_BYTES as u64) * 8 * 1_000_000 / AUDIO_FRAME.as_micros() as u64;
+        let video_bytes = bitrate_bps.saturating_sub(audio_bps) / 8 / u64::from(fps);
+        // One keyframe three times the size of the others, every `keyframe_every` frames.
+        let k = u64::from(KEYFRAME_SECONDS * fps);
+        let regular = (video_bytes * k / (k + 2)).max(64) as usize;
+        StreamShape {
+            fps,
+            key_bytes: regular * 3,
+            regular_bytes: regular,
+        }
+    }
+
+    /// Frames from one keyframe to the next.
+    pub fn keyframe_every(&self) -> u32 {
+        KEYFRAME_SECONDS * self.fps
+    }
+
+    /// When frame `index` is due, after the first.
+    fn due(&self, index: u32) -> Duration {
+        Duration::from_micros(u64::from(index) * 1_000_000 / u64::from(self.fps))
+    }
 }
 
 fn video_frame(index: u32, key: bool, size: usize) -> Bytes {
@@ -94,6 +135,15 @@ fn audio_frame(index: u32) -> Bytes {
     v.into()
 }
 
+/// How the publisher sends the stream to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ingest {
+    /// Over RTMFP, with our client (as Flash publishes).
+    Rtmfp,
+    /// Over RTMP on TCP (as ffmpeg and OBS publish): cheap per byte for the publisher.
+    Rtmp,
+}
+
 /// Counters the orchestrator reads while the publisher runs.
 #[derive(Debug, Default)]
 pub struct PublisherStats {
@@ -105,22 +155,18 @@ pub struct PublisherStats {
     pub go: AtomicBool,
 }
 
-/// Connects, publishes `stream` and sends the synthetic stream until `stop`.
-pub fn publish(
-    url: &RtmfpUrl,
-    bitrate_bps: u64,
-    stop: &AtomicBool,
-    stats: &Arc<PublisherStats>,
-) -> Result<()> {
-    let timeout = Duration::from_secs(10);
-    let stream = url.stream()?.to_owned();
-    let mut driver = stream_client::connect(url, None, timeout).context("publisher connect")?;
-    let id = stream_client::create_stream(&mut driver, timeout)?;
-    driver.endpoint.publish(id, &stream);
-    stream_client::await_status(&mut driver, id, &[code::PUBLISH_START], timeout, |_| {})
-        .with_context(|| format!("publishing {stream}"))?;
-    let (key_size, size) = video_frame_bytes(bitrate_bps);
-    let headers = [
+impl PublisherStats {
+    /// A media message went out.
+    pub fn count(&self, m: &MediaMessage) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The stream's codec headers (AVC and AAC sequence headers), sent before any frame.
+pub fn sequence_headers() -> [MediaMessage; 2] {
+    [
         MediaMessage::new(
             MediaKind::Video,
             0,
@@ -131,8 +177,80 @@ pub fn publish(
             0,
             Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]),
         ),
-    ];
-    for m in &headers {
+    ]
+}
+
+/// The frames of the stream as they fall due on the clock, from `start`.
+#[derive(Debug)]
+pub struct FrameSchedule {
+    shape: StreamShape,
+    t0: StdInstant,
+    video: u32,
+    audio: u32,
+}
+
+impl FrameSchedule {
+    pub fn start(shape: StreamShape) -> Self {
+        FrameSchedule {
+            shape,
+            t0: StdInstant::now(),
+            video: 0,
+            audio: 0,
+        }
+    }
+
+    /// The frames due at `now`: at most one video and one audio frame (a late
+    /// publisher catches up over the next calls).
+    pub fn due(&mut self, now: StdInstant) -> Vec<MediaMessage> {
+        let (t0, shape) = (self.t0, self.shape);
+        let video_due = t0 + shape.due(self.video);
+        let audio_due = t0 + AUDIO_FRAME * self.audio;
+        let mut due = Vec::new();
+        if now >= video_due {
+            let key = self.video % shape.keyframe_every() == 0;
+            let ts = (video_due - t0).as_millis() as u32;
+            let size = if key {
+                shape.key_bytes
+            } else {
+                shape.regular_bytes
+            };
+            let payload = video_frame(self.video, key, size);
+            due.push(MediaMessage::new(MediaKind::Video, ts, payload));
+            self.video += 1;
+        }
+        if now >= audio_due {
+            let ts = (audio_due - t0).as_millis() as u32;
+            due.push(MediaMessage::new(
+                MediaKind::Audio,
+                ts,
+                audio_frame(self.audio),
+            ));
+            self.audio += 1;
+        }
+        due
+    }
+
+    /// When the next frame falls due.
+    pub fn next_due(&self) -> StdInstant {
+        (self.t0 + self.shape.due(self.video)).min(self.t0 + AUDIO_FRAME * self.audio)
+    }
+}
+
+/// Connects, publishes `stream` and sends the synthetic stream until `stop`.
+pub fn publish(
+    url: &RtmfpUrl,
+    shape: StreamShape,
+    stop: &AtomicBool,
+    stats: &Arc<PublisherStats>,
+) -> Result<()> {
+    let timeout = Duration::from_secs(10);
+    let stream = url.stream()?.to_owned();
+    let mut driver = stream_client::connect(url, None, timeout).context("publisher connect")?;
+    let id = stream_client::create_stream(&mut driver, timeout)?;
+    driver.endpoint.publish(id, &stream);
+    stream_client::await_status(&mut driver, id, &[code::PUBLISH_START], timeout, |_| {})
+        .with_context(|| format!("publishing {stream}"))?;
+    for m in &sequence_headers() {
         let now = driver.now();
         driver.endpoint.send_media(now, id, m);
     }
@@ -141,37 +259,17 @@ pub fn publish(
         run_while_open(&mut driver, Duration::from_millis(20))?;
         super::check_interrupt()?;
     }
-    let t0 = StdInstant::now();
-    let (mut video, mut audio) = (0u32, 0u32);
+    let mut schedule = FrameSchedule::start(shape);
     while !stop.load(Ordering::Relaxed) && !super::interrupted() {
-        let video_due = t0 + Duration::from_micros(40_000 * u64::from(video));
-        let audio_due = t0 + AUDIO_FRAME * audio;
-        let now_std = StdInstant::now();
-        let mut sent = Vec::new();
-        if now_std >= video_due {
-            let key = video % KEYFRAME_EVERY == 0;
-            let ts = (video_due - t0).as_millis() as u32;
-            let payload = video_frame(video, key, if key { key_size } else { size });
-            sent.push(MediaMessage::new(MediaKind::Video, ts, payload));
-            video += 1;
-        }
-        if now_std >= audio_due {
-            let ts = (audio_due - t0).as_millis() as u32;
-            sent.push(MediaMessage::new(MediaKind::Audio, ts, audio_frame(audio)));
-            audio += 1;
-        }
-        for m in &sent {
+        for m in &schedule.due(StdInstant::now()) {
             let now = driver.now();
             if !driver.endpoint.send_media(now, id, m) {
                 bail!("the publisher's session ended");
             }
-            stats.messages.fetch_add(1, Ordering::Relaxed);
-            stats
-                .bytes
-                .fetch_add(m.payload.len() as u64, Ordering::Relaxed);
+            stats.count(m);
         }
-        let next = video_due.min(audio_due);
-        let wait = next
+        let wait = schedule
+            .next_due()
             .saturating_duration_since(StdInstant::now())
             .min(Duration::from_millis(5));
         run_while_open(&mut driver, wait)?;
@@ -220,13 +318,33 @@ mod tests {
 
     #[test]
     fn frame_sizes_add_up_to_the_bitrate() {
-        let bps = 4_000_000u64;
-        let (key, regular) = video_frame_bytes(bps);
-        let k = u64::from(KEYFRAME_EVERY);
-        let video_bytes_per_gop = key as u64 + (k - 1) * regular as u64;
-        let per_second = video_bytes_per_gop * 8 * u64::from(VIDEO_FPS) / k
-            + AUDIO_BYTES as u64 * 8 * 1_000_000 / AUDIO_FRAME.as_micros() as u64;
-        let err = per_second.abs_diff(bps) as f64 / bps as f64;
-        assert!(err < 0.01, "{per_second} vs {bps}");
+        for (bps, max) in [(4_000_000u64, usize::MAX), (800_000_000, 240_000)] {
+            let shape = StreamShape::limited(bps, max);
+            let k = u64::from(shape.keyframe_every());
+            let video_bytes_per_gop = shape.key_bytes as u64 + (k - 1) * shape.regular_bytes as u64;
+            let per_second = video_bytes_per_gop * 8 * u64::from(shape.fps) / k
+                + AUDIO_BYTES as u64 * 8 * 1_000_000 / AUDIO_FRAME.as_micros() as u64;
+            let err = per_second.abs_diff(bps) as f64 / bps as f64;
+            assert!(err < 0.01, "{shape:?}: {per_second} vs {bps}");
+            assert!(shape.key_bytes <= max, "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn frame_rate_rises_only_when_keyframes_would_not_fit() {
+        assert_eq!(
+            StreamShape::limited(4_000_000, 240_000),
+            StreamShape::new(4_000_000)
+        );
+        assert_eq!(StreamShape::new(4_000_000).fps, VIDEO_FPS);
+        let fast = StreamShape::limited(800_000_000, 240_000);
+        assert!(
+            fast.fps > VIDEO_FPS && fast.key_bytes <= 240_000,
+            "{fast:?}"
+        );
+        assert!(
+            fast.key_bytes > 200_000,
+            "no more frames than needed: {fast:?}"
+        );
     }
 }

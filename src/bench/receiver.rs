@@ -273,6 +273,48 @@ fn packet_socket(ifname: &str) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Makes the tap skip IPv4 datagrams to multicast groups (224.0.0.0/4), in the kernel:
+/// in the IP multicast modes those go to the socket joined to the group, and the tap
+/// only serves the members' sessions. A classic BPF program over the frame from its
+/// network header (an `AF_PACKET` datagram socket sees no link header).
+fn skip_multicast(fd: i32) -> Result<()> {
+    // Opcodes of linux/filter.h.
+    const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+    const AND_K: u16 = 0x54; // BPF_ALU | BPF_AND | BPF_K
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut program = [
+        op(LD_B_ABS, 0, 0, 16),    // first byte of the IPv4 destination
+        op(AND_K, 0, 0, 0xf0),     // its top four bits
+        op(JEQ_K, 0, 1, 0xe0),     // 1110: a multicast group
+        op(RET_K, 0, 0, 0),        // skip
+        op(RET_K, 0, 0, u32::MAX), // keep, whole
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `program`, which lives until the call returns (the
+    // kernel copies the program).
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        bail!(
+            "attaching the tap's filter: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
 fn set_int(fd: i32, level: i32, name: i32, value: i32) {
     // SAFETY: a valid int and its size, for a socket the caller owns.
     unsafe {
@@ -328,14 +370,19 @@ fn recvmmsg(fd: i32, msgs: &mut [libc::mmsghdr]) -> usize {
 
 /// Runs the receiver on this thread (already in the namespace) until `control.stop`.
 /// `ifname` is the namespace's veth end; subscriber `slot` has port `base_port + slot`.
+/// With `skip_multicast` the tap does not see datagrams sent to multicast groups.
 pub fn run(
     ifname: &str,
     base_port: u16,
     handoffs: Receiver<Handoff>,
     control: &Arc<Control>,
+    skip_multicast_groups: bool,
 ) -> Result<Tally> {
     let tap = packet_socket(ifname)?;
     let fd = tap.as_raw_fd();
+    if skip_multicast_groups {
+        skip_multicast(fd)?;
+    }
     let mut subs: Vec<Option<Subscriber>> = Vec::new();
     let mut bufs: Vec<Vec<u8>> = (0..BATCH)
         .map(|i| vec![0u8; if i % SAMPLE_EVERY == 0 { FULL } else { PEEK }])

@@ -1,10 +1,12 @@
-//! Results of `bench fanout`: one [`Point`] per (shards, subscribers), printed as a
-//! `key=value` line, written as CSV rows, and plotted as a PNG.
+//! Results of `bench fanout`: one [`Point`] per (shards, subscribers, mode), printed as
+//! a `key=value` line, written as CSV rows, and plotted as a PNG.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+use super::mode::Mode;
 
 /// One measured point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,9 +30,12 @@ pub struct Point {
     pub tap_drops: u64,
     /// CPU the server process used during the window, in cores (from /proc).
     pub server_cores: f64,
+    pub mode: Mode,
+    /// `server_cores` per 1,000 receivers: CPU seconds per second per 1,000.
+    pub cpu_per_1k: f64,
 }
 
-const COLUMNS: [&str; 16] = [
+const COLUMNS: [&str; 18] = [
     "shards",
     "subscribers",
     "bitrate_mbps",
@@ -47,10 +52,12 @@ const COLUMNS: [&str; 16] = [
     "datagrams",
     "tap_drops",
     "server_cores",
+    "mode",
+    "cpu_per_1k",
 ];
 
 impl Point {
-    fn values(&self) -> [String; 16] {
+    fn values(&self) -> [String; 18] {
         [
             self.shards.to_string(),
             self.subscribers.to_string(),
@@ -68,6 +75,8 @@ impl Point {
             self.datagrams.to_string(),
             self.tap_drops.to_string(),
             format!("{:.2}", self.server_cores),
+            self.mode.name().to_owned(),
+            format!("{:.3}", self.cpu_per_1k),
         ]
     }
 
@@ -107,6 +116,8 @@ impl Point {
             datagrams: get("datagrams")?.parse().ok()?,
             tap_drops: get("tap_drops")?.parse().ok()?,
             server_cores: f("server_cores")?,
+            mode: Mode::parse(get("mode")?)?,
+            cpu_per_1k: f("cpu_per_1k")?,
         })
     }
 }
@@ -149,14 +160,18 @@ fn register_font() -> bool {
     false
 }
 
-/// Two panels side by side: subscribers (log scale) against packets/s per core, with
-/// the kernel ceiling dashed, and against p99 latency; one line per shard count.
+/// What a panel plots of a point.
+type Measure = fn(&Point) -> f64;
+
+/// Three panels side by side, subscribers (log scale) against: packets/s per core, with
+/// the kernel ceilings (unicast to N destinations, multicast to one group) in black and
+/// grey; p99 latency; server CPU per 1,000 receivers. One line per (mode, shards).
 pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
     use plotters::prelude::*;
     let text = register_font();
-    let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1800, 500)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(600);
+    let panels_area = root.split_evenly((1, 3));
     let n_min = points
         .iter()
         .map(|p| p.subscribers)
@@ -170,21 +185,22 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
         .unwrap_or(10)
         .max(2) as f64;
     let x_range = (n_min / 1.5)..(n_max * 1.5);
-    let mut shards: Vec<u32> = points.iter().map(|p| p.shards).collect();
-    shards.sort_unstable();
-    shards.dedup();
-    let colors = [BLUE, RED, GREEN, MAGENTA];
-    let pps_max = points
-        .iter()
-        .map(|p| p.pps_per_core.max(p.ceiling_pps_per_core))
-        .fold(1.0, f64::max)
-        * 1.15;
-    let p99_max = points.iter().map(|p| p.p99_ms).fold(1.0, f64::max) * 1.15;
-    let panels: [(&DrawingArea<_, _>, &str, f64); 2] = [
-        (&left, "packets/s per server core", pps_max),
-        (&right, "p99 latency (ms)", p99_max),
+    let mut series: Vec<(Mode, u32)> = points.iter().map(|p| (p.mode, p.shards)).collect();
+    series.sort_unstable();
+    series.dedup();
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, YELLOW];
+    let y_max = |f: fn(&Point) -> f64| points.iter().map(f).fold(1e-3, f64::max) * 1.15;
+    let pps_max = y_max(|p| p.pps_per_core.max(p.ceiling_pps_per_core));
+    let panels: [(&str, f64, Measure); 3] = [
+        ("packets/s per server core", pps_max, |p| p.pps_per_core),
+        ("p99 latency (ms)", y_max(|p| p.p99_ms), |p| p.p99_ms),
+        (
+            "server CPU s/s per 1,000 receivers",
+            y_max(|p| p.cpu_per_1k),
+            |p| p.cpu_per_1k,
+        ),
     ];
-    for (i, (area, y_label, y_max)) in panels.into_iter().enumerate() {
+    for (i, (area, (y_label, y_max, value))) in panels_area.iter().zip(panels).enumerate() {
         let mut b = ChartBuilder::on(area);
         b.margin(15);
         if text {
@@ -193,50 +209,69 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
                 .y_label_area_size(70);
         }
         let mut chart = b.build_cartesian_2d(x_range.clone().log_scale(), 0.0..y_max)?;
+        let y_format = |y: &f64| {
+            if y_max < 10.0 {
+                format!("{y:.2}")
+            } else {
+                format!("{y:.0}")
+            }
+        };
         let mut mesh = chart.configure_mesh();
         mesh.x_desc("subscribers")
             .x_labels(6)
             .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"));
+            .y_label_formatter(&y_format);
         if !text {
             mesh.disable_x_mesh().disable_y_mesh();
         }
         mesh.draw()?;
-        for (k, s) in shards.iter().enumerate() {
+        for (k, (mode, shards)) in series.iter().enumerate() {
             let color = colors[k % colors.len()];
             let mut line: Vec<(f64, f64)> = points
                 .iter()
-                .filter(|p| p.shards == *s)
-                .map(|p| {
-                    (
-                        p.subscribers as f64,
-                        if i == 0 { p.pps_per_core } else { p.p99_ms },
-                    )
-                })
+                .filter(|p| p.mode == *mode && p.shards == *shards)
+                .map(|p| (p.subscribers as f64, value(p)))
                 .collect();
             line.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
-                .label(format!("{s} shard{}", if *s == 1 { "" } else { "s" }))
+                .label(format!(
+                    "{}, {shards} shard{}",
+                    mode.name(),
+                    if *shards == 1 { "" } else { "s" }
+                ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
             chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
         }
         if i == 0 {
-            let mut ceiling: Vec<(f64, f64)> = points
-                .iter()
-                .map(|p| (p.subscribers as f64, p.ceiling_pps_per_core))
-                .collect();
-            ceiling.sort_by(|a, b| a.0.total_cmp(&b.0));
-            ceiling.dedup_by(|a, b| {
-                a.0 == b.0 && {
-                    b.1 = b.1.max(a.1);
-                    true
+            for (multicast, color, label) in [
+                (false, BLACK, "kernel ceiling, unicast, 1 core"),
+                (
+                    true,
+                    RGBColor(150, 150, 150),
+                    "kernel ceiling, multicast, 1 core",
+                ),
+            ] {
+                let mut ceiling: Vec<(f64, f64)> = points
+                    .iter()
+                    .filter(|p| p.mode.is_multicast() == multicast)
+                    .map(|p| (p.subscribers as f64, p.ceiling_pps_per_core))
+                    .collect();
+                if ceiling.is_empty() {
+                    continue;
                 }
-            });
-            chart
-                .draw_series(LineSeries::new(ceiling, BLACK.stroke_width(1)))?
-                .label("kernel ceiling, 1 core")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK));
+                ceiling.sort_by(|a, b| a.0.total_cmp(&b.0));
+                ceiling.dedup_by(|a, b| {
+                    a.0 == b.0 && {
+                        b.1 = b.1.max(a.1);
+                        true
+                    }
+                });
+                chart
+                    .draw_series(LineSeries::new(ceiling, color.stroke_width(1)))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            }
         }
         if text {
             chart
@@ -273,6 +308,8 @@ mod tests {
             datagrams: 1_512_340,
             tap_drops: 3,
             server_cores: 1.97,
+            mode: Mode::IpMulticast,
+            cpu_per_1k: 1.97,
         }
     }
 
@@ -288,6 +325,8 @@ mod tests {
             "ratio=",
             "delivered=",
             "p99_ms=",
+            "mode=ipmulticast",
+            "cpu_per_1k=1.970",
         ] {
             assert!(line.contains(key), "{key} missing in {line}");
         }
@@ -296,8 +335,32 @@ mod tests {
 
     #[test]
     fn summary_parser_rejects_a_line_missing_a_key() {
-        let line = point().summary_line().replace("p99_ms=", "p98_ms=");
-        assert_eq!(Point::parse_summary(&line), None);
+        for (key, other) in [
+            ("p99_ms=", "p98_ms="),
+            ("mode=", "form="),
+            ("cpu_per_1k=", "cpu="),
+        ] {
+            let line = point().summary_line().replace(key, other);
+            assert_eq!(Point::parse_summary(&line), None, "{line}");
+        }
+        let unknown_mode = point().summary_line().replace("=ipmulticast", "=ip");
+        assert_eq!(Point::parse_summary(&unknown_mode), None);
+    }
+
+    #[test]
+    fn a_unicast_line_keeps_its_keys_in_front_and_adds_mode_and_cpu_at_the_end() {
+        let p = Point {
+            mode: Mode::Unicast,
+            ..point()
+        };
+        let line = p.summary_line();
+        let keys: Vec<&str> = line
+            .split(' ')
+            .map(|kv| kv.split_once('=').unwrap().0)
+            .collect();
+        assert_eq!(keys[..16], COLUMNS[..16]);
+        assert_eq!(keys[16..], ["mode", "cpu_per_1k"]);
+        assert!(line.ends_with(" mode=unicast cpu_per_1k=1.970"), "{line}");
     }
 
     #[test]
@@ -309,6 +372,8 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].split(',').count(), COLUMNS.len());
         assert!(rows[0].starts_with("shards,subscribers,"));
+        assert!(rows[0].ends_with(",mode,cpu_per_1k"));
+        assert!(rows[1].ends_with(",ipmulticast,1.970"));
         assert!(rows[1].starts_with("2,1000,3.500,5.00,151234,"));
         assert!(rows[2].starts_with("1,1000,"));
         assert!(rows.iter().all(|r| r.split(',').count() == COLUMNS.len()));

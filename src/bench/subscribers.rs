@@ -4,6 +4,12 @@
 //! creates a stream and plays it. At `NetStream.Play.Start` the session (socket, far
 //! session id, packet cipher) is handed to the [`super::receiver`] and the client is
 //! dropped without closing.
+//!
+//! In the IP multicast modes each is a group member instead: after `connect` it joins
+//! the NetGroup and waits for the server's key handout (`7e`: the group's multicast
+//! address and key), which makes it a member the server admitted; then its session is
+//! handed over the same way. It plays nothing from its peers: what the network delivers
+//! to the multicast group is counted once, by [`super::multicast_counter`].
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,11 +24,26 @@ use crate::cli::stream_client;
 use crate::cli::url::RtmfpUrl;
 use crate::flash::client::{ClientEvent, FlashClient};
 use crate::flash::command::code;
+use crate::group::member::GroupEvent;
+use crate::group::GroupSpec;
 use crate::net::{os_seed, UdpDriver};
 use crate::proto::cipher::PacketCipher;
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::keying::HandshakeLayout;
 use crate::proto::Instant;
+
+/// What each subscriber does once connected.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// Plays the stream from the server.
+    Play,
+    /// Joins `spec`'s group and waits for its IP multicast key, which must name
+    /// `address`.
+    Member {
+        spec: GroupSpec,
+        address: SocketAddr,
+    },
+}
 
 /// A playing session, handed from the client to the receiver.
 pub struct Handoff {
@@ -45,11 +66,14 @@ pub fn subscriber_addr(base_port: u16, slot: usize) -> SocketAddrV4 {
     SocketAddrV4::new(SUBSCRIBER_ADDR, base_port + slot as u16)
 }
 
-/// Joins subscribers `0..n` with `workers` threads; every one that plays is sent on
-/// `handoff`. Returns when all have played or failed; fails if more than 1% failed.
+/// Joins subscribers `0..n` with `workers` threads; every one that plays (or, as a
+/// member, got the group's key) is sent on `handoff`. Returns when all have played or
+/// failed; fails if more than 1% failed.
+#[allow(clippy::too_many_arguments)]
 pub fn join_all(
     topo: &Topology,
     url: &RtmfpUrl,
+    role: &Role,
     n: usize,
     base_port: u16,
     workers: usize,
@@ -72,8 +96,8 @@ pub fn join_all(
                         return;
                     }
                     // One retry: a handshake packet can be lost while the server is busy.
-                    let joined =
-                        join_one(url, base_port, slot).or_else(|_| join_one(url, base_port, slot));
+                    let joined = join_one(url, role, base_port, slot)
+                        .or_else(|_| join_one(url, role, base_port, slot));
                     match joined {
                         Ok(h) => {
                             progress.playing.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +127,7 @@ pub fn join_all(
     Ok(())
 }
 
-fn join_one(url: &RtmfpUrl, base_port: u16, slot: usize) -> Result<Handoff> {
+fn join_one(url: &RtmfpUrl, role: &Role, base_port: u16, slot: usize) -> Result<Handoff> {
     let timeout = Duration::from_secs(10);
     let config = EndpointConfig {
         initiator_layouts: vec![HandshakeLayout::FlashEra],
@@ -140,9 +164,25 @@ fn join_one(url: &RtmfpUrl, base_port: u16, slot: usize) -> Result<Handoff> {
         Some(Err(why)) => bail!("connect refused: {why}"),
         None => bail!("connect: no answer within {timeout:?}"),
     }
-    let stream_id = stream_client::create_stream(&mut driver, timeout)?;
-    driver.endpoint.play(stream_id, url.stream()?);
-    stream_client::await_status(&mut driver, stream_id, &[code::PLAY_START], timeout, |_| {})?;
+    match role {
+        Role::Play => {
+            let stream_id = stream_client::create_stream(&mut driver, timeout)?;
+            driver.endpoint.play(stream_id, url.stream()?);
+            stream_client::await_status(
+                &mut driver,
+                stream_id,
+                &[code::PLAY_START],
+                timeout,
+                |_| {},
+            )?;
+        }
+        Role::Member { spec, address } => {
+            let told = join_group(&mut driver, spec, timeout)?;
+            if told != *address {
+                bail!("the server named {told} as the group's multicast address, not {address}");
+            }
+        }
+    }
     let session = driver
         .endpoint
         .session()
@@ -159,4 +199,35 @@ fn join_one(url: &RtmfpUrl, base_port: u16, slot: usize) -> Result<Handoff> {
         far_id,
         cipher,
     })
+}
+
+/// Joins `spec` and waits for the server's IP multicast key handout; returns the
+/// address it named.
+fn join_group(
+    driver: &mut UdpDriver<FlashClient>,
+    spec: &GroupSpec,
+    timeout: Duration,
+) -> Result<SocketAddr> {
+    if !driver.endpoint.join_group(spec) {
+        bail!("join: the connection is not up");
+    }
+    let mut outcome = None;
+    driver.run(timeout, |c, _| {
+        while let Some(e) = c.poll_event() {
+            match e {
+                ClientEvent::Group(GroupEvent::MulticastAddress(a)) => outcome = Some(Ok(a)),
+                ClientEvent::Group(GroupEvent::JoinRefused) => {
+                    outcome = Some(Err("the server refused the join".to_owned()))
+                }
+                ClientEvent::Closed(r) => outcome = Some(Err(format!("closed ({r:?})"))),
+                _ => {}
+            }
+        }
+        outcome.is_none()
+    })?;
+    match outcome {
+        Some(Ok(address)) => Ok(address),
+        Some(Err(why)) => bail!("join: {why}"),
+        None => bail!("join: no multicast key from the server within {timeout:?}"),
+    }
 }

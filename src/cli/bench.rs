@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 
-use crate::bench::fanout::{self, Options};
+use crate::bench::fanout::{self, Options, ServerIo};
 use crate::bench::group::{self, GroupOptions, Mode};
+use crate::bench::mode::Mode as FanoutMode;
+use crate::bench::publisher::Ingest;
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -34,6 +36,20 @@ pub enum Bench {
         /// Threads doing subscriber handshakes in parallel.
         #[arg(long, default_value_t = 8)]
         join_workers: usize,
+        /// How the stream reaches the receivers, or a comma-separated list to sweep:
+        /// unicast (N subscribers playing it), ipmulticast (N NetGroup members, the
+        /// server sending each fragment once to an IP multicast group), fusion (the same,
+        /// members relaying too).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "unicast")]
+        mode: Vec<FanoutMode>,
+        /// How the publisher sends the stream to the server: rtmfp, or rtmp (TCP, cheap
+        /// for the publisher: for streams of hundreds of Mbit/s in the IP multicast modes).
+        #[arg(long, value_enum, default_value_t = Ingest::Rtmfp)]
+        ingest: Ingest,
+        /// The server's UDP I/O (`serve --io`): uring, or poll (the plain socket loop,
+        /// one sendto per datagram) [default: serve's choice].
+        #[arg(long, value_enum)]
+        server_io: Option<ServerIo>,
         /// Where fanout.csv, fanout.png and the server logs go.
         #[arg(long, default_value = "target/bench-fanout")]
         out: PathBuf,
@@ -117,6 +133,9 @@ pub fn bench(cmd: Bench) -> Result<()> {
             shards,
             ceiling_seconds,
             join_workers,
+            mode,
+            ingest,
+            server_io,
             out,
         } => {
             if shards.contains(&0) {
@@ -135,6 +154,9 @@ pub fn bench(cmd: Bench) -> Result<()> {
             fanout::run(&Options {
                 subscribers,
                 shards,
+                modes: each_once(mode),
+                ingest,
+                server_io,
                 bitrate_mbps: bitrate,
                 seconds,
                 ceiling_seconds,
@@ -142,6 +164,61 @@ pub fn bench(cmd: Bench) -> Result<()> {
                 out,
             })?;
             Ok(())
+        }
+    }
+}
+
+/// The modes in the order given, each once.
+fn each_once(mut modes: Vec<FanoutMode>) -> Vec<FanoutMode> {
+    let mut seen = Vec::new();
+    modes.retain(|m| {
+        let first = !seen.contains(m);
+        seen.push(*m);
+        first
+    });
+    modes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        bench: Bench,
+    }
+
+    fn fanout_modes(args: &[&str]) -> Result<Vec<FanoutMode>, clap::Error> {
+        let argv = ["rtmfp-edge", "fanout"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.bench {
+            Bench::Fanout { mode, .. } => Ok(each_once(mode)),
+            Bench::Group { .. } => unreachable!("parsed fanout"),
+        }
+    }
+
+    #[test]
+    fn fanout_mode_defaults_to_unicast_and_sweeps_a_list_in_order() {
+        assert_eq!(fanout_modes(&[]).unwrap(), [FanoutMode::Unicast]);
+        assert_eq!(
+            fanout_modes(&["--mode", "ipmulticast"]).unwrap(),
+            [FanoutMode::IpMulticast]
+        );
+        assert_eq!(
+            fanout_modes(&["--mode", "fusion,unicast,fusion,ipmulticast"]).unwrap(),
+            [
+                FanoutMode::Fusion,
+                FanoutMode::Unicast,
+                FanoutMode::IpMulticast
+            ]
+        );
+    }
+
+    #[test]
+    fn fanout_mode_refuses_names_it_does_not_know() {
+        for bad in ["ip", "multicast", "p2p", ""] {
+            assert!(fanout_modes(&["--mode", bad]).is_err(), "{bad:?}");
         }
     }
 }

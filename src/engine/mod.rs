@@ -5,6 +5,7 @@
 pub mod batch_cipher;
 pub mod launch;
 pub mod multi_cbc;
+pub mod multicast_out;
 pub mod ring;
 pub mod rtmp_sockets;
 pub mod server_snapshot;

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::Interest;
 
+use super::multicast_out::MulticastOut;
 use super::ring::{Consumer, Producer};
 use super::rtmp_sockets::{self, RtmpSockets};
 use super::server_snapshot::ServerSnapshot;
@@ -260,14 +261,21 @@ impl Shard {
 
     fn run_uring(&mut self, uring: &mut UringUdp, step: &mut StepHook) -> std::io::Result<()> {
         let epoch = self.epoch;
+        let mut multicast = MulticastOut::default();
+        // The TCP side has something to read (the watch fired, we have not read yet).
+        let mut rtmp_ready = false;
         loop {
             let now = self.now();
             if !self.turn(now, step) {
                 return Ok(());
             }
-            self.flush_uring(uring, now);
+            self.flush_uring(uring, &mut multicast, now);
             self.links.own_waker().prepare_sleep();
-            let timeout = self.sleep_for(now);
+            let timeout = if rtmp_ready {
+                Duration::ZERO
+            } else {
+                self.sleep_for(now)
+            };
             let (server, links) = (&mut self.server, &mut self.links);
             // The datagrams of one wakeup arrived together: one clock read for all.
             let mut arrived = None;
@@ -276,7 +284,13 @@ impl Shard {
                 links.dispatch(server, now, from, data);
             })?;
             self.links.own_waker().awake();
-            if readiness.watched {
+            rtmp_ready |= readiness.watched;
+            // While IP multicast datagrams wait for send slots, read no more RTMP: an
+            // RTMP publisher's every read turns into multicast datagrams, and a turn
+            // sends at most the slots' worth. TCP holds the publisher back meanwhile,
+            // instead of the datagrams piling up here.
+            if rtmp_ready && multicast.held() == 0 {
+                rtmp_ready = false;
                 self.rtmp.poll(
                     Some(Duration::ZERO),
                     &mut self.server,
@@ -430,19 +444,13 @@ impl Shard {
         }
     }
 
-    /// Output on io_uring: the endpoint seals datagrams straight into the send batch's
-    /// slots (several sessions encrypted in lock-step), queued for one submit.
-    fn flush_uring(&mut self, uring: &mut UringUdp, now: Instant) {
-        let mut sent = 0;
-        // IP multicast datagrams (a handful per media message, not per receiver) go out
-        // with a plain send; the sessions' datagrams take the batch below.
-        while let Some(t) = self.server.poll_multicast() {
-            match self.udp.send_to(&t.payload, t.destination) {
-                Ok(_) => sent += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => eprintln!("send to {} failed: {e}", t.destination),
-            }
-        }
+    /// Output on io_uring: IP multicast datagrams (one per fragment, whatever the number
+    /// of receivers) are copied into the send batch first; then the endpoint seals the
+    /// sessions' datagrams straight into the batch's slots (several sessions encrypted in
+    /// lock-step). All of it goes to the kernel in one submit.
+    fn flush_uring(&mut self, uring: &mut UringUdp, multicast: &mut MulticastOut, now: Instant) {
+        let server = &mut self.server;
+        let mut sent = multicast.queue(uring, || server.poll_multicast());
         loop {
             let endpoint = &mut self.server.endpoint;
             let n = uring.fill(|batch| endpoint.poll_transmit_batch(now, batch));
