@@ -21,6 +21,13 @@ pub const WAKE: Token = Token(1);
 const LISTENER: Token = Token(2);
 const FIRST_CONN: usize = 3;
 
+/// Bytes one [`RtmpSockets::poll`] reads from its connections at most. An RTMP
+/// publisher's input turns into fragments and IP multicast datagrams as it is read (a
+/// thousand datagrams a megabyte), so a shard that fell behind takes its backlog a slice
+/// at a time and sends between slices, rather than hundreds of milliseconds of stream at
+/// once; TCP holds the rest at the publisher.
+pub const READ_BUDGET: usize = 256 * 1024;
+
 struct RtmpSocket {
     stream: TcpStream,
     conn: ConnId,
@@ -33,6 +40,9 @@ pub struct RtmpSockets {
     conns: HashMap<Token, RtmpSocket>,
     next_token: usize,
     buf: Vec<u8>,
+    /// Connections with input left to read: the budget ran out before they would block,
+    /// and edge-triggered readiness will not report them again.
+    unread: Vec<Token>,
 }
 
 impl RtmpSockets {
@@ -55,6 +65,7 @@ impl RtmpSockets {
             conns: HashMap::new(),
             next_token: FIRST_CONN,
             buf: vec![0u8; 65536],
+            unread: Vec::new(),
         })
     }
 
@@ -67,15 +78,23 @@ impl RtmpSockets {
         self.poll.registry()
     }
 
-    /// Waits up to `timeout` for readiness, handles RTMP sockets, and reports the other
-    /// tokens (the plain loop's UDP socket and waker) to `other`.
+    /// Waits up to `timeout` for readiness (not at all while connections have input
+    /// left), handles RTMP sockets, and reports the other tokens (the plain loop's UDP
+    /// socket and waker) to `other`. Reads at most [`READ_BUDGET`] bytes, none unless
+    /// `take_input`: what is left waits for a later call ([`RtmpSockets::has_unread`]).
     pub fn poll(
         &mut self,
         timeout: Option<Duration>,
         server: &mut EdgeServer,
         now: impl Fn() -> Instant,
+        take_input: bool,
         mut other: impl FnMut(Token, &mut EdgeServer),
     ) -> std::io::Result<()> {
+        let timeout = if take_input && !self.unread.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
@@ -95,11 +114,33 @@ impl RtmpSockets {
             match token {
                 UDP | WAKE => other(token, server),
                 LISTENER => self.accept(server)?,
-                token if readable => self.read(token, server, &now),
+                token if readable && !self.unread.contains(&token) => self.unread.push(token),
                 _ => {}
             }
         }
+        if take_input {
+            self.read_unread(server, &now);
+        }
         Ok(())
+    }
+
+    /// Some connection has input not read yet.
+    pub fn has_unread(&self) -> bool {
+        !self.unread.is_empty()
+    }
+
+    /// Reads the connections with input, oldest first, until the budget is spent.
+    fn read_unread(&mut self, server: &mut EdgeServer, now: &impl Fn() -> Instant) {
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            let Some(&token) = self.unread.first() else {
+                return;
+            };
+            if !self.read(token, server, now, &mut budget) {
+                return;
+            }
+            self.unread.retain(|t| *t != token);
+        }
     }
 
     fn accept(&mut self, server: &mut EdgeServer) -> std::io::Result<()> {
@@ -127,29 +168,42 @@ impl RtmpSockets {
         }
     }
 
-    fn read(&mut self, token: Token, server: &mut EdgeServer, now: &impl Fn() -> Instant) {
+    /// Reads `token`'s connection until it would block (true: done with it, or it
+    /// closed) or `budget` bytes are spent (false: it may have more).
+    fn read(
+        &mut self,
+        token: Token,
+        server: &mut EdgeServer,
+        now: &impl Fn() -> Instant,
+        budget: &mut usize,
+    ) -> bool {
         let Some(socket) = self.conns.get_mut(&token) else {
-            return;
+            return true;
         };
         let conn = socket.conn;
         loop {
-            match socket.stream.read(&mut self.buf) {
+            if *budget == 0 {
+                return false;
+            }
+            let room = self.buf.len().min(*budget);
+            match socket.stream.read(&mut self.buf[..room]) {
                 Ok(0) => {
                     self.close(token, server, None);
-                    return;
+                    return true;
                 }
                 Ok(n) => {
+                    *budget -= n;
                     if server.rtmp_input(now(), conn, &self.buf[..n]).is_err() {
                         // The server recorded why; the socket just goes.
                         self.forget(token);
-                        return;
+                        return true;
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.close(token, server, Some(e.to_string()));
-                    return;
+                    return true;
                 }
             }
         }
@@ -163,6 +217,7 @@ impl RtmpSockets {
     }
 
     fn forget(&mut self, token: Token) {
+        self.unread.retain(|t| *t != token);
         if let Some(mut socket) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(&mut socket.stream);
         }

@@ -25,6 +25,7 @@ use super::server_snapshot::ServerSnapshot;
 use super::steering::owner_shard;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
+use crate::multicast::sender::MAX_QUEUED;
 use crate::proto::peek::ihello_target;
 use crate::proto::{DropReason, Instant};
 use crate::server::app::Relay;
@@ -262,7 +263,8 @@ impl Shard {
     fn run_uring(&mut self, uring: &mut UringUdp, step: &mut StepHook) -> std::io::Result<()> {
         let epoch = self.epoch;
         let mut multicast = MulticastOut::default();
-        // The TCP side has something to read (the watch fired, we have not read yet).
+        // The TCP side has something to read (the watch fired, or the last read stopped
+        // at its budget).
         let mut rtmp_ready = false;
         loop {
             let now = self.now();
@@ -271,7 +273,8 @@ impl Shard {
             }
             self.flush_uring(uring, &mut multicast, now);
             self.links.own_waker().prepare_sleep();
-            let timeout = if rtmp_ready {
+            let take_input = !self.multicast_backlogged(multicast.held());
+            let timeout = if rtmp_ready && take_input {
                 Duration::ZERO
             } else {
                 self.sleep_for(now)
@@ -285,20 +288,26 @@ impl Shard {
             })?;
             self.links.own_waker().awake();
             rtmp_ready |= readiness.watched;
-            // While IP multicast datagrams wait for send slots, read no more RTMP: an
-            // RTMP publisher's every read turns into multicast datagrams, and a turn
-            // sends at most the slots' worth. TCP holds the publisher back meanwhile,
-            // instead of the datagrams piling up here.
-            if rtmp_ready && multicast.held() == 0 {
-                rtmp_ready = false;
+            if rtmp_ready && take_input {
                 self.rtmp.poll(
                     Some(Duration::ZERO),
                     &mut self.server,
                     || clock(epoch),
+                    true,
                     |_, _| {},
                 )?;
+                rtmp_ready = self.rtmp.has_unread();
             }
         }
+    }
+
+    /// IP multicast datagrams are waiting: for send slots (`held`), or in the multicast
+    /// sender's pacing queue beyond half its room. Then the shard reads no more RTMP: an
+    /// RTMP publisher's input turns into multicast datagrams as it is read, and TCP
+    /// holds the publisher back meanwhile, where reading on would pile datagrams up here
+    /// or make the sender drop them.
+    fn multicast_backlogged(&self, held: usize) -> bool {
+        held > 0 || self.server.groups().multicast_queued() > MAX_QUEUED / 2
     }
 
     fn run_poll(&mut self, step: &mut StepHook) -> std::io::Result<()> {
@@ -325,11 +334,13 @@ impl Shard {
             self.flush_poll(now);
             self.links.own_waker().prepare_sleep();
             let timeout = self.sleep_for(now);
+            let take_input = !self.multicast_backlogged(0);
             let mut udp_ready = false;
             self.rtmp.poll(
                 Some(timeout),
                 &mut self.server,
                 || clock(epoch),
+                take_input,
                 |token, _| udp_ready |= token == rtmp_sockets::UDP,
             )?;
             let waker = self.links.own_waker();
