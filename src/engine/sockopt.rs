@@ -153,14 +153,14 @@ pub fn join_multicast(
         libc::IPPROTO_IPV6
     };
     let fd = socket.as_fd().as_raw_fd();
-    // SAFETY (both arms): the request is a valid, fully initialised struct for the
-    // duration of the call and its size is passed; the socket is borrowed, so open.
     let rc = match source {
         None => {
             let request = libc::group_req {
                 gr_interface: interface,
                 gr_group: storage_of(group),
             };
+            // SAFETY: `request` is a valid, fully initialised group_req for the duration
+            // of the call and its size is passed; the socket is borrowed, so open.
             unsafe {
                 libc::setsockopt(
                     fd,
@@ -177,6 +177,8 @@ pub fn join_multicast(
                 gsr_group: storage_of(group),
                 gsr_source: storage_of(source),
             };
+            // SAFETY: `request` is a valid, fully initialised group_source_req for the
+            // duration of the call and its size is passed; the socket is borrowed, so open.
             unsafe {
                 libc::setsockopt(
                     fd,
