@@ -35,8 +35,9 @@ fn two_hundred_members_under_loss_and_churn() {
     );
 
     // A member that came in during the last seconds may not have had its first keyframe
-    // yet; one there for 6 s of stream must have (1-2% of members take about 5.5 s to
-    // their first keyframe, an open question noted in docs/bench.md).
+    // yet; one there for 6 s of stream must have. (Before the handshake seeded the round
+    // trip and a hole stopped holding back a complete keyframe, 1-2% of members took
+    // 4-8 s under this loss: docs/bench.md, "Slow joins under loss".)
     let last_key_us = run.stream.keyframes.last().map_or(0, |k| k.1);
     let (mut unreported, mut too_new) = (0, 0);
     for (i, r) in present.iter().enumerate() {

@@ -723,6 +723,10 @@ impl Reassembler {
         while self.pending_bytes > self.config.max_pending_bytes && self.give_up_head() {
             self.advance();
         }
+        if let (Some(next), Some(to)) = (self.next_id, self.decodable_run_behind_hole()) {
+            self.skip(next, to);
+            self.advance();
+        }
     }
 
     /// Gives up every message that starts below `id`, for instance when the store evicted
@@ -770,6 +774,79 @@ impl Reassembler {
                 .find(|id| !self.pending.contains_key(id)),
             Some(_) => None,
         }
+    }
+
+    /// Before the player has started, where a hole at the head need not be waited for:
+    /// the first message start behind it from which the messages held run complete and in
+    /// a row up to a video keyframe that decodes (its codec header held already, or in
+    /// the run). The start rule drops everything before that keyframe anyway, so waiting
+    /// on the hole (up to `max_wait`) would only delay the first picture. Linear in the
+    /// fragments held: a run that breaks is not looked at again.
+    fn decodable_run_behind_hole(&self) -> Option<u64> {
+        let start = self.start.as_ref().filter(|s| !s.started())?;
+        let next = self.next_id?;
+        let header_held = start.video_header.is_some();
+        let mut run: Option<u64> = None;
+        let mut header_in_run = header_held;
+        let mut cursor = next + 1;
+        while let Some((&id, held)) = self.pending.range(cursor..).next() {
+            if id != cursor {
+                (run, header_in_run) = (None, header_held);
+            }
+            let (media_type, time, len) = match held.fragment.piece {
+                Piece::Whole { media_type, time } => (media_type, time, 1),
+                Piece::First {
+                    rest,
+                    media_type,
+                    time,
+                } => (media_type, time, u64::from(rest) + 1),
+                Piece::Middle { .. } | Piece::Last => {
+                    (run, header_in_run) = (None, header_held);
+                    cursor = id + 1;
+                    continue;
+                }
+            };
+            if !self.holds_whole_message(id, len) {
+                (run, header_in_run) = (None, header_held);
+                cursor = id + 1;
+                continue;
+            }
+            let run_start = *run.get_or_insert(id);
+            let opening = GroupMessage {
+                id,
+                media_type,
+                time,
+                payload: held.fragment.payload.clone(),
+            };
+            if let Some(media) = opening.to_media().filter(|m| m.kind == MediaKind::Video) {
+                if media.is_sequence_header() {
+                    header_in_run = true;
+                } else if media.is_keyframe()
+                    && (header_in_run || !video_needs_header(&media.payload))
+                {
+                    return Some(run_start);
+                }
+            }
+            cursor = id + len;
+        }
+        None
+    }
+
+    /// Whether the `len` pieces of the message starting at `first` are all held, each the
+    /// piece expected there.
+    fn holds_whole_message(&self, first: u64, len: u64) -> bool {
+        (1..len).all(|k| {
+            let expected = if k == len - 1 {
+                Piece::Last
+            } else {
+                Piece::Middle {
+                    rest: (len - 1 - k) as u8,
+                }
+            };
+            self.pending
+                .get(&(first + k))
+                .is_some_and(|p| p.fragment.piece == expected)
+        })
     }
 
     /// Outputs every message that is complete at the head.
@@ -1909,6 +1986,57 @@ mod tests {
             &[],
         );
         assert_eq!(ids, [1, 4, 5, 7]);
+    }
+
+    #[test]
+    fn before_the_start_a_hole_is_not_waited_for_when_a_decodable_keyframe_is_behind_it() {
+        use rtmp_type::*;
+        let big_keyframe = [KEYFRAME, &[0x55; 2000][..]].concat();
+        let fragments = media_stream(&[
+            (VIDEO, 0, AVC_HEADER),     // 1
+            (VIDEO, 0, KEYFRAME),       // 2: lost
+            (VIDEO, 40, INTER),         // 3
+            (VIDEO, 80, AVC_HEADER),    // 4: the header the server repeats
+            (VIDEO, 80, &big_keyframe), // 5-7: three pieces
+            (VIDEO, 120, INTER),        // 8
+        ]);
+        let mut r = Reassembler::default();
+        r.start_at(1);
+        for f in fragments.iter().filter(|f| f.id != 2 && f.id != 6) {
+            r.insert(ms(0), f.clone());
+        }
+        // The keyframe behind the hole misses a piece: nothing to start at yet.
+        assert!(drain(&mut r).is_empty());
+        r.insert(ms(10), fragments[5].clone());
+        // Complete now: the output starts there at once, not after the hole's wait.
+        let ids: Vec<u64> = drain(&mut r).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [4, 5, 8]);
+        assert_eq!((r.stats().gaps, r.stats().missing), (1, 1));
+
+        // Once playing, a hole is waited for again.
+        r.insert(ms(20), whole(10, INTER));
+        assert!(drain(&mut r).is_empty());
+        assert!(r.poll_timeout().is_some());
+    }
+
+    #[test]
+    fn before_the_start_a_keyframe_without_its_header_behind_a_hole_is_waited_for() {
+        use rtmp_type::*;
+        let fragments = media_stream(&[
+            (VIDEO, 0, AVC_HEADER), // 1: lost
+            (VIDEO, 0, KEYFRAME),   // 2: no header held, none in the run
+            (VIDEO, 40, INTER),     // 3
+        ]);
+        let mut r = Reassembler::default();
+        r.start_at(1);
+        for f in &fragments[1..] {
+            r.insert(ms(0), f.clone());
+        }
+        assert!(drain(&mut r).is_empty());
+        // The header comes late: everything plays from the start.
+        r.insert(ms(300), fragments[0].clone());
+        let ids: Vec<u64> = drain(&mut r).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
     }
 
     #[test]

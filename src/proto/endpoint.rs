@@ -826,7 +826,7 @@ impl Endpoint {
         let result = self.agree_as_initiator(&init, component, &policy);
         match result {
             Ok((cipher, info)) => {
-                let session = Session::new(
+                let mut session = Session::new(
                     now,
                     id,
                     responder_id,
@@ -836,6 +836,9 @@ impl Endpoint {
                     SessionInfo { layout, ..info },
                     self.config.session,
                 );
+                if let Some(sent) = init.sent_once_at {
+                    session.seed_rtt(now.saturating_since(sent));
+                }
                 self.sessions.insert(id, session);
                 self.mark_ready(id);
                 self.counters.sessions_initiated += 1;
@@ -1048,7 +1051,7 @@ impl Endpoint {
         cert_bytes: &[u8],
         component: &[u8],
     ) {
-        if let Some((_, t, until)) = self.answered.get(cookie) {
+        if let Some((near_id, t, until)) = self.answered.get(cookie) {
             if now < *until {
                 // A retransmitted IIKeying: the RIKeying was lost (RFC 7016 §3.5.1.3).
                 // Its cookie is not checked against `from` here, so `from` is unvalidated.
@@ -1056,6 +1059,9 @@ impl Endpoint {
                     destination: from,
                     payload: t.payload.clone(),
                 };
+                if let Some(session) = self.sessions.get_mut(near_id) {
+                    session.forget_first_rtt();
+                }
                 self.answer_unvalidated(t);
                 return;
             }
@@ -1184,7 +1190,7 @@ impl Endpoint {
             rx_sequence_numbers: rx.sequence_numbers,
             group_key_bases: GroupKeyBases::derive(&secret, &our_component, component),
         };
-        let session = Session::new(
+        let mut session = Session::new(
             now,
             near_id,
             initiator_id,
@@ -1194,6 +1200,7 @@ impl Endpoint {
             info,
             self.config.session,
         );
+        session.measure_first_rtt_from(now);
         self.sessions.insert(near_id, session);
         self.mark_ready(near_id);
         self.touch(near_id);

@@ -65,6 +65,9 @@ pub struct Initiator {
     pub step: HandshakeStep,
     pub attempts: u32,
     pub next_send: Instant,
+    /// When this step's message went out, while it went out only once: an answer to it
+    /// is a round-trip sample (Karn: none from a message sent again).
+    pub sent_once_at: Option<Instant>,
     /// Layouts still to try, current first.
     pub layouts: Vec<HandshakeLayout>,
     /// After RHello:
@@ -94,6 +97,7 @@ impl Initiator {
             step: HandshakeStep::Hello,
             attempts: 0,
             next_send: now,
+            sent_once_at: None,
             layouts,
             responder: None,
             cookie: Vec::new(),
@@ -115,6 +119,7 @@ impl Initiator {
     /// Backoff: 1 s, then 1.5x per attempt (RFC 7016 §3.5.1.1 leaves the schedule open).
     pub fn schedule_next(&mut self, now: Instant) {
         self.attempts += 1;
+        self.sent_once_at = (self.attempts == 1).then_some(now);
         let mut d = IHELLO_FIRST_RETRANSMIT;
         for _ in 1..self.attempts {
             d = d * 3 / 2;

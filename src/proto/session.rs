@@ -149,6 +149,10 @@ pub struct Session {
     srtt: Option<Duration>,
     rttvar: Duration,
     erto: Duration,
+    /// Responder: when the RIKeying went out, until the session's first packet.
+    rtt_probe: Option<Instant>,
+    /// Round-trip samples taken (the handshake's and timestamp echoes).
+    rtt_samples: u64,
     last_ts_sent: Option<u16>,
     last_echo_sent: Option<u16>,
     ts_received: Option<(u16, Instant)>,
@@ -241,6 +245,8 @@ impl Session {
             srtt: None,
             rttvar: Duration::ZERO,
             erto: INITIAL_ERTO,
+            rtt_probe: None,
+            rtt_samples: 0,
             last_ts_sent: None,
             last_echo_sent: None,
             ts_received: None,
@@ -317,6 +323,11 @@ impl Session {
 
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
+    }
+
+    /// Round-trip samples taken so far (the handshake's, then timestamp echoes).
+    pub fn rtt_samples(&self) -> u64 {
+        self.rtt_samples
     }
 
     pub fn congestion_window(&self) -> usize {
@@ -493,6 +504,9 @@ impl Session {
             return Err(DropReason::UnknownSession);
         }
         self.last_receive = now;
+        if let Some(sent) = self.rtt_probe.take() {
+            self.seed_rtt(now.saturating_since(sent));
+        }
         if header.time_critical {
             self.tc_received_at = Some(now);
         }
@@ -665,7 +679,34 @@ impl Session {
         if ticks >= 32768 {
             return;
         }
-        let rtt = Duration::from_millis(u64::from(ticks) * 4);
+        self.on_rtt_sample(Duration::from_millis(u64::from(ticks) * 4));
+    }
+
+    /// The session's first round-trip sample from its handshake, before any timestamp
+    /// echo: the initiator's IIKeying to RIKeying, the responder's RIKeying to the first
+    /// packet of the session. Without it a first data packet lost waits the initial
+    /// 3 s ERTO; with it, about three round trips (RFC 6298 takes its first sample
+    /// from the SYN the same way). Ignored once the session has a sample, or if longer
+    /// than the initial ERTO.
+    pub fn seed_rtt(&mut self, rtt: Duration) {
+        if self.srtt.is_none() && rtt < INITIAL_ERTO {
+            self.on_rtt_sample(rtt);
+        }
+    }
+
+    /// Responder: the RIKeying went out at `sent`; the first packet of the session seeds
+    /// the round-trip estimate (see [`Session::seed_rtt`]).
+    pub fn measure_first_rtt_from(&mut self, sent: Instant) {
+        self.rtt_probe = Some(sent);
+    }
+
+    /// Responder: the RIKeying went out again, so the first packet may answer either.
+    pub fn forget_first_rtt(&mut self) {
+        self.rtt_probe = None;
+    }
+
+    fn on_rtt_sample(&mut self, rtt: Duration) {
+        self.rtt_samples += 1;
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);

@@ -68,6 +68,8 @@ pub struct Network {
     counter: u64,
     pub delivered: u64,
     pub dropped: u64,
+    /// Sources whose next datagram is lost.
+    drop_next: Vec<SocketAddr>,
 }
 
 impl Network {
@@ -81,6 +83,7 @@ impl Network {
             counter: 0,
             delivered: 0,
             dropped: 0,
+            drop_next: Vec::new(),
         }
     }
 
@@ -124,7 +127,17 @@ impl Network {
         }
     }
 
+    /// Loses the next datagram `from` sends.
+    pub fn drop_next_from(&mut self, from: SocketAddr) {
+        self.drop_next.push(from);
+    }
+
     fn send(&mut self, from: SocketAddr, to: SocketAddr, payload: Vec<u8>) {
+        if let Some(i) = self.drop_next.iter().position(|a| *a == from) {
+            self.drop_next.swap_remove(i);
+            self.dropped += 1;
+            return;
+        }
         if payload.len() > self.link.mtu || self.rng.gen_bool(self.link.loss) {
             self.dropped += 1;
             return;
