@@ -43,6 +43,8 @@ pub struct RtmpSockets {
     /// Connections with input left to read: the budget ran out before they would block,
     /// and edge-triggered readiness will not report them again.
     unread: Vec<Token>,
+    /// Bytes one poll reads at most ([`READ_BUDGET`]).
+    read_budget: usize,
 }
 
 impl RtmpSockets {
@@ -66,6 +68,7 @@ impl RtmpSockets {
             next_token: FIRST_CONN,
             buf: vec![0u8; 65536],
             unread: Vec::new(),
+            read_budget: READ_BUDGET,
         })
     }
 
@@ -131,7 +134,7 @@ impl RtmpSockets {
 
     /// Reads the connections with input, oldest first, until the budget is spent.
     fn read_unread(&mut self, server: &mut EdgeServer, now: &impl Fn() -> Instant) {
-        let mut budget = READ_BUDGET;
+        let mut budget = self.read_budget;
         while budget > 0 {
             let Some(&token) = self.unread.first() else {
                 return;
@@ -267,5 +270,92 @@ impl RtmpSockets {
         if server.rtmp_should_close(conn) {
             self.close(token, server, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::endpoint::EndpointConfig;
+    use crate::rtmp::message::{MessageType, RtmpMessage};
+    use crate::rtmp::{ConnectionConfig, RtmpConnection};
+    use crate::server::config::ServerConfig;
+    use std::sync::Arc;
+
+    fn now() -> Instant {
+        Instant::ZERO
+    }
+
+    #[test]
+    fn a_backlog_is_read_a_budget_at_a_time_and_not_while_input_is_held() {
+        const BUDGET: usize = 8 * 1024;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut rtmp = RtmpSockets::new(Some(listener)).unwrap();
+        rtmp.read_budget = BUDGET;
+        let mut server = EdgeServer::new(
+            Arc::new(ServerConfig::embedded_default()),
+            EndpointConfig::server(),
+            [3; 32],
+        );
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut conn = RtmpConnection::client(ConnectionConfig::default(), &mut rand::rngs::OsRng);
+        let poll = |rtmp: &mut RtmpSockets, server: &mut EdgeServer, take_input| {
+            rtmp.poll(
+                Some(Duration::from_millis(20)),
+                server,
+                now,
+                take_input,
+                |_, _| {},
+            )
+            .unwrap()
+        };
+        // The handshake, both ways.
+        let mut buf = vec![0u8; 65536];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !conn.is_handshake_done() {
+            assert!(std::time::Instant::now() < deadline, "handshake");
+            client.write_all(&conn.take_output()).unwrap();
+            poll(&mut rtmp, &mut server, true);
+            rtmp.flush(&mut server);
+            if let Ok(n) = client.read(&mut buf) {
+                conn.feed(&buf[..n]).unwrap();
+            }
+        }
+        client.write_all(&conn.take_output()).unwrap();
+        while rtmp.has_unread() {
+            poll(&mut rtmp, &mut server, true);
+        }
+        // Six budgets of media, all in the socket at once (well within its buffers).
+        for i in 0..6u32 {
+            let m = RtmpMessage::new(MessageType::Video, i * 40, 1, vec![0x27; BUDGET]);
+            conn.send_message(&m).unwrap();
+        }
+        client.write_all(&conn.take_output()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+
+        // Held: the readiness is noted, nothing is read, however often it polls.
+        for _ in 0..3 {
+            poll(&mut rtmp, &mut server, false);
+            assert!(rtmp.has_unread(), "the connection's input waits");
+        }
+        // Taken: a budget per poll.
+        poll(&mut rtmp, &mut server, true);
+        assert!(rtmp.has_unread(), "one budget read, more left");
+        let mut polls = 1;
+        while rtmp.has_unread() {
+            poll(&mut rtmp, &mut server, true);
+            polls += 1;
+            assert!(polls < 100, "the input never drained");
+        }
+        assert!(polls >= 6, "{polls} polls for six budgets of input");
+        assert_eq!(
+            server.rtmp_connections().count(),
+            1,
+            "the connection stands"
+        );
     }
 }
