@@ -83,6 +83,12 @@ enum Command {
         /// or `off` [default: off, or the config's server.metrics_listen].
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<String>,
+        /// Attach the XDP guard (bpf/xdp_guard.bpf.c, docs/xdp.md) to this interface:
+        /// datagrams to the RTMFP port that cannot be RTMFP are dropped before the UDP
+        /// stack, and handshakes are limited to 20 a second (burst 40) per source address.
+        /// Needs root (or CAP_BPF and CAP_NET_ADMIN); other traffic is untouched.
+        #[arg(long, value_name = "IF")]
+        xdp_guard: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -213,6 +219,7 @@ pub fn main() -> ExitCode {
             multicast_interface,
             multicast_loop,
             metrics,
+            xdp_guard,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
@@ -234,6 +241,7 @@ pub fn main() -> ExitCode {
                     IoArg::Poll => IoChoice::Poll,
                 }),
                 metrics,
+                xdp_guard,
             },
         ),
         Command::Probe { url, timeout } => probe::probe(&url, Duration::from_secs(timeout)),

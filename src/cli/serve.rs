@@ -11,6 +11,7 @@ use super::probe::yes_no;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::shard::{Io, ShardStats, StepHook};
+use crate::engine::xdp_guard::{GuardConfig, XdpGuard};
 use crate::engine::{Engine, EngineOptions, IoChoice};
 use crate::group::GroupSpec;
 use crate::metrics::{self, http::MetricsServer};
@@ -139,6 +140,8 @@ pub struct EngineFlags {
     pub io: Option<IoChoice>,
     /// `--metrics ADDR:PORT|off`: overrides the config's `[server] metrics_listen`.
     pub metrics: Option<String>,
+    /// `--xdp-guard IF`: the interface to attach the XDP guard to.
+    pub xdp_guard: Option<String>,
 }
 
 /// Where the metrics endpoint listens: `--metrics` if given (`off`: nowhere), else the
@@ -268,6 +271,22 @@ pub fn serve(
     for (app, group, fec) in cfg_fec {
         println!("app {app}: IP multicast into group {group} carries FEC {fec} (K+R)");
     }
+    let guard = match &flags.xdp_guard {
+        Some(interface) => {
+            let config = GuardConfig::for_ports(vec![engine.rtmfp_addr.port()]);
+            let guard = XdpGuard::attach(interface, &config)
+                .with_context(|| format!("--xdp-guard {interface}"))?;
+            println!(
+                "XDP guard on {interface}: udp port {} (RTMFP-shaped datagrams only; \
+                 {} handshakes/s per source, burst {})",
+                engine.rtmfp_addr.port(),
+                config.handshake_rate,
+                config.handshake_burst
+            );
+            Some(guard)
+        }
+        None => None,
+    };
     // Started once the engine is: the page has shards to show from the first scrape.
     if let Some(addr) = metrics {
         let stats = engine.stats.clone();
@@ -279,6 +298,20 @@ pub fn serve(
     engine.drain_on_signals()?;
     engine.join()?;
     println!("drained: every shard stopped");
+    if let Some(guard) = guard {
+        let c = guard.counters();
+        println!(
+            "XDP guard on {}: passed={} redirected={} handshakes={} dropped_short={} dropped_bad_length={} dropped_handshake_rate={} not_ours={}",
+            guard.interface(),
+            c.passed,
+            c.redirected,
+            c.handshakes,
+            c.dropped_short,
+            c.dropped_bad_length,
+            c.dropped_handshake_rate,
+            c.not_ours
+        );
+    }
     Ok(())
 }
 

@@ -14,5 +14,6 @@ pub mod sockopt;
 pub mod steering;
 pub mod uring_udp;
 pub mod waker;
+pub mod xdp_guard;
 
 pub use launch::{Engine, EngineOptions, IoChoice};
