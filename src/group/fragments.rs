@@ -547,6 +547,11 @@ pub struct ReassemblerConfig {
     pub decodable_start: bool,
     /// See [`DecodableStart`].
     pub audio_only_after_ms: u32,
+    /// Before the player has started, how long a hole may hold back a complete keyframe
+    /// (that decodes) behind it; then the output starts at that keyframe. Long enough
+    /// for a pull and its answer (the pull delay is 500 ms by default): holes are
+    /// normal while neighbours' pushes and repairs arrive out of order.
+    pub start_wait: Duration,
 }
 
 impl Default for ReassemblerConfig {
@@ -557,6 +562,7 @@ impl Default for ReassemblerConfig {
             max_ahead: DEFAULT_MAX_AHEAD,
             decodable_start: true,
             audio_only_after_ms: DEFAULT_AUDIO_ONLY_AFTER_MS,
+            start_wait: Duration::from_millis(1500),
         }
     }
 }
@@ -723,10 +729,30 @@ impl Reassembler {
         while self.pending_bytes > self.config.max_pending_bytes && self.give_up_head() {
             self.advance();
         }
-        if let (Some(next), Some(to)) = (self.next_id, self.decodable_run_behind_hole()) {
+        self.start_past_hole(now);
+    }
+
+    /// Before the player has started: skips the hole at the head once it has held back
+    /// a complete keyframe for `start_wait` (see [`Self::decodable_run_behind_hole`]).
+    fn start_past_hole(&mut self, now: Instant) {
+        let (Some(next), Some(since)) = (self.next_id, self.blocked_since()) else {
+            return;
+        };
+        if now < since + self.config.start_wait {
+            return;
+        }
+        if let Some(to) = self.decodable_run_behind_hole() {
             self.skip(next, to);
             self.advance();
         }
+    }
+
+    /// Since when a hole holds the output back: the arrival of the first fragment
+    /// behind it.
+    fn blocked_since(&self) -> Option<Instant> {
+        let blocked = self.blocked_at()?;
+        let (_, behind) = self.pending.range(blocked + 1..).next()?;
+        Some(behind.arrived)
     }
 
     /// Gives up every message that starts below `id`, for instance when the store evicted
@@ -743,13 +769,17 @@ impl Reassembler {
 
     /// When a hole's wait runs out, if the output is held back by one.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let blocked = self.blocked_at()?;
-        let (_, behind) = self.pending.range(blocked + 1..).next()?;
-        Some(behind.arrived + self.config.max_wait)
+        let since = self.blocked_since()?;
+        let wait = match self.decodable_run_behind_hole() {
+            Some(_) => self.config.start_wait.min(self.config.max_wait),
+            None => self.config.max_wait,
+        };
+        Some(since + wait)
     }
 
     /// Gives up the holes whose wait has run out.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.start_past_hole(now);
         while self.poll_timeout().is_some_and(|t| t <= now) {
             if !self.give_up_head() {
                 break;
@@ -776,12 +806,12 @@ impl Reassembler {
         }
     }
 
-    /// Before the player has started, where a hole at the head need not be waited for:
-    /// the first message start behind it from which the messages held run complete and in
-    /// a row up to a video keyframe that decodes (its codec header held already, or in
-    /// the run). The start rule drops everything before that keyframe anyway, so waiting
-    /// on the hole (up to `max_wait`) would only delay the first picture. Linear in the
-    /// fragments held: a run that breaks is not looked at again.
+    /// Before the player has started, where a hole at the head need not be waited for
+    /// past `start_wait`: the first message start behind it from which the messages held
+    /// run complete and in a row up to a video keyframe that decodes (its codec header
+    /// held already, or in the run). The start rule drops everything before that keyframe
+    /// anyway, so waiting on the hole for all of `max_wait` would only delay the first
+    /// picture. Linear in the fragments held: a run that breaks is not looked at again.
     fn decodable_run_behind_hole(&self) -> Option<u64> {
         let start = self.start.as_ref().filter(|s| !s.started())?;
         let next = self.next_id?;
@@ -1452,12 +1482,17 @@ mod tests {
         fn parsing_arbitrary_bytes_never_panics(wire in proptest::collection::vec(any::<u8>(), 0..64)) {
             let wire = Bytes::from(wire);
             if let Ok(f) = GroupFragment::parse(&wire) {
-                prop_assert_eq!(encoded(&f), &wire[..]);
+                // What parses encodes back to the same fragment (a peer may write an id
+                // as a longer VLU than needed, `80 01` for 1; we write the shortest).
+                let again = Bytes::from(encoded(&f));
+                prop_assert!(again.len() <= wire.len());
+                prop_assert_eq!(GroupFragment::parse(&again), Ok(f));
             }
             if let Ok(m) = FragmentsMap::parse(&wire) {
                 let mut out = Vec::new();
                 m.encode(&mut out);
-                prop_assert_eq!(&out[..], &wire[..]);
+                prop_assert!(out.len() <= wire.len());
+                prop_assert_eq!(FragmentsMap::parse(&Bytes::from(out)), Ok(m));
             }
         }
     }
@@ -2008,15 +2043,30 @@ mod tests {
         // The keyframe behind the hole misses a piece: nothing to start at yet.
         assert!(drain(&mut r).is_empty());
         r.insert(ms(10), fragments[5].clone());
-        // Complete now: the output starts there at once, not after the hole's wait.
+        // Complete now: the output starts there after the start wait, not the hole's.
+        assert!(drain(&mut r).is_empty());
+        assert_eq!(r.poll_timeout(), Some(ms(1500)));
+        r.handle_timeout(ms(1499));
+        assert!(drain(&mut r).is_empty());
+        r.handle_timeout(ms(1500));
         let ids: Vec<u64> = drain(&mut r).iter().map(|m| m.id).collect();
         assert_eq!(ids, [4, 5, 8]);
         assert_eq!((r.stats().gaps, r.stats().missing), (1, 1));
 
-        // Once playing, a hole is waited for again.
-        r.insert(ms(20), whole(10, INTER));
+        // Once playing, a hole is waited for all of `max_wait` again.
+        r.insert(ms(2000), whole(10, INTER));
         assert!(drain(&mut r).is_empty());
-        assert!(r.poll_timeout().is_some());
+        assert_eq!(r.poll_timeout(), Some(ms(7000)));
+
+        // A hole filled within the start wait (pushes out of order) loses nothing.
+        let mut r = Reassembler::default();
+        r.start_at(1);
+        for f in fragments.iter().filter(|f| f.id != 2) {
+            r.insert(ms(0), f.clone());
+        }
+        r.insert(ms(1400), fragments[1].clone());
+        let ids: Vec<u64> = drain(&mut r).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5, 8]);
     }
 
     #[test]
