@@ -15,132 +15,65 @@
 
 #[path = "support/media_tools.rs"]
 mod media_tools;
+#[path = "support/netns.rs"]
+mod netns;
 #[path = "support/server.rs"]
 mod server;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use media_tools::{assert_tail_of, field, of_kind, packets, publish_in_real_time, scratch, source};
+use netns::{End, Netns};
 use server::{spawn_member, Server};
 
 const GROUP: &str = "fusion-test";
 const MULTICAST: &str = "239.77.1.9:30079";
 const SERVER_IP: &str = "10.77.1.1";
 
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {} (this test needs root, network namespaces and tc)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Namespaces S, A and B as drawn above; deleted on drop.
 struct Topology {
-    s: String,
-    a: String,
-    b: String,
+    s: Netns,
+    a: Netns,
+    b: Netns,
 }
 
 impl Topology {
     fn new() -> Topology {
-        let pid = std::process::id();
         let t = Topology {
-            s: format!("rtmfp-fs-{pid}"),
-            a: format!("rtmfp-fa-{pid}"),
-            b: format!("rtmfp-fb-{pid}"),
+            s: Netns::new("fs"),
+            a: Netns::new("fa"),
+            b: Netns::new("fb"),
         };
         for ns in [&t.s, &t.a, &t.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            run("ip", &["netns", "add", ns]);
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+            ns.lo_up();
         }
-        let ip = |args: &[&str]| run("ip", args);
         for (other, here, there, net) in [(&t.a, "sa0", "as0", "1"), (&t.b, "sb0", "bs0", "2")] {
-            let peer = format!("{there}{pid}");
-            ip(&[
-                "-n", &t.s, "link", "add", here, "type", "veth", "peer", "name", &peer,
-            ]);
-            ip(&["-n", &t.s, "link", "set", &peer, "netns", other]);
-            ip(&["-n", other, "link", "set", &peer, "name", there]);
-            ip(&[
-                "-n",
-                &t.s,
-                "addr",
-                "add",
-                &format!("10.77.{net}.1/24"),
-                "dev",
-                here,
-            ]);
-            ip(&[
-                "-n",
-                other,
-                "addr",
-                "add",
-                &format!("10.77.{net}.2/24"),
-                "dev",
-                there,
-            ]);
-            ip(&["-n", &t.s, "link", "set", here, "up"]);
-            ip(&["-n", other, "link", "set", there, "up"]);
-            ip(&[
-                "-n",
-                other,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("10.77.{net}.1"),
-            ]);
+            netns::veth(
+                End::new(&t.s, here).addr(&format!("10.77.{net}.1/24")),
+                End::new(other, there).addr(&format!("10.77.{net}.2/24")),
+            );
+            other.ip(&["route", "add", "default", "via", &format!("10.77.{net}.1")]);
         }
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &t.s,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=1",
-            ],
-        );
+        t.s.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
         // No multicast route in S: `--multicast-interface sa0` sends it towards A only.
         // 10% loss on multicast as it reaches A, nothing else. (This kernel has no
         // netem; an nftables rule drawing a random number per datagram does the same
         // for loss.)
-        let rules = "table ip fusion_loss {\n\
-             chain lossy {\n\
-               type filter hook prerouting priority 0; policy accept;\n\
-               ip daddr 224.0.0.0/4 numgen random mod 100 < 10 counter drop\n\
-             }\n\
-           }\n";
-        let script = std::env::temp_dir().join(format!("fusion-loss-{pid}.nft"));
-        std::fs::write(&script, rules).unwrap();
-        run(
-            "ip",
-            &["netns", "exec", &t.a, "nft", "-f", script.to_str().unwrap()],
+        t.a.nft(
+            "table ip fusion_loss {\n\
+               chain lossy {\n\
+                 type filter hook prerouting priority 0; policy accept;\n\
+                 ip daddr 224.0.0.0/4 numgen random mod 100 < 10 counter drop\n\
+               }\n\
+             }\n",
         );
-        let _ = std::fs::remove_file(&script);
         t
-    }
-
-    fn command(ns: &str, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns, program]);
-        c
     }
 
     /// Multicast datagrams the loss rule dropped on the way to A.
     fn multicast_dropped(&self) -> u64 {
-        let out = Topology::command(&self.a, "nft")
-            .args(["list", "table", "ip", "fusion_loss"])
-            .output()
-            .unwrap();
+        let out = self.a.exec("nft", &["list", "table", "ip", "fusion_loss"]);
         let text = String::from_utf8_lossy(&out.stdout);
         // "... counter packets N bytes M drop"
         text.split("counter packets ")
@@ -151,14 +84,6 @@ impl Topology {
     }
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in [&self.s, &self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
 #[test]
 fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
     let dir = scratch("fusion");
@@ -166,7 +91,7 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
     let t = Topology::new();
     let listen = format!("{SERVER_IP}:0");
     let mut server = Server::start_in(
-        Some(&t.s),
+        Some(t.s.name()),
         &[
             "--listen",
             &listen,
@@ -187,12 +112,12 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
     let url = server.rtmfp_url("live");
     // (namespace, reached by IP multicast)
     let places: Vec<(&str, bool)> = vec![
-        (&t.a, true),
-        (&t.b, false),
-        (&t.a, true),
-        (&t.b, false),
-        (&t.a, true),
-        (&t.b, false),
+        (t.a.name(), true),
+        (t.b.name(), false),
+        (t.a.name(), true),
+        (t.b.name(), false),
+        (t.a.name(), true),
+        (t.b.name(), false),
     ];
     let outputs: Vec<_> = (0..places.len())
         .map(|i| dir.join(format!("member{i}.flv")))
@@ -208,7 +133,7 @@ fn fusion_reaches_members_beyond_multicast_and_repairs_its_losses() {
         Duration::from_secs(15),
     );
     std::thread::sleep(Duration::from_secs(2));
-    publish_in_real_time(Some(&t.s), &src, &server.rtmp_url("live/cam"));
+    publish_in_real_time(Some(t.s.name()), &src, &server.rtmp_url("live/cam"));
 
     let source_packets = packets(&src);
     let (mut fec_in_a, mut peers_in_a) = (0, 0);

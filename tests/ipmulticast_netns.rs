@@ -10,54 +10,31 @@
 
 #[path = "support/media_tools.rs"]
 mod media_tools;
+#[path = "support/netns.rs"]
+mod netns;
 #[path = "support/server.rs"]
 mod server;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
 use media_tools::{
     assert_tail_of, field, of_kind, packets, publish_in_real_time, scratch, source, Packet,
 };
+use netns::Netns;
 use server::{spawn_member, Server};
 
 const MEMBERS: usize = 5;
 const GROUP: &str = "ipmc-test";
 
-/// A network namespace, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("rtmfp-{tag}-{}", std::process::id());
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("running ip");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {} (this test needs root and network namespaces)",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns(name);
-        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns.0, "link", "set", "lo", "multicast", "on"]);
-        ip(&["-n", &ns.0, "route", "add", "224.0.0.0/4", "dev", "lo"]);
-        ns
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0, program]);
-        c
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
+/// A namespace (deleted on drop) with `lo` up, multicast on it, and a route for
+/// 224.0.0.0/4 through it.
+fn multicast_netns(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.lo_up();
+    ns.ip(&["link", "set", "lo", "multicast", "on"]);
+    ns.ip(&["route", "add", "224.0.0.0/4", "dev", "lo"]);
+    ns
 }
 
 /// What one member printed last, and its FLV.
@@ -83,7 +60,7 @@ fn run(name: &str, policy: Policy<'_>, drop_every: Option<u32>) -> (Vec<MemberRu
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch(name);
     let src = source(&dir, 6);
-    let ns = Netns::new(name);
+    let ns = multicast_netns(name);
     if let Some(n) = drop_every {
         let rules = format!(
             "add table inet mcloss; \
@@ -91,13 +68,7 @@ fn run(name: &str, policy: Policy<'_>, drop_every: Option<u32>) -> (Vec<MemberRu
              add rule inet mcloss input ip daddr 239.77.0.1 udp dport 30077 \
              numgen inc mod {n} 0 drop"
         );
-        let out = ns.command("nft").arg(rules).output().expect("running nft");
-        assert!(
-            out.status.success(),
-            "nft: {}{} (this test needs nftables)",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ns.nft(&rules);
     }
     let mut args = vec![];
     let mut stream = "live/cam".to_owned();
@@ -118,14 +89,14 @@ fn run(name: &str, policy: Policy<'_>, drop_every: Option<u32>) -> (Vec<MemberRu
                  &fms.multicast.address=239.77.0.1:30077"
         )),
     }
-    let mut server = Server::start_in(Some(&ns.0), &args);
+    let mut server = Server::start_in(Some(ns.name()), &args);
     let url = server.rtmfp_url("live");
     let outputs: Vec<_> = (0..MEMBERS)
         .map(|i| dir.join(format!("member{i}.flv")))
         .collect();
     let members: Vec<Child> = outputs
         .iter()
-        .map(|o| spawn_member(Some(&ns.0), &url, GROUP, o, 18))
+        .map(|o| spawn_member(Some(ns.name()), &url, GROUP, o, 18))
         .collect();
     server.wait_count(
         |l| l.starts_with("GroupJoined {"),
@@ -133,7 +104,7 @@ fn run(name: &str, policy: Policy<'_>, drop_every: Option<u32>) -> (Vec<MemberRu
         Duration::from_secs(15),
     );
     std::thread::sleep(Duration::from_secs(2));
-    publish_in_real_time(Some(&ns.0), &src, &server.rtmp_url(&stream));
+    publish_in_real_time(Some(ns.name()), &src, &server.rtmp_url(&stream));
 
     let mut runs = Vec::new();
     for (i, (member, output)) in members.into_iter().zip(&outputs).enumerate() {

@@ -4,8 +4,12 @@
 //! knobs out, and the host's own values are checked unchanged around both runs. Needs
 //! root and network namespaces (CI runs as root).
 
+#[path = "support/netns.rs"]
+mod netns;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
+
+use netns::{End, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtmfp-edge");
 
@@ -32,48 +36,26 @@ const HOST: &[&str] = &[
     "/proc/sys/vm/nr_hugepages",
 ];
 
-/// A network namespace holding a veth pair, deleted (with the pair) on drop.
-struct Netns {
-    name: String,
+/// The test's namespace with a veth pair in it, and where tune keeps its state; the
+/// namespace (with the pair) and the state file are deleted on drop.
+struct TuneNs {
+    ns: Netns,
     veth: String,
     state: PathBuf,
 }
 
-impl Netns {
-    fn new() -> Netns {
+impl TuneNs {
+    fn new() -> TuneNs {
         let pid = std::process::id();
-        let name = format!("rtmfp-tune-{pid}");
-        let ip = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().expect("running ip");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {} (this test needs root and network namespaces)",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Netns {
-            veth: format!("tune{pid}a"),
-            state: std::env::temp_dir().join(format!("rtmfp-tune-{pid}.json")),
-            name,
-        };
+        let ns = Netns::new("tune");
+        let veth = format!("tune{pid}a");
         let peer = format!("tune{pid}b");
-        ip(&[
-            "-n", &ns.name, "link", "add", &ns.veth, "type", "veth", "peer", "name", &peer,
-        ]);
-        ip(&["-n", &ns.name, "link", "set", &ns.veth, "up"]);
-        ip(&["-n", &ns.name, "link", "set", &peer, "up"]);
-        ns
-    }
-
-    /// Runs a program inside the namespace (`ip netns exec` mounts its own /sys there).
-    fn exec(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, program])
-            .args(args)
-            .output()
-            .unwrap()
+        netns::veth(End::new(&ns, &veth), End::new(&ns, &peer));
+        TuneNs {
+            ns,
+            veth,
+            state: std::env::temp_dir().join(format!("rtmfp-tune-{pid}.json")),
+        }
     }
 
     fn tune(&self, action: &str) -> String {
@@ -82,7 +64,7 @@ impl Netns {
         if action != "revert" {
             args.extend(["--iface", &self.veth, "--shards", "2", "--scope", "netns"]);
         }
-        let out = self.exec(BIN, &args);
+        let out = self.ns.exec(BIN, &args);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -111,7 +93,7 @@ impl Netns {
         files
             .iter()
             .map(|f| {
-                let out = self.exec("cat", &[f]);
+                let out = self.ns.exec("cat", &[f]);
                 let value = out
                     .status
                     .success()
@@ -129,16 +111,15 @@ impl Netns {
     }
 
     fn set(&self, file: &str, value: &str) {
-        let out = self.exec("sh", &["-c", &format!("echo {value} > {file}")]);
+        let out = self
+            .ns
+            .exec("sh", &["-c", &format!("echo {value} > {file}")]);
         assert!(out.status.success(), "setting {file}");
     }
 }
 
-impl Drop for Netns {
+impl Drop for TuneNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
         let _ = std::fs::remove_file(&self.state);
     }
 }
@@ -152,7 +133,7 @@ fn host_values() -> Vec<(&'static str, Option<String>)> {
 #[test]
 fn apply_then_revert_in_a_namespace_leaves_every_knob_as_it_was() {
     let host_before = host_values();
-    let ns = Netns::new();
+    let ns = TuneNs::new();
     let mut files: Vec<String> = SYSCTLS.iter().map(|s| s.to_string()).collect();
     files.extend(ns.veth_files());
     // optmem_max is writable in a child namespace: start it below our value, so apply
