@@ -735,6 +735,11 @@ impl Reassembler {
     /// Before the player has started: skips the hole at the head once it has held back
     /// a complete keyframe for `start_wait` (see [`Self::decodable_run_behind_hole`]).
     fn start_past_hole(&mut self, now: Instant) {
+        // Once playing (every fragment a member takes after its first seconds), nothing
+        // to look at.
+        if self.start.as_ref().map_or(true, DecodableStart::started) {
+            return;
+        }
         let (Some(next), Some(since)) = (self.next_id, self.blocked_since()) else {
             return;
         };
