@@ -46,10 +46,15 @@ enum Command {
         /// [default: one per core].
         #[arg(long)]
         shards: Option<usize>,
-        /// UDP I/O: io_uring, the plain non-blocking socket loop, or io_uring when the
-        /// kernel allows it.
+        /// UDP I/O: io_uring, the plain non-blocking socket loop, AF_XDP on --xdp-iface
+        /// (root; our XDP program redirects the RTMFP port to it), or `auto`: AF_XDP when
+        /// --xdp-iface is given and it opens, else io_uring when the kernel allows it,
+        /// else the plain loop (it says which and why).
         #[arg(long, value_enum, default_value_t = IoArg::Auto)]
         io: IoArg,
+        /// The interface for AF_XDP (`--io xdp`, or tried first by `--io auto`).
+        #[arg(long, value_name = "IF")]
+        xdp_iface: Option<String>,
         /// Republish every stream published on the server into this NetGroup (a group
         /// name, or a groupspec `G:...`); members that `join` it play the stream from
         /// each other, the server being one of them.
@@ -200,6 +205,7 @@ enum IoArg {
     Auto,
     Uring,
     Poll,
+    Xdp,
 }
 
 pub fn main() -> ExitCode {
@@ -211,6 +217,7 @@ pub fn main() -> ExitCode {
             config,
             shards,
             io,
+            xdp_iface,
             group,
             multicast_form,
             multicast_address,
@@ -239,7 +246,9 @@ pub fn main() -> ExitCode {
                     IoArg::Auto => IoChoice::Auto,
                     IoArg::Uring => IoChoice::Uring,
                     IoArg::Poll => IoChoice::Poll,
+                    IoArg::Xdp => IoChoice::Xdp,
                 }),
+                xdp_iface,
                 metrics,
                 xdp_guard,
             },

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::probe::yes_no;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::engine::shard::{Io, ShardStats, StepHook};
 use crate::engine::xdp_guard::{GuardConfig, XdpGuard};
@@ -138,6 +138,8 @@ pub struct EngineFlags {
     /// 0 = one per core.
     pub shards: usize,
     pub io: Option<IoChoice>,
+    /// `--xdp-iface IF`: the interface for AF_XDP.
+    pub xdp_iface: Option<String>,
     /// `--metrics ADDR:PORT|off`: overrides the config's `[server] metrics_listen`.
     pub metrics: Option<String>,
     /// `--xdp-guard IF`: the interface to attach the XDP guard to.
@@ -169,6 +171,7 @@ pub fn start(
     let options = EngineOptions {
         shards: flags.shards,
         io: flags.io.unwrap_or(IoChoice::Auto),
+        xdp_interface: flags.xdp_iface.clone(),
         ..EngineOptions::default()
     };
     Engine::start(Arc::new(cfg), endpoint, options, hook)
@@ -239,13 +242,29 @@ pub fn serve(
         })
         .collect();
     let metrics = metrics_listen(flags.metrics.as_deref(), cfg.metrics_listen)?;
+    if let (Some(guard), Some(xdp)) = (&flags.xdp_guard, &flags.xdp_iface) {
+        if guard == xdp && flags.io != Some(IoChoice::Uring) && flags.io != Some(IoChoice::Poll) {
+            bail!(
+                "--xdp-guard {guard} and --xdp-iface {xdp}: the AF_XDP path puts the guard \
+                 on its interface itself; give only --xdp-iface"
+            );
+        }
+    }
     let engine = start(cfg, flags, logging_hook(None))?;
+    if let Some(why) = &engine.xdp_unavailable {
+        println!("engine: AF_XDP not used ({why}); falling back");
+    }
     println!(
         "engine: {} shard(s) on {}{}",
         engine.shards(),
-        match engine.io {
-            Io::Uring => "io_uring",
-            Io::Poll => "the plain socket loop",
+        match (&engine.io, &engine.xdp) {
+            (Io::Xdp, Some(xdp)) => format!(
+                "AF_XDP ({} mode) on {}, queue(s) 0..{}, with our XDP program in front; \
+                 io_uring for shards without a queue and other interfaces",
+                xdp.mode, xdp.interface, xdp.queues
+            ),
+            (Io::Uring | Io::Xdp, _) => "io_uring".to_owned(),
+            (Io::Poll, _) => "the plain socket loop".to_owned(),
         },
         engine
             .io_fallback_reason
@@ -296,8 +315,31 @@ pub fn serve(
     }
     report_shards(engine.stats.clone());
     engine.drain_on_signals()?;
+    let mut engine = engine;
+    let xdp = engine.xdp.take();
+    let shard_stats = engine.stats.clone();
     engine.join()?;
     println!("drained: every shard stopped");
+    if let Some(xdp) = xdp {
+        let c = xdp.guard.counters();
+        let sum = |f: fn(&ShardStats) -> &AtomicU64| -> u64 {
+            shard_stats.iter().map(|s| ShardStats::get(f(s))).sum()
+        };
+        println!(
+            "AF_XDP on {}: frames_received={} frames_not_ours={} sent={} sent_by_kernel={} send_failed={}; XDP program: redirected={} passed={} dropped_short={} dropped_bad_length={} dropped_handshake_rate={}",
+            xdp.interface,
+            sum(|s| &s.xdp.frames_received),
+            sum(|s| &s.xdp.frames_not_ours),
+            sum(|s| &s.xdp.sent),
+            sum(|s| &s.xdp.sent_by_kernel),
+            sum(|s| &s.xdp.send_failed),
+            c.redirected,
+            c.passed,
+            c.dropped_short,
+            c.dropped_bad_length,
+            c.dropped_handshake_rate
+        );
+    }
     if let Some(guard) = guard {
         let c = guard.counters();
         println!(

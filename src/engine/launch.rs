@@ -19,6 +19,8 @@ use super::sockopt::{set_multicast_sending, set_pmtudisc_probe};
 use super::steering::ReuseportSteering;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
+use super::xdp::{XdpMode, XdpPath};
+use super::xdp_guard::{GuardConfig, XdpGuard};
 use crate::proto::endpoint::EndpointConfig;
 use crate::server::config::ServerConfig;
 use crate::server::directory::Directory;
@@ -37,6 +39,8 @@ pub enum IoChoice {
     Auto,
     Uring,
     Poll,
+    /// AF_XDP on `EngineOptions::xdp_interface`, io_uring beside it.
+    Xdp,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,9 @@ pub struct EngineOptions {
     /// Load the reuseport steering program (with more than one shard); without it, or
     /// when it cannot load, shards hand foreign datagrams to each other.
     pub steering: bool,
+    /// The interface for AF_XDP (`--xdp-iface`): required by [`IoChoice::Xdp`], tried
+    /// first by [`IoChoice::Auto`].
+    pub xdp_interface: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -58,8 +65,58 @@ impl Default for EngineOptions {
             io: IoChoice::Auto,
             pin: true,
             steering: true,
+            xdp_interface: None,
         }
     }
+}
+
+/// The AF_XDP path as it was set up.
+pub struct XdpSetup {
+    /// Our XDP program on the interface: it redirects the RTMFP port to the sockets.
+    pub guard: XdpGuard,
+    pub interface: String,
+    pub mode: XdpMode,
+    /// Queues with a socket: shard i has queue i for i below this.
+    pub queues: usize,
+}
+
+/// Opens one AF_XDP socket per queue of `interface` (as many as there are shards) and
+/// puts our XDP program in front of them.
+fn open_xdp(
+    interface: Option<&str>,
+    local: SocketAddr,
+    shards: usize,
+) -> Result<(XdpSetup, Vec<Option<XdpPath>>)> {
+    let Some(interface) = interface else {
+        bail!("no interface given (--xdp-iface IF)");
+    };
+    let queues = std::fs::read_dir(format!("/sys/class/net/{interface}/queues"))
+        .with_context(|| format!("interface {interface}"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count()
+        .clamp(1, shards);
+    let guard = XdpGuard::attach(interface, &GuardConfig::for_ports(vec![local.port()]))
+        .with_context(|| format!("attaching the XDP program to {interface}"))?;
+    let mut paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
+    let mut mode = XdpMode::Copy;
+    for (queue, path) in paths.iter_mut().enumerate().take(queues) {
+        use std::os::fd::AsRawFd;
+        let opened = XdpPath::open(interface, queue as u32, local)
+            .with_context(|| format!("AF_XDP socket on {interface} queue {queue}"))?;
+        guard
+            .bind_socket(queue as u32, opened.socket().as_raw_fd())
+            .with_context(|| format!("binding queue {queue} in the XDP program"))?;
+        mode = opened.mode();
+        *path = Some(opened);
+    }
+    let setup = XdpSetup {
+        guard,
+        interface: interface.to_owned(),
+        mode,
+        queues,
+    };
+    Ok((setup, paths))
 }
 
 /// A running engine.
@@ -73,6 +130,10 @@ pub struct Engine {
     /// The steering program, when loaded; `steering_unavailable` says why not.
     pub steering: Option<ReuseportSteering>,
     pub steering_unavailable: Option<String>,
+    /// The AF_XDP path, when the shards run on it; `xdp_unavailable` says why not when
+    /// `--io auto` tried it.
+    pub xdp: Option<XdpSetup>,
+    pub xdp_unavailable: Option<String>,
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
     wakers: Vec<Arc<Waker>>,
@@ -141,9 +202,27 @@ impl Engine {
             .map(|_| Waker::new().map(Arc::new))
             .collect::<std::io::Result<_>>()
             .context("creating shard wakers (eventfd)")?;
+        let want_xdp = match options.io {
+            IoChoice::Xdp => true,
+            IoChoice::Auto => options.xdp_interface.is_some(),
+            IoChoice::Uring | IoChoice::Poll => false,
+        };
+        let (mut xdp, mut xdp_unavailable) = (None, None);
+        let mut xdp_paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
+        if want_xdp {
+            match open_xdp(options.xdp_interface.as_deref(), rtmfp_addr, shards) {
+                Ok((setup, paths)) => {
+                    xdp = Some(setup);
+                    xdp_paths = paths;
+                }
+                Err(e) if options.io == IoChoice::Auto => xdp_unavailable = Some(format!("{e:#}")),
+                Err(e) => bail!("AF_XDP is unavailable: {e:#}"),
+            }
+        }
         let (io, io_fallback_reason) = match options.io {
+            _ if xdp.is_some() => (Io::Xdp, None),
             IoChoice::Poll => (Io::Poll, None),
-            IoChoice::Uring | IoChoice::Auto => {
+            IoChoice::Uring | IoChoice::Auto | IoChoice::Xdp => {
                 use std::os::fd::AsRawFd;
                 match UringUdp::new(udp[0].as_raw_fd(), wakers[0].fd(), None) {
                     Ok(_) => (Io::Uring, None),
@@ -190,8 +269,9 @@ impl Engine {
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         let mut tcp = tcp.into_iter();
-        for (index, (udp, (outbound, inbound))) in udp
+        for (index, ((udp, xdp_path), (outbound, inbound))) in udp
             .into_iter()
+            .zip(xdp_paths)
             .zip(producers.into_iter().zip(consumers))
             .enumerate()
         {
@@ -225,6 +305,7 @@ impl Engine {
                 drain: drain.clone(),
                 drain_deadline: None,
                 epoch,
+                xdp: xdp_path,
             };
             let step = hook(index as u8);
             let core = (!cores.is_empty()).then(|| cores[index % cores.len()]);
@@ -247,6 +328,8 @@ impl Engine {
             stats,
             steering,
             steering_unavailable,
+            xdp,
+            xdp_unavailable,
             stop,
             drain,
             wakers,

@@ -14,6 +14,7 @@ pub mod sockopt;
 pub mod steering;
 pub mod uring_udp;
 pub mod waker;
+pub mod xdp;
 pub mod xdp_guard;
 
 pub use launch::{Engine, EngineOptions, IoChoice};

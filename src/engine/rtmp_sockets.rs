@@ -18,8 +18,10 @@ use crate::server::edge::EdgeServer;
 /// Tokens the plain loop registers beside ours.
 pub const UDP: Token = Token(0);
 pub const WAKE: Token = Token(1);
-const LISTENER: Token = Token(2);
-const FIRST_CONN: usize = 3;
+/// A shard's AF_XDP socket.
+pub const XSK: Token = Token(2);
+const LISTENER: Token = Token(3);
+const FIRST_CONN: usize = 4;
 
 /// Bytes one [`RtmpSockets::poll`] reads from its connections at most. An RTMP
 /// publisher's input turns into fragments and IP multicast datagrams as it is read (a
@@ -115,7 +117,7 @@ impl RtmpSockets {
             .collect();
         for (token, readable) in ready {
             match token {
-                UDP | WAKE => other(token, server),
+                UDP | WAKE | XSK => other(token, server),
                 LISTENER => self.accept(server)?,
                 token if readable && !self.unread.contains(&token) => self.unread.push(token),
                 _ => {}

@@ -25,6 +25,7 @@ use super::server_snapshot::ServerSnapshot;
 use super::steering::owner_shard;
 use super::uring_udp::UringUdp;
 use super::waker::Waker;
+use super::xdp::XdpPath;
 use crate::multicast::sender::MAX_QUEUED;
 use crate::proto::peek::ihello_target;
 use crate::proto::{DropReason, Instant};
@@ -84,6 +85,32 @@ pub struct ShardStats {
     pub bytes_received: AtomicU64,
     /// The server's own numbers (sessions, drops by reason, streams...), for metrics.
     pub server: ServerSnapshot,
+    /// The AF_XDP path's counters, when the shard runs one.
+    pub xdp: XdpStats,
+}
+
+/// A shard's AF_XDP counters (see [`super::xdp::XdpCounters`]).
+#[derive(Debug, Default)]
+pub struct XdpStats {
+    pub frames_received: AtomicU64,
+    pub frames_not_ours: AtomicU64,
+    pub sent: AtomicU64,
+    pub sent_by_kernel: AtomicU64,
+    pub send_failed: AtomicU64,
+}
+
+impl XdpStats {
+    fn publish(&self, xdp: &XdpPath) {
+        let c = xdp.counters();
+        self.frames_received
+            .store(c.frames_received, Ordering::Relaxed);
+        self.frames_not_ours
+            .store(c.frames_not_ours, Ordering::Relaxed);
+        self.sent.store(c.sent, Ordering::Relaxed);
+        self.sent_by_kernel
+            .store(c.sent_by_kernel, Ordering::Relaxed);
+        self.send_failed.store(c.send_failed, Ordering::Relaxed);
+    }
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -102,6 +129,9 @@ impl ShardStats {
 pub enum Io {
     Uring,
     Poll,
+    /// AF_XDP on the shard's queue of one interface (for the shards that have one; the
+    /// others run io_uring), io_uring's kernel socket beside it for other interfaces.
+    Xdp,
 }
 
 /// Called after every loop turn with the shard's server and the time; returns false to
@@ -238,6 +268,8 @@ pub struct Shard {
     /// When the drain began on this shard, and by when it ends whatever is left.
     pub drain_deadline: Option<Instant>,
     pub epoch: StdInstant,
+    /// The AF_XDP socket of this shard's queue, under [`Io::Xdp`].
+    pub xdp: Option<XdpPath>,
 }
 
 impl Shard {
@@ -247,8 +279,11 @@ impl Shard {
 
     /// Runs until the stop flag is set or the hook says stop.
     pub fn run(mut self, io: Io, mut step: StepHook) -> std::io::Result<()> {
+        if let (Io::Xdp, Some(xdp)) = (io, self.xdp.take()) {
+            return self.run_xdp(xdp, &mut step);
+        }
         match io {
-            Io::Uring => {
+            Io::Uring | Io::Xdp => {
                 let mut uring = UringUdp::new(
                     self.udp.as_raw_fd(),
                     self.links.own_waker().fd(),
@@ -350,6 +385,89 @@ impl Shard {
                 self.receive_plain(&mut buf)?;
             }
         }
+    }
+
+    /// The AF_XDP loop: datagrams for the server's port on the interface arrive in the
+    /// socket's RX ring, those on other interfaces on the kernel socket; both are read
+    /// every turn. Output is sealed into UMEM frames and sent through the TX ring.
+    fn run_xdp(&mut self, mut xdp: XdpPath, step: &mut StepHook) -> std::io::Result<()> {
+        self.udp.set_nonblocking(true)?;
+        let udp_fd = self.udp.as_raw_fd();
+        let wake_fd = self.links.own_waker().fd();
+        let xsk_fd = xdp.socket().as_raw_fd();
+        let registry = self.rtmp.registry();
+        registry.register(
+            &mut SourceFd(&udp_fd),
+            rtmp_sockets::UDP,
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&wake_fd),
+            rtmp_sockets::WAKE,
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut SourceFd(&xsk_fd),
+            rtmp_sockets::XSK,
+            Interest::READABLE,
+        )?;
+        let mut buf = vec![0u8; 65536];
+        let epoch = self.epoch;
+        loop {
+            let now = self.now();
+            if !self.turn(now, step) {
+                self.links.stats.xdp.publish(&xdp);
+                return Ok(());
+            }
+            self.flush_xdp(&mut xdp, now);
+            self.links.stats.xdp.publish(&xdp);
+            self.links.own_waker().prepare_sleep();
+            let timeout = self.sleep_for(now);
+            let take_input = !self.multicast_backlogged(0);
+            let mut udp_ready = false;
+            self.rtmp.poll(
+                Some(timeout),
+                &mut self.server,
+                || clock(epoch),
+                take_input,
+                |token, _| udp_ready |= token == rtmp_sockets::UDP,
+            )?;
+            let waker = self.links.own_waker();
+            waker.awake();
+            waker.drain();
+            // One atomic load when the ring is empty: cheaper than trusting readiness.
+            let (server, links) = (&mut self.server, &mut self.links);
+            let mut arrived = None;
+            xdp.receive(|from, data| {
+                let now = *arrived.get_or_insert_with(|| clock(epoch));
+                links.dispatch(server, now, from, data);
+            });
+            if udp_ready {
+                self.receive_plain(&mut buf)?;
+            }
+        }
+    }
+
+    /// Output on AF_XDP: IP multicast through the kernel socket (the kernel maps the
+    /// group to its MAC and loops it back as configured), then the sessions' datagrams
+    /// sealed straight into UMEM frames.
+    fn flush_xdp(&mut self, xdp: &mut XdpPath, now: Instant) {
+        let mut sent = 0;
+        while let Some(t) = self.server.poll_multicast() {
+            if self.udp.send_to(&t.payload, t.destination).is_ok() {
+                sent += 1;
+            }
+        }
+        loop {
+            let endpoint = &mut self.server.endpoint;
+            let n = xdp.fill(&self.udp, |batch| endpoint.poll_transmit_batch(now, batch));
+            if n == 0 {
+                break;
+            }
+            sent += n as u64;
+        }
+        xdp.kick();
+        bump(&self.links.stats.sent, sent);
     }
 
     /// Reads the plain socket until it would block (edge-triggered readiness).

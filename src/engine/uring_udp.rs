@@ -28,7 +28,7 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
-use crate::proto::batch::{TransmitBatch, SLOT_STRIDE};
+use crate::proto::batch::TransmitBatch;
 
 /// Receive buffers: the recvmsg header, the peer address, and the datagram.
 const RECV_BUF_SIZE: usize = 2048;
@@ -355,6 +355,7 @@ impl UringUdp {
         }
         batch.in_flight = n;
         let base = batch.datagrams.arena_ptr();
+        let (stride, headroom) = (batch.datagrams.stride(), batch.datagrams.headroom());
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
         for (i, header) in batch.headers.iter_mut().enumerate().take(n) {
@@ -365,7 +366,7 @@ impl UringUdp {
             header.iov = libc::iovec {
                 // The slot lives in the batch's arena, which never moves; the kernel only
                 // reads it.
-                iov_base: base.wrapping_add(i * SLOT_STRIDE).cast_mut().cast(),
+                iov_base: base.wrapping_add(i * stride + headroom).cast_mut().cast(),
                 iov_len: datagram.len(),
             };
             header.msg.msg_name = (&mut header.addr as *mut libc::sockaddr_storage).cast();

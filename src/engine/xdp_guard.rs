@@ -140,6 +140,11 @@ impl XdpGuard {
     pub fn counters(&self) -> GuardCounters {
         match self.never {}
     }
+
+    #[cfg(not(rtmfp_bpf))]
+    pub fn bind_socket(&self, _: u32, _: std::os::fd::RawFd) -> Result<(), XdpGuardError> {
+        match self.never {}
+    }
 }
 
 #[cfg(rtmfp_bpf)]
@@ -163,6 +168,7 @@ mod built {
     const CONFIG_MAP: &str = "guard_config";
     const PORTS_MAP: &str = "guard_ports";
     const COUNTERS_MAP: &str = "guard_counters";
+    const XSKS_MAP: &str = "guard_xsks";
 
     /// Counter slots in `guard_counters`; the numbering is the C `enum counter`.
     #[derive(Clone, Copy)]
@@ -228,6 +234,14 @@ mod built {
                 _link: link,
                 interface: interface.to_owned(),
             })
+        }
+
+        /// Sends what passes on receive queue `queue` to the AF_XDP socket `fd` (an entry
+        /// in the program's XSKMAP) instead of the kernel stack.
+        pub fn bind_socket(&self, queue: u32, fd: std::os::fd::RawFd) -> Result<(), XdpGuardError> {
+            find_map(&self.object, XSKS_MAP)?
+                .update(&queue.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|e| XdpGuardError::MapUpdate(format!("{XSKS_MAP}: {e:#}")))
         }
 
         /// The counters so far, each summed over every CPU.
