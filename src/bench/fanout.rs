@@ -42,12 +42,25 @@ const MULTICAST_BITRATE_MAX_MBPS: f64 = 4000.0;
 const MULTICAST_MAX_FRAME: usize = MAX_MESSAGE_LEN - 4 * MAX_FRAGMENT_PAYLOAD;
 const WARMUP: Duration = Duration::from_secs(1);
 
-/// `serve --io` for the server: io_uring, or the plain socket loop (one `sendto` per
-/// datagram). Without it, `serve` picks.
+/// `serve --io` for the server: io_uring, the plain socket loop (one `sendto` per
+/// datagram), or AF_XDP on the server's veth end (`--io xdp --xdp-iface`). Without it,
+/// `serve` picks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ServerIo {
     Uring,
     Poll,
+    Xdp,
+}
+
+impl ServerIo {
+    pub fn name(io: Option<ServerIo>) -> &'static str {
+        match io {
+            None => "auto",
+            Some(ServerIo::Uring) => "uring",
+            Some(ServerIo::Poll) => "poll",
+            Some(ServerIo::Xdp) => "xdp",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,7 +69,8 @@ pub struct Options {
     pub shards: Vec<u32>,
     pub modes: Vec<Mode>,
     pub ingest: Ingest,
-    pub server_io: Option<ServerIo>,
+    /// I/O paths to sweep; empty: serve's choice.
+    pub server_io: Vec<ServerIo>,
     pub bitrate_mbps: Option<f64>,
     pub seconds: f64,
     pub ceiling_seconds: f64,
@@ -91,15 +105,25 @@ pub fn run(opts: &Options) -> Result<Vec<Point>> {
     for &shards in &opts.shards {
         for &n in &opts.subscribers {
             for &mode in &opts.modes {
-                check_interrupt()?;
-                let p =
-                    run_point(&mut topo, opts, shards, n, mode, fd_limit).with_context(|| {
-                        format!("point shards={shards} subscribers={n} mode={}", mode.name())
-                    })?;
-                println!("{}", p.summary_line());
-                points.push(p);
-                // Written after every point, so an interrupted sweep keeps what it measured.
-                write_results(&opts.out, &points)?;
+                let ios: Vec<Option<ServerIo>> = match opts.server_io.is_empty() {
+                    true => vec![None],
+                    false => opts.server_io.iter().copied().map(Some).collect(),
+                };
+                for io in ios {
+                    check_interrupt()?;
+                    let p = run_point(&mut topo, opts, shards, n, mode, io, fd_limit)
+                        .with_context(|| {
+                            format!(
+                                "point shards={shards} subscribers={n} mode={} io={}",
+                                mode.name(),
+                                ServerIo::name(io)
+                            )
+                        })?;
+                    println!("{}", p.summary_line());
+                    points.push(p);
+                    // Written after every point: an interrupted sweep keeps what it measured.
+                    write_results(&opts.out, &points)?;
+                }
             }
         }
     }
@@ -241,6 +265,10 @@ impl ServerChild {
             Mode::Unicast => format!("server-shards{shards}.log"),
             _ => format!("server-shards{shards}-{}.log", mode.name()),
         });
+        let log = match io {
+            Some(ServerIo::Xdp) => log.with_extension("xdp.log"),
+            _ => log,
+        };
         let file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["serve", "--listen", &listen.to_string(), "--rtmp", &rtmp]);
@@ -254,6 +282,12 @@ impl ServerChild {
             }
             Some(ServerIo::Poll) => {
                 cmd.args(["--io", "poll"]);
+            }
+            Some(ServerIo::Xdp) => {
+                cmd.args(["--io", "xdp", "--xdp-iface", multicast_interface]);
+                // Every subscriber shares the namespace's one address: a per-source
+                // handshake limit would pace the joins.
+                cmd.args(["--xdp-handshake-limit", "off"]);
             }
         }
         let child = cmd
@@ -355,11 +389,13 @@ fn run_point(
     shards: u32,
     n: usize,
     mode: Mode,
+    io: Option<ServerIo>,
     fd_limit: u64,
 ) -> Result<Point> {
     eprintln!(
-        "bench: --- shards={shards} subscribers={n} mode={} ---",
-        mode.name()
+        "bench: --- shards={shards} subscribers={n} mode={} io={} ---",
+        mode.name(),
+        ServerIo::name(io)
     );
     let counter = if mode.is_multicast() {
         Some(GroupCounter::start(topo)?)
@@ -395,8 +431,7 @@ fn run_point(
             Some(SocketAddrV4::new(SERVER_ADDR, free.port()))
         }
     };
-    let (server, listen) =
-        ServerChild::start(shards, mode, &topo.root_if, rtmp, opts.server_io, &opts.out)?;
+    let (server, listen) = ServerChild::start(shards, mode, &topo.root_if, rtmp, io, &opts.out)?;
     eprintln!("bench: server pid {} on udp://{listen}", server.child.id());
     let url = RtmfpUrl::parse(&format!("rtmfp://{listen}/live/bench"))?;
 
@@ -556,6 +591,14 @@ fn run_point(
         tally.undecodable,
         tally.tap_drops
     );
+    if group.is_none() && tally.seconds < opts.seconds / 2.0 {
+        bail!(
+            "the subscribers' receiver measured {:.2} s of the {:.2} s window (it missed the \
+             start or the end of the measurement): no rate to report",
+            tally.seconds,
+            opts.seconds
+        );
+    }
     let point = match group {
         None => {
             tally.latencies_us.sort_unstable();
@@ -616,6 +659,7 @@ fn run_point(
         server_cores,
         mode,
         cpu_per_1k: cpu_per_1k(server_cores, n),
+        io: ServerIo::name(io).to_owned(),
     })
 }
 

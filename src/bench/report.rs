@@ -33,9 +33,11 @@ pub struct Point {
     pub mode: Mode,
     /// `server_cores` per 1,000 receivers: CPU seconds per second per 1,000.
     pub cpu_per_1k: f64,
+    /// The server's UDP I/O (`serve --io`): uring, poll, xdp, or auto (serve's choice).
+    pub io: String,
 }
 
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "shards",
     "subscribers",
     "bitrate_mbps",
@@ -54,10 +56,11 @@ const COLUMNS: [&str; 18] = [
     "server_cores",
     "mode",
     "cpu_per_1k",
+    "io",
 ];
 
 impl Point {
-    fn values(&self) -> [String; 18] {
+    fn values(&self) -> [String; 19] {
         [
             self.shards.to_string(),
             self.subscribers.to_string(),
@@ -77,6 +80,7 @@ impl Point {
             format!("{:.2}", self.server_cores),
             self.mode.name().to_owned(),
             format!("{:.3}", self.cpu_per_1k),
+            self.io.clone(),
         ]
     }
 
@@ -118,6 +122,8 @@ impl Point {
             server_cores: f("server_cores")?,
             mode: Mode::parse(get("mode")?)?,
             cpu_per_1k: f("cpu_per_1k")?,
+            // Lines from before the I/O sweep have no `io=`: serve chose.
+            io: get("io").unwrap_or("auto").to_owned(),
         })
     }
 }
@@ -185,7 +191,10 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
         .unwrap_or(10)
         .max(2) as f64;
     let x_range = (n_min / 1.5)..(n_max * 1.5);
-    let mut series: Vec<(Mode, u32)> = points.iter().map(|p| (p.mode, p.shards)).collect();
+    let mut series: Vec<(Mode, u32, &str)> = points
+        .iter()
+        .map(|p| (p.mode, p.shards, p.io.as_str()))
+        .collect();
     series.sort_unstable();
     series.dedup();
     let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, YELLOW];
@@ -225,20 +234,25 @@ pub fn plot(points: &[Point], path: &Path) -> Result<bool> {
             mesh.disable_x_mesh().disable_y_mesh();
         }
         mesh.draw()?;
-        for (k, (mode, shards)) in series.iter().enumerate() {
+        for (k, &(mode, shards, io)) in series.iter().enumerate() {
             let color = colors[k % colors.len()];
             let mut line: Vec<(f64, f64)> = points
                 .iter()
-                .filter(|p| p.mode == *mode && p.shards == *shards)
+                .filter(|p| p.mode == mode && p.shards == shards && p.io == io)
                 .map(|p| (p.subscribers as f64, value(p)))
                 .collect();
             line.sort_by(|a, b| a.0.total_cmp(&b.0));
             chart
                 .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
                 .label(format!(
-                    "{}, {shards} shard{}",
+                    "{}, {shards} shard{}{}",
                     mode.name(),
-                    if *shards == 1 { "" } else { "s" }
+                    if shards == 1 { "" } else { "s" },
+                    if io == "auto" {
+                        String::new()
+                    } else {
+                        format!(", {io}")
+                    }
                 ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
             chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
@@ -310,6 +324,7 @@ mod tests {
             server_cores: 1.97,
             mode: Mode::IpMulticast,
             cpu_per_1k: 1.97,
+            io: "xdp".into(),
         }
     }
 
@@ -359,8 +374,11 @@ mod tests {
             .map(|kv| kv.split_once('=').unwrap().0)
             .collect();
         assert_eq!(keys[..16], COLUMNS[..16]);
-        assert_eq!(keys[16..], ["mode", "cpu_per_1k"]);
-        assert!(line.ends_with(" mode=unicast cpu_per_1k=1.970"), "{line}");
+        assert_eq!(keys[16..], ["mode", "cpu_per_1k", "io"]);
+        assert!(
+            line.ends_with(" mode=unicast cpu_per_1k=1.970 io=xdp"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -46,10 +46,11 @@ pub enum Bench {
         /// for the publisher: for streams of hundreds of Mbit/s in the IP multicast modes).
         #[arg(long, value_enum, default_value_t = Ingest::Rtmfp)]
         ingest: Ingest,
-        /// The server's UDP I/O (`serve --io`): uring, or poll (the plain socket loop,
-        /// one sendto per datagram) [default: serve's choice].
-        #[arg(long, value_enum)]
-        server_io: Option<ServerIo>,
+        /// The server's UDP I/O (`serve --io`), or a comma-separated list to sweep in the
+        /// same run: uring, poll (the plain socket loop, one sendto per datagram), xdp
+        /// (AF_XDP on the server's veth end, copy mode) [default: serve's choice].
+        #[arg(long, alias = "io", value_enum, value_delimiter = ',')]
+        server_io: Vec<ServerIo>,
         /// Where fanout.csv, fanout.png and the server logs go.
         #[arg(long, default_value = "target/bench-fanout")]
         out: PathBuf,
@@ -156,7 +157,7 @@ pub fn bench(cmd: Bench) -> Result<()> {
                 shards,
                 modes: each_once(mode),
                 ingest,
-                server_io,
+                server_io: each_once(server_io),
                 bitrate_mbps: bitrate,
                 seconds,
                 ceiling_seconds,
@@ -169,14 +170,14 @@ pub fn bench(cmd: Bench) -> Result<()> {
 }
 
 /// The modes in the order given, each once.
-fn each_once(mut modes: Vec<FanoutMode>) -> Vec<FanoutMode> {
+fn each_once<T: PartialEq + Copy>(mut items: Vec<T>) -> Vec<T> {
     let mut seen = Vec::new();
-    modes.retain(|m| {
+    items.retain(|m| {
         let first = !seen.contains(m);
         seen.push(*m);
         first
     });
-    modes
+    items
 }
 
 #[cfg(test)]

@@ -94,6 +94,10 @@ enum Command {
         /// Needs root (or CAP_BPF and CAP_NET_ADMIN); other traffic is untouched.
         #[arg(long, value_name = "IF")]
         xdp_guard: Option<String>,
+        /// Handshakes a second per source address, and the burst, that the XDP program
+        /// (--xdp-guard, --io xdp) lets through, or `off` [default: 20/40].
+        #[arg(long, value_name = "RATE/BURST")]
+        xdp_handshake_limit: Option<String>,
     },
     /// Open a session with any RTMFP server, print what was negotiated, close it.
     Probe {
@@ -227,6 +231,7 @@ pub fn main() -> ExitCode {
             multicast_loop,
             metrics,
             xdp_guard,
+            xdp_handshake_limit,
         } => serve::serve(
             listen,
             rtmp.as_deref(),
@@ -249,6 +254,7 @@ pub fn main() -> ExitCode {
                     IoArg::Xdp => IoChoice::Xdp,
                 }),
                 xdp_iface,
+                xdp_handshake_limit,
                 metrics,
                 xdp_guard,
             },

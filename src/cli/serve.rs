@@ -140,6 +140,8 @@ pub struct EngineFlags {
     pub io: Option<IoChoice>,
     /// `--xdp-iface IF`: the interface for AF_XDP.
     pub xdp_iface: Option<String>,
+    /// `--xdp-handshake-limit RATE/BURST|off`, for the guard and the AF_XDP path.
+    pub xdp_handshake_limit: Option<String>,
     /// `--metrics ADDR:PORT|off`: overrides the config's `[server] metrics_listen`.
     pub metrics: Option<String>,
     /// `--xdp-guard IF`: the interface to attach the XDP guard to.
@@ -172,9 +174,22 @@ pub fn start(
         shards: flags.shards,
         io: flags.io.unwrap_or(IoChoice::Auto),
         xdp_interface: flags.xdp_iface.clone(),
+        xdp_handshake_limit: handshake_limit(flags)?,
         ..EngineOptions::default()
     };
     Engine::start(Arc::new(cfg), endpoint, options, hook)
+}
+
+/// `--xdp-handshake-limit`, or the guard's default (20/s, burst 40).
+fn handshake_limit(flags: &EngineFlags) -> Result<(u32, u32)> {
+    match &flags.xdp_handshake_limit {
+        None => {
+            let d = GuardConfig::for_ports(Vec::new());
+            Ok((d.handshake_rate, d.handshake_burst))
+        }
+        Some(text) => GuardConfig::parse_handshake_limit(text)
+            .map_err(|e| anyhow::anyhow!("--xdp-handshake-limit {e}")),
+    }
 }
 
 /// A hook that logs what a shard's server does and, now and then, its drop counters.
@@ -292,7 +307,12 @@ pub fn serve(
     }
     let guard = match &flags.xdp_guard {
         Some(interface) => {
-            let config = GuardConfig::for_ports(vec![engine.rtmfp_addr.port()]);
+            let (handshake_rate, handshake_burst) = handshake_limit(flags)?;
+            let config = GuardConfig {
+                handshake_rate,
+                handshake_burst,
+                ..GuardConfig::for_ports(vec![engine.rtmfp_addr.port()])
+            };
             let guard = XdpGuard::attach(interface, &config)
                 .with_context(|| format!("--xdp-guard {interface}"))?;
             println!(

@@ -56,6 +56,9 @@ pub struct EngineOptions {
     /// The interface for AF_XDP (`--xdp-iface`): required by [`IoChoice::Xdp`], tried
     /// first by [`IoChoice::Auto`].
     pub xdp_interface: Option<String>,
+    /// Handshakes a second per source address and burst the XDP program lets through
+    /// on the AF_XDP path; (0, 0): no limit.
+    pub xdp_handshake_limit: (u32, u32),
 }
 
 impl Default for EngineOptions {
@@ -66,6 +69,7 @@ impl Default for EngineOptions {
             pin: true,
             steering: true,
             xdp_interface: None,
+            xdp_handshake_limit: (20, 40),
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct XdpSetup {
 /// puts our XDP program in front of them.
 fn open_xdp(
     interface: Option<&str>,
+    (handshake_rate, handshake_burst): (u32, u32),
     local: SocketAddr,
     shards: usize,
 ) -> Result<(XdpSetup, Vec<Option<XdpPath>>)> {
@@ -96,7 +101,12 @@ fn open_xdp(
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count()
         .clamp(1, shards);
-    let guard = XdpGuard::attach(interface, &GuardConfig::for_ports(vec![local.port()]))
+    let config = GuardConfig {
+        handshake_rate,
+        handshake_burst,
+        ..GuardConfig::for_ports(vec![local.port()])
+    };
+    let guard = XdpGuard::attach(interface, &config)
         .with_context(|| format!("attaching the XDP program to {interface}"))?;
     let mut paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
     let mut mode = XdpMode::Copy;
@@ -210,7 +220,8 @@ impl Engine {
         let (mut xdp, mut xdp_unavailable) = (None, None);
         let mut xdp_paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
         if want_xdp {
-            match open_xdp(options.xdp_interface.as_deref(), rtmfp_addr, shards) {
+            let interface = options.xdp_interface.as_deref();
+            match open_xdp(interface, options.xdp_handshake_limit, rtmfp_addr, shards) {
                 Ok((setup, paths)) => {
                     xdp = Some(setup);
                     xdp_paths = paths;

@@ -521,12 +521,14 @@ impl XskSocket {
         n
     }
 
-    /// Tells the kernel to send what the TX ring holds, if it asked to be told (copy mode
-    /// always does; it sends a bounded number per call, so we call until it is done or
-    /// says it is busy).
+    /// Tells the kernel to send what the TX ring holds. In zero-copy mode only when the
+    /// driver asked (the ring's need-wakeup flag); in copy mode always: there the kernel
+    /// sends only inside this call (never setting the flag), a bounded number per call,
+    /// so we call until the ring is empty or the device is busy.
     pub fn kick(&mut self) {
         for _ in 0..64 {
-            if !self.tx.needs_wakeup() || self.tx_pending() == 0 {
+            let asked = self.mode == XdpMode::Copy || self.tx.needs_wakeup();
+            if !asked || self.tx_pending() == 0 {
                 return;
             }
             // SAFETY: a zero-length send on our socket: the kernel's TX trigger.
