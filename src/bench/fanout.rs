@@ -156,6 +156,7 @@ fn measure_ceiling(
     n: usize,
     secs: f64,
     fd_limit: u64,
+    io: Option<ServerIo>,
 ) -> Result<Vec<CeilingRun>> {
     let from = SocketAddrV4::new(SERVER_ADDR, 0);
     let per_method = Duration::from_secs_f64(secs);
@@ -168,6 +169,18 @@ fn measure_ceiling(
         let dests: Vec<SocketAddrV4> = (0..n).map(|i| subscriber_addr(BASE_PORT, i)).collect();
         let fds_left = fd_limit.saturating_sub(open_fds());
         let runs = ceiling::measure(from, &dests, per_method, fds_left)?;
+        if io == Some(ServerIo::Xdp) {
+            // Not a kernel method: printed beside the ceiling, never taken as it.
+            let mac = topo.ns_if_mac()?;
+            let from = SocketAddrV4::new(SERVER_ADDR, BASE_PORT);
+            match super::xdp_ceiling::measure(&topo.root_if, from, &dests, mac, per_method) {
+                Ok((pps, mode)) => eprintln!(
+                    "bench: AF_XDP raw TX ({mode} mode, prebuilt frames, no encryption) to \
+                     {n} destinations: {pps:.0} pps"
+                ),
+                Err(e) => eprintln!("bench: AF_XDP raw TX not measured: {e:#}"),
+            }
+        }
         (runs, format!("{n} destinations"))
     };
     for r in &runs {
@@ -402,7 +415,7 @@ fn run_point(
     } else {
         None
     };
-    let mut ceilings = measure_ceiling(topo, mode, n, opts.ceiling_seconds, fd_limit)?;
+    let mut ceilings = measure_ceiling(topo, mode, n, opts.ceiling_seconds, fd_limit, io)?;
     let before = ceilings.iter().map(|r| r.pps).fold(0.0, f64::max);
     let bitrate = chosen_bitrate(opts, mode, before, n);
     let bps = (bitrate * 1e6) as u64;
@@ -575,6 +588,7 @@ fn run_point(
         n,
         opts.ceiling_seconds,
         fd_limit,
+        io,
     )?);
     let group = counter.map(GroupCounter::finish).transpose()?;
     let best = ceilings

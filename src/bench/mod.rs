@@ -27,6 +27,7 @@ pub mod receiver;
 pub mod report;
 pub mod rtmp_publisher;
 pub mod subscribers;
+pub mod xdp_ceiling;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -96,6 +96,18 @@ impl Topology {
     /// a packet tap instead of N UDP sockets. [`IngressDrop::UnicastUdp`] lets IP
     /// multicast through to the socket joined to the group. (tc would do, but this
     /// kernel has no tc drop action: CONFIG_NET_ACT_GACT is off.)
+    /// The MAC address of the subscribers' veth end (inside the namespace).
+    pub fn ns_if_mac(&self) -> Result<crate::engine::xdp::frame::Mac> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns, "-br", "link", "show", "dev", &self.ns_if])
+            .output()
+            .context("running ip")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find_map(crate::engine::xdp::parse_mac)
+            .with_context(|| format!("no MAC address for {} in `{}`", self.ns_if, text.trim()))
+    }
+
     pub fn set_ingress_drop(&mut self, drop: IngressDrop) -> Result<()> {
         if drop == self.drop_filter {
             return Ok(());
