@@ -70,6 +70,7 @@ fn start(io: IoChoice, steering: bool, opened: Arc<AtomicUsize>) -> Engine {
         io,
         pin: false,
         steering,
+        ..EngineOptions::default()
     };
     let hook = move |_shard: u8| -> StepHook {
         let opened = opened.clone();
