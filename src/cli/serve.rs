@@ -322,14 +322,26 @@ pub fn serve(
                 config.handshake_rate,
                 config.handshake_burst
             );
-            Some(guard)
+            Some(Arc::new(guard))
         }
         None => None,
     };
     // Started once the engine is: the page has shards to show from the first scrape.
     if let Some(addr) = metrics {
         let stats = engine.stats.clone();
-        let endpoint = MetricsServer::start(addr, move || metrics::shards::render(&stats))
+        let programs: Vec<Arc<XdpGuard>> = guard
+            .iter()
+            .chain(engine.xdp.as_ref().map(|x| &x.guard))
+            .cloned()
+            .collect();
+        let page = move || {
+            let attached: Vec<(&str, _)> = programs
+                .iter()
+                .map(|g| (g.interface(), g.counters()))
+                .collect();
+            metrics::shards::render(&stats) + &metrics::shards::render_xdp_program(&attached)
+        };
+        let endpoint = MetricsServer::start(addr, page)
             .with_context(|| format!("metrics endpoint on {addr}"))?;
         println!("metrics on http://{}{}", endpoint.addr, metrics::http::PATH);
     }

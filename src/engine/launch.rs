@@ -76,8 +76,9 @@ impl Default for EngineOptions {
 
 /// The AF_XDP path as it was set up.
 pub struct XdpSetup {
-    /// Our XDP program on the interface: it redirects the RTMFP port to the sockets.
-    pub guard: XdpGuard,
+    /// Our XDP program on the interface: it redirects the RTMFP port to the sockets
+    /// (shared with whoever reads its counters, such as the metrics endpoint).
+    pub guard: Arc<XdpGuard>,
     pub interface: String,
     pub mode: XdpMode,
     /// Queues with a socket: shard i has queue i for i below this.
@@ -121,7 +122,7 @@ fn open_xdp(
         *path = Some(opened);
     }
     let setup = XdpSetup {
-        guard,
+        guard: Arc::new(guard),
         interface: interface.to_owned(),
         mode,
         queues,

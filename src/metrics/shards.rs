@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use super::text::{Exposition, Kind};
 use crate::engine::server_snapshot::ServerSnapshot;
 use crate::engine::shard::ShardStats;
+use crate::engine::xdp_guard::GuardCounters;
 use crate::proto::DropReason;
 
 /// A metric with one value per shard.
@@ -148,7 +149,76 @@ const PER_SHARD: &[PerShard] = &[
         "Media frames lagging RTMFP players did not get (they resume at a keyframe).",
         |s| &s.frames_skipped_for_lag,
     ),
+    counter(
+        "rtmfp_edge_xdp_frames_received_total",
+        "Frames the shard read from its AF_XDP socket's RX ring (--io xdp).",
+        |s| &s.xdp.frames_received,
+    ),
+    counter(
+        "rtmfp_edge_xdp_frames_not_ours_total",
+        "Of those, frames that were not a UDP datagram for the server's port (dropped).",
+        |s| &s.xdp.frames_not_ours,
+    ),
+    counter(
+        "rtmfp_edge_xdp_datagrams_sent_total",
+        "Datagrams the shard sent through its AF_XDP socket's TX ring.",
+        |s| &s.xdp.sent,
+    ),
+    counter(
+        "rtmfp_edge_xdp_datagrams_sent_by_kernel_total",
+        "Datagrams the AF_XDP shard sent through its kernel socket: next hop not known yet.",
+        |s| &s.xdp.sent_by_kernel,
+    ),
+    counter(
+        "rtmfp_edge_xdp_datagrams_send_failed_total",
+        "Datagrams the AF_XDP shard could send by neither path.",
+        |s| &s.xdp.send_failed,
+    ),
 ];
+
+/// The XDP program's families (label `interface`, and `verdict` for frames).
+const XDP_PROGRAM_FRAMES: &str = "rtmfp_edge_xdp_program_frames_total";
+const XDP_PROGRAM_HANDSHAKES: &str = "rtmfp_edge_xdp_program_handshakes_total";
+
+/// The XDP program's families' names, for the docs' test.
+pub fn xdp_program_family_names() -> [&'static str; 2] {
+    [XDP_PROGRAM_FRAMES, XDP_PROGRAM_HANDSHAKES]
+}
+
+/// The XDP program's counters on each interface it is attached to, as metric families
+/// to append to [`render`]'s page (empty when it is attached nowhere).
+pub fn render_xdp_program(attached: &[(&str, GuardCounters)]) -> String {
+    if attached.is_empty() {
+        return String::new();
+    }
+    let mut page = Exposition::new();
+    let mut family = page.family(
+        XDP_PROGRAM_FRAMES,
+        Kind::Counter,
+        "Frames our XDP program judged, by verdict: not_ours (not for the RTMFP port: to the kernel), passed (to the kernel), redirected (to AF_XDP), dropped_short, dropped_bad_length, dropped_handshake_rate.",
+    );
+    for (interface, c) in attached {
+        for (verdict, value) in [
+            ("not_ours", c.not_ours),
+            ("passed", c.passed),
+            ("redirected", c.redirected),
+            ("dropped_short", c.dropped_short),
+            ("dropped_bad_length", c.dropped_bad_length),
+            ("dropped_handshake_rate", c.dropped_handshake_rate),
+        ] {
+            family.sample(&[("interface", interface), ("verdict", verdict)], value);
+        }
+    }
+    let mut family = page.family(
+        XDP_PROGRAM_HANDSHAKES,
+        Kind::Counter,
+        "Handshake datagrams (session id 0) our XDP program let through.",
+    );
+    for (interface, c) in attached {
+        family.sample(&[("interface", interface)], c.handshakes);
+    }
+    page.into_text()
+}
 
 /// Metric families with more labels than `shard`.
 const SESSIONS_OPENED: &str = "rtmfp_edge_sessions_opened_total";
@@ -243,9 +313,28 @@ mod tests {
     }
 
     #[test]
+    fn the_xdp_program_counters_render_per_interface_and_verdict() {
+        assert_eq!(render_xdp_program(&[]), "");
+        let counters = GuardCounters {
+            redirected: 5,
+            dropped_handshake_rate: 49_792,
+            handshakes: 9,
+            ..GuardCounters::default()
+        };
+        let text = render_xdp_program(&[("eth0", counters)]);
+        assert!(text.contains(
+            "rtmfp_edge_xdp_program_frames_total{interface=\"eth0\",verdict=\"dropped_handshake_rate\"} 49792\n"
+        ));
+        assert!(text.contains(
+            "rtmfp_edge_xdp_program_frames_total{interface=\"eth0\",verdict=\"redirected\"} 5\n"
+        ));
+        assert!(text.contains("rtmfp_edge_xdp_program_handshakes_total{interface=\"eth0\"} 9\n"));
+    }
+
+    #[test]
     fn docs_list_every_metric() {
         let docs = include_str!("../../docs/metrics.md");
-        for name in family_names() {
+        for name in family_names().into_iter().chain(xdp_program_family_names()) {
             assert!(
                 docs.contains(&format!("`{name}`")),
                 "docs/metrics.md lacks {name}"
