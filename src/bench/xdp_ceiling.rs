@@ -43,6 +43,7 @@ pub fn measure(
     let link = Link {
         source_mac,
         destination_mac,
+        hop_limit: crate::engine::xdp::frame::UNICAST_HOP_LIMIT,
     };
     let mut descriptors = Vec::with_capacity(FRAMES as usize);
     let memory = region.bytes_mut();

@@ -92,6 +92,7 @@ fn open_xdp(
     (handshake_rate, handshake_burst): (u32, u32),
     local: SocketAddr,
     shards: usize,
+    multicast_hop_limit: u8,
 ) -> Result<(XdpSetup, Vec<Option<XdpPath>>)> {
     let Some(interface) = interface else {
         bail!("no interface given (--xdp-iface IF)");
@@ -113,7 +114,7 @@ fn open_xdp(
     let mut mode = XdpMode::Copy;
     for (queue, path) in paths.iter_mut().enumerate().take(queues) {
         use std::os::fd::AsRawFd;
-        let opened = XdpPath::open(interface, queue as u32, local)
+        let opened = XdpPath::open(interface, queue as u32, local, multicast_hop_limit)
             .with_context(|| format!("AF_XDP socket on {interface} queue {queue}"))?;
         guard
             .bind_socket(queue as u32, opened.socket().as_raw_fd())
@@ -222,7 +223,9 @@ impl Engine {
         let mut xdp_paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
         if want_xdp {
             let interface = options.xdp_interface.as_deref();
-            match open_xdp(interface, options.xdp_handshake_limit, rtmfp_addr, shards) {
+            let limit = options.xdp_handshake_limit;
+            let hop_limit = u8::try_from(config.multicast.ttl).unwrap_or(u8::MAX);
+            match open_xdp(interface, limit, rtmfp_addr, shards, hop_limit) {
                 Ok((setup, paths)) => {
                     xdp = Some(setup);
                     xdp_paths = paths;

@@ -448,15 +448,29 @@ impl Shard {
         }
     }
 
-    /// Output on AF_XDP: IP multicast through the kernel socket (the kernel maps the
-    /// group to its MAC and loops it back as configured), then the sessions' datagrams
-    /// sealed straight into UMEM frames.
+    /// Output on AF_XDP: IP multicast datagrams copied into UMEM frames (to the group's
+    /// Ethernet address; the kernel's loop-back to local receivers does not apply), then
+    /// the sessions' datagrams sealed straight into UMEM frames. Multicast that finds no
+    /// free frame waits in the server's queue, which holds RTMP input back meanwhile.
     fn flush_xdp(&mut self, xdp: &mut XdpPath, now: Instant) {
         let mut sent = 0;
-        while let Some(t) = self.server.poll_multicast() {
-            if self.udp.send_to(&t.payload, t.destination).is_ok() {
-                sent += 1;
+        loop {
+            let server = &mut self.server;
+            let n = xdp.fill(&self.udp, |batch| {
+                let mut n = 0;
+                while !batch.is_full() {
+                    let Some(t) = server.poll_multicast() else {
+                        break;
+                    };
+                    // Never false with room: the server's datagrams fit a slot.
+                    n += usize::from(batch.push(t.destination, &t.payload));
+                }
+                n
+            });
+            if n == 0 {
+                break;
             }
+            sent += n as u64;
         }
         loop {
             let endpoint = &mut self.server.endpoint;

@@ -27,8 +27,12 @@ pub const MIN_SPAN: Duration = Duration::from_millis(100);
 /// The slowest the bucket fills, in bytes per second (256 kbit/s): a stream that has
 /// just started, or is nearly silent, is not held back below this.
 pub const FLOOR: u64 = 32_000;
-/// Bytes the bucket holds: a few datagrams may leave back to back.
+/// Bytes the bucket holds at least: a few datagrams may leave back to back.
 pub const DEPTH: u64 = 4 * MAX_DATAGRAM as u64;
+/// ... and at least this long at the paced rate: the coarsest timer a driver sleeps on
+/// (epoll's millisecond). A bucket shallower than one tick of the rate caps the sender at
+/// `DEPTH` per tick, whatever the rate (4,000 datagrams a second on a 1 ms timer).
+pub const DEPTH_TIME: Duration = Duration::from_millis(1);
 /// The measuring window's slots.
 const SLOT: Duration = Duration::from_millis(50);
 
@@ -90,7 +94,7 @@ impl Pacer {
     pub fn try_send(&mut self, now: Instant, len: usize) -> bool {
         self.fill(now);
         let cost = (len as u64).saturating_mul(MICRO);
-        if self.credit < cost.min(DEPTH * MICRO) {
+        if self.credit < cost.min(self.depth(now)) {
             return false;
         }
         self.credit = self.credit.saturating_sub(cost);
@@ -101,7 +105,7 @@ impl Pacer {
     /// [`Pacer::try_send`].
     pub fn next_send(&self, len: usize) -> Instant {
         let at = self.filled_at.unwrap_or(Instant::ZERO);
-        let cost = (len as u64).saturating_mul(MICRO).min(DEPTH * MICRO);
+        let cost = (len as u64).saturating_mul(MICRO).min(self.depth(at));
         let missing = cost.saturating_sub(self.credit);
         let rate = self.rate(at);
         // Rounded up: at that instant the credit is there.
@@ -117,9 +121,16 @@ impl Pacer {
         self.credit = self
             .credit
             .saturating_add(rate.saturating_mul(elapsed))
-            .min(DEPTH * MICRO);
+            .min(self.depth(at));
         self.filled_at = Some(now.max(at));
         self.forget_before(now);
+    }
+
+    /// What the bucket holds at most, in millionths of a byte: [`DEPTH`], or
+    /// [`DEPTH_TIME`] at the rate of `at` when that is more.
+    fn depth(&self, at: Instant) -> u64 {
+        let tick = self.rate(at).saturating_mul(DEPTH_TIME.as_micros() as u64);
+        (DEPTH * MICRO).max(tick)
     }
 
     /// Drops the slots that left the window; once it is empty the stream's rate is
@@ -152,6 +163,34 @@ mod tests {
 
     fn at(ms: u64) -> Instant {
         Instant::from_micros(10_000_000 + ms * 1000)
+    }
+
+    #[test]
+    fn a_fast_stream_gets_a_millisecond_of_credit_per_wakeup_not_four_datagrams() {
+        let mut p = Pacer::default();
+        // 100 MB/s fed for a second (a 800 Mbit/s stream): 100 kB every millisecond.
+        for i in 0..1000 {
+            p.fed(at(i), 100_000);
+        }
+        let now = at(1000);
+        let rate = p.rate(now);
+        assert!(rate >= 140_000_000, "{rate}");
+        // A driver that wakes once a millisecond: each wakeup lets a millisecond's worth
+        // go (rate * 1 ms, about 150 datagrams), not just DEPTH's four.
+        while p.try_send(now, 1000) {}
+        let mut sent = 0;
+        while p.try_send(now + Duration::from_millis(1), 1000) {
+            sent += 1;
+        }
+        let tick = (rate / 1000 / 1000) as usize;
+        assert!(
+            (tick - 2..=tick + 1).contains(&sent),
+            "sent {sent}, a tick is {tick}"
+        );
+        assert!(
+            sent as u64 * 1000 > 10 * DEPTH,
+            "{sent}: no more than the fixed depth"
+        );
     }
 
     #[test]

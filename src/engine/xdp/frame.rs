@@ -129,6 +129,27 @@ pub fn checksum(bytes: &[u8]) -> u16 {
 pub struct Link {
     pub source_mac: Mac,
     pub destination_mac: Mac,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub hop_limit: u8,
+}
+
+/// TTL of unicast datagrams, as the kernel's default.
+pub const UNICAST_HOP_LIMIT: u8 = 64;
+
+/// The Ethernet address an IP multicast group maps to (RFC 1112 §6.4: 01:00:5e and the
+/// group's low 23 bits; RFC 2464 §7: 33:33 and the low 32 bits); None for unicast.
+pub fn multicast_mac(group: IpAddr) -> Option<Mac> {
+    match group {
+        IpAddr::V4(g) if g.is_multicast() => {
+            let o = g.octets();
+            Some([0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]])
+        }
+        IpAddr::V6(g) if g.is_multicast() => {
+            let o = g.octets();
+            Some([0x33, 0x33, o[12], o[13], o[14], o[15]])
+        }
+        _ => None,
+    }
 }
 
 /// Bytes of headers in front of a datagram from `from` to `to`.
@@ -171,7 +192,7 @@ pub fn write_headers(
             ip[4..6].copy_from_slice(&[0, 0]);
             // Don't fragment, as the kernel path sends (IP_PMTUDISC_PROBE).
             ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
-            ip[8] = 64;
+            ip[8] = link.hop_limit;
             ip[9] = IPPROTO_UDP;
             ip[10..12].copy_from_slice(&[0, 0]);
             ip[12..16].copy_from_slice(&src.octets());
@@ -186,7 +207,7 @@ pub fn write_headers(
             ip[0..4].copy_from_slice(&0x6000_0000u32.to_be_bytes());
             ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
             ip[6] = IPPROTO_UDP;
-            ip[7] = 64;
+            ip[7] = link.hop_limit;
             ip[8..24].copy_from_slice(&src.octets());
             ip[24..40].copy_from_slice(&dst.octets());
             ETH_HEADER + IPV6_HEADER
@@ -223,6 +244,7 @@ mod tests {
         Link {
             source_mac: [2, 0, 0, 0, 0, 1],
             destination_mac: [2, 0, 0, 0, 0, 2],
+            hop_limit: 64,
         }
     }
 
@@ -266,6 +288,21 @@ mod tests {
         pseudo.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
         pseudo.extend_from_slice(&frame[34..]);
         assert_eq!(checksum(&pseudo), 0);
+    }
+
+    #[test]
+    fn multicast_groups_map_to_their_ethernet_addresses() {
+        let v4: IpAddr = "239.129.2.3".parse().unwrap();
+        assert_eq!(
+            multicast_mac(v4),
+            Some([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03])
+        );
+        let v6: IpAddr = "ff02::1:ff00:1234".parse().unwrap();
+        assert_eq!(
+            multicast_mac(v6),
+            Some([0x33, 0x33, 0xff, 0x00, 0x12, 0x34])
+        );
+        assert_eq!(multicast_mac("10.0.0.1".parse().unwrap()), None);
     }
 
     #[test]

@@ -56,6 +56,8 @@ struct TxBatch {
 /// A shard's AF_XDP socket, its transmit batches and the next-hop table.
 pub struct XdpPath {
     socket: XskSocket,
+    /// TTL (hop limit) of the IP multicast datagrams sent through the socket.
+    multicast_hop_limit: u8,
     local_mac: Mac,
     /// The server's address (its IP may be unspecified: then the address a peer wrote to
     /// is the one we answer from).
@@ -70,8 +72,14 @@ pub struct XdpPath {
 }
 
 impl XdpPath {
-    /// Opens an AF_XDP socket on `queue` of `interface` for the server at `local`.
-    pub fn open(interface: &str, queue: u32, local: SocketAddr) -> io::Result<Self> {
+    /// Opens an AF_XDP socket on `queue` of `interface` for the server at `local`; IP
+    /// multicast datagrams sent through it get `multicast_hop_limit`.
+    pub fn open(
+        interface: &str,
+        queue: u32,
+        local: SocketAddr,
+        multicast_hop_limit: u8,
+    ) -> io::Result<Self> {
         let ifindex = crate::engine::sockopt::interface_index(interface)?;
         let local_mac = interface_mac(interface)?;
         let mut socket = XskSocket::open(ifindex, queue, XskConfig::default())?;
@@ -88,6 +96,7 @@ impl XdpPath {
         let tx_base = batches.first().map_or(0, |b| b.base);
         Ok(XdpPath {
             socket,
+            multicast_hop_limit,
             local_mac,
             local,
             neighbours: HashMap::new(),
@@ -188,16 +197,24 @@ impl XdpPath {
                 break;
             };
             let slot_addr = batch.base + (i * FRAME_SIZE) as u64;
-            let hop = next_hop(
-                &mut self.neighbours,
-                &mut self.neighbours_read,
-                self.local,
-                to,
-            );
-            let written = hop.and_then(|(mac, from_ip)| {
+            let hop = match frame::multicast_mac(to.ip()) {
+                Some(mac) if !self.local.ip().is_unspecified() => {
+                    Some((mac, self.local.ip(), self.multicast_hop_limit))
+                }
+                Some(_) => None,
+                None => next_hop(
+                    &mut self.neighbours,
+                    &mut self.neighbours_read,
+                    self.local,
+                    to,
+                )
+                .map(|(mac, from_ip)| (mac, from_ip, frame::UNICAST_HOP_LIMIT)),
+            };
+            let written = hop.and_then(|(mac, from_ip, hop_limit)| {
                 let link = Link {
                     source_mac: self.local_mac,
                     destination_mac: mac,
+                    hop_limit,
                 };
                 let from = SocketAddr::new(from_ip, self.local.port());
                 frame::write_headers(slot, HEADROOM, datagram_len, &link, from, to)
