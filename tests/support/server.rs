@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_rtmfp-edge");
@@ -28,6 +28,13 @@ impl Server {
 
     /// Starts the server inside network namespace `netns` (`ip netns exec`), if given.
     pub fn start_in(netns: Option<&str>, extra: &[&str]) -> Server {
+        Server::try_start_in(netns, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Server::start_in`], but when serve exits before it serves (it refused its
+    /// arguments, or what they ask for is unavailable here): `Err` with its exit status
+    /// and what it wrote to stderr, for a test to report as skipped where that is why.
+    pub fn try_start_in(netns: Option<&str>, extra: &[&str]) -> Result<Server, String> {
         let mut args = vec!["serve"];
         if !extra.contains(&"--listen") {
             args.extend(["--listen", "127.0.0.1:0"]);
@@ -47,7 +54,7 @@ impl Server {
         let mut child = command
             .args(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("starting rtmfp-edge serve");
         let stdout = child.stdout.take().unwrap();
@@ -59,6 +66,18 @@ impl Server {
                 }
             }
         });
+        // Passed on to the test's stderr as it comes, and kept until serve has served.
+        let stderr = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if kept.len() < 100 {
+                    kept.push(line);
+                }
+            }
+            kept
+        });
         let mut server = Server {
             child,
             lines,
@@ -67,10 +86,31 @@ impl Server {
             rtmp: None,
             metrics: None,
         };
-        let line = server.wait_for(
-            |l| l.contains("serving RTMFP on udp://"),
-            Duration::from_secs(10),
-        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let line = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.lines.recv_timeout(left) {
+                Ok(line) => {
+                    server.log.push(line.clone());
+                    if line.contains("serving RTMFP on udp://") {
+                        break line;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = server.child.wait().unwrap();
+                    let stderr = stderr.join().unwrap_or_default();
+                    return Err(format!(
+                        "serve exited ({status}) before it served: {}\nlog:\n{}",
+                        stderr.join("\n"),
+                        server.log.join("\n")
+                    ));
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "server never logged the expected line; log:\n{}",
+                    server.log.join("\n")
+                ),
+            }
+        };
         server.rtmfp = line
             .rsplit("udp://")
             .next()
@@ -98,7 +138,7 @@ impl Server {
             let addr = line["metrics on http://".len()..].trim_end_matches("/metrics");
             server.metrics = Some(addr.parse().unwrap());
         }
-        server
+        Ok(server)
     }
 
     /// Waits for a log line; panics with the log so far if it does not come.
