@@ -390,8 +390,8 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].split(',').count(), COLUMNS.len());
         assert!(rows[0].starts_with("shards,subscribers,"));
-        assert!(rows[0].ends_with(",mode,cpu_per_1k"));
-        assert!(rows[1].ends_with(",ipmulticast,1.970"));
+        assert!(rows[0].ends_with(",mode,cpu_per_1k,io"));
+        assert!(rows[1].ends_with(",ipmulticast,1.970,xdp"));
         assert!(rows[1].starts_with("2,1000,3.500,5.00,151234,"));
         assert!(rows[2].starts_with("1,1000,"));
         assert!(rows.iter().all(|r| r.split(',').count() == COLUMNS.len()));
