@@ -463,6 +463,14 @@ pub fn log_event(server: &EdgeServer, event: &ServerEvent) {
         ServerEvent::GroupJoinUnreadable { session, error } => {
             println!("rtmfp session {session:08x}: group join refused: {error}")
         }
+        ServerEvent::ConfigReloaded(ended) => println!(
+            "shard {}: reloaded config in effect; ended what it no longer allows: \
+             {} connection(s), {} publication(s), {} group membership(s)",
+            server.endpoint.config().shard,
+            ended.connections,
+            ended.publications,
+            ended.memberships
+        ),
     }
 }
 
