@@ -3,13 +3,18 @@
 //! with the status a refusal carries, newcomers are judged by the new rules, and the
 //! settings that need a restart keep their running values.
 
+#[path = "support/group_world.rs"]
+mod group_world;
+
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rtmfp_edge::flash::amf::Value;
 use rtmfp_edge::flash::command::{code, status_code, Command};
 use rtmfp_edge::flash::tc::kind;
+use rtmfp_edge::group::member::GroupEvent;
 use rtmfp_edge::group::GroupSpec;
 use rtmfp_edge::proto::epd::PeerId;
 use rtmfp_edge::server::app::{App, AppEvent, ConnId, Outgoing, ReloadOutcome, GROUP_REJECTED};
@@ -391,6 +396,40 @@ fn a_group_member_of_a_group_the_app_no_longer_allows_leaves_it_with_the_reason(
     assert!(!out.contains(&(member, Outgoing::LeaveGroup { group: kept })));
     assert!(!closes(&out, member), "the session itself is still allowed");
     assert_eq!(app.census().group_members, 1, "still in the kept group");
+}
+
+/// Through the server and a real member over RTMFP (in memory): the member's group flow
+/// is rejected, which our member takes as its join refused.
+#[test]
+fn a_member_of_a_group_no_longer_allowed_has_its_group_flow_rejected() {
+    let spec = GroupSpec::parse(group_world::SPEC).unwrap();
+    let mut world = group_world::World::new();
+    let member = world.add_member(&spec);
+    world.run_for(Duration::from_millis(500));
+    assert!(!world.members[member]
+        .events
+        .contains(&GroupEvent::JoinRefused));
+
+    let now = world.now;
+    world.server.reload_config(
+        now,
+        config("[[app]]\nname = \"live\"\n[app.group]\nallow = [\"another\"]\n"),
+    );
+    world.run_for(Duration::from_millis(500));
+
+    assert!(
+        world.members[member]
+            .events
+            .contains(&GroupEvent::JoinRefused),
+        "{:?}",
+        world.members[member].events
+    );
+    assert_eq!(world.server.app().census().group_members, 0);
+    assert_eq!(
+        world.server.app().census().connections,
+        1,
+        "still connected"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

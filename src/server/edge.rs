@@ -760,8 +760,9 @@ impl EdgeServer {
     /// ([`ServerConfig::reload`]).
     pub fn reload_config(&mut self, now: Instant, config: Arc<ServerConfig>) {
         let outcome = self.app.reload(config);
-        self.events.push_back(ServerEvent::ConfigReloaded(outcome));
         self.pump(now);
+        // After the app's own events: the summary follows the clients it names.
+        self.events.push_back(ServerEvent::ConfigReloaded(outcome));
     }
 
     pub fn frames_skipped_for_lag(&self) -> u64 {
