@@ -289,6 +289,7 @@ fn show(out: &Outgoing) -> String {
         }
         Outgoing::PeerAddresses(addrs) => format!("peers {addrs:?}"),
         Outgoing::GroupMember { group, peer } => format!("group {group} member {peer}"),
+        Outgoing::LeaveGroup { group } => format!("leave group {group}"),
         Outgoing::Close => "close".into(),
     }
 }

@@ -91,7 +91,8 @@ enum Command {
         /// Attach the XDP guard (bpf/xdp_guard.bpf.c, docs/xdp.md) to this interface:
         /// datagrams to the RTMFP port that cannot be RTMFP are dropped before the UDP
         /// stack, and handshakes are limited to 20 a second (burst 40) per source address.
-        /// Needs root (or CAP_BPF and CAP_NET_ADMIN); other traffic is untouched.
+        /// Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON); other traffic is
+        /// untouched.
         #[arg(long, value_name = "IF")]
         xdp_guard: Option<String>,
         /// Handshakes a second per source address, and the burst, that the XDP program

@@ -99,6 +99,10 @@ pub fn play_stream(
                 eprintln!("{code}: {description}");
                 stats.ended = true
             }
+            // The server no longer allows this client: its reason is the error.
+            ClientEvent::Status {
+                code, description, ..
+            } if stream_client::is_revocation(&code) => bail!("{code}: {description}"),
             // Told of the shutdown first: the close that follows is the expected end.
             ClientEvent::Closed(_) if stats.ended => {}
             ClientEvent::Closed(r) => bail!("the server closed the session ({r:?})"),

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::stream_client::{self, ClientDriver};
 use super::url::RtmfpUrl;
+use crate::flash::client::ClientEvent;
 use crate::flash::command::code;
 use crate::flv::{FlvReader, FlvTag, TagType};
 use crate::media::{MediaKind, MediaMessage};
@@ -143,6 +144,7 @@ fn send_all(
     let mut first: Option<(u32, StdInstant)> = None;
     let mut pending: Option<MediaMessage> = None;
     let mut closed = None;
+    let mut refused = None;
     loop {
         if pending.is_none() {
             match tags.try_recv() {
@@ -179,12 +181,21 @@ fn send_all(
         }
         driver.run(wait, |c, _| {
             while let Some(e) = c.poll_event() {
-                if let crate::flash::client::ClientEvent::Closed(r) = e {
-                    closed = Some(r);
+                match e {
+                    ClientEvent::Closed(r) => closed = Some(r),
+                    ClientEvent::Status {
+                        code, description, ..
+                    } if stream_client::is_revocation(&code) => {
+                        refused = Some(format!("{code}: {description}"))
+                    }
+                    _ => {}
                 }
             }
-            closed.is_none()
+            closed.is_none() && refused.is_none()
         })?;
+        if let Some(why) = refused {
+            bail!("{why}");
+        }
         if let Some(r) = closed {
             bail!("the server closed the session while publishing ({r:?})");
         }

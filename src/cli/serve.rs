@@ -1,6 +1,7 @@
 //! `serve`: RTMFP on UDP and RTMP on TCP feeding one edge server.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::probe::yes_no;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::engine::config_feed::ConfigFeed;
 use crate::engine::shard::{Io, ShardStats, StepHook};
 use crate::engine::xdp_guard::{GuardConfig, XdpGuard};
 use crate::engine::{Engine, EngineOptions, IoChoice};
@@ -219,6 +221,68 @@ pub fn logging_hook(stop: Option<Arc<AtomicBool>>) -> impl FnMut(u8) -> StepHook
     }
 }
 
+/// Where `serve`'s config comes from: the file (or the embedded default) with the flags
+/// over it. Read at start, and again on every SIGHUP.
+struct ConfigSource<'a> {
+    listen: Option<SocketAddr>,
+    rtmp: Option<&'a str>,
+    config: Option<&'a Path>,
+    group: &'a GroupFlags<'a>,
+    flags: &'a EngineFlags,
+}
+
+impl ConfigSource<'_> {
+    /// [`effective_config`], then `--shards` and `--metrics` over the file's `shards`
+    /// and `metrics_listen`: everything the server runs with that the file can say.
+    fn read(&self) -> Result<ServerConfig> {
+        let mut cfg = effective_config(self.listen, self.rtmp, self.config, self.group)?;
+        if cfg.apps().is_empty() {
+            bail!("the config has no [[app]]");
+        }
+        if let Some(n) = NonZeroUsize::new(self.flags.shards) {
+            cfg.shards = Some(n);
+        }
+        cfg.metrics_listen = metrics_listen(self.flags.metrics.as_deref(), cfg.metrics_listen)?;
+        Ok(cfg)
+    }
+
+    /// How the reload line names the config.
+    fn origin(&self) -> String {
+        match self.config {
+            Some(path) => path.display().to_string(),
+            None => "the embedded default (no --config)".to_owned(),
+        }
+    }
+}
+
+/// On every SIGHUP, reads the config again and hands what may change at run time to the
+/// shards (docs/operations.md); prints one line saying what changed, or why the file
+/// was refused (the server then keeps the config it runs with). Returns when `signals`
+/// is closed.
+fn reload_on_sighup(
+    signals: &mut signal_hook::iterator::Signals,
+    source: &ConfigSource<'_>,
+    mut running: ServerConfig,
+    feed: &ConfigFeed,
+) {
+    for _ in signals.forever() {
+        match source.read() {
+            Err(e) => {
+                println!("config reload rejected: {e:#}; still running the previous config")
+            }
+            Ok(new) => {
+                let reload = running.reload(new);
+                println!("config reloaded from {}: {reload}", source.origin());
+                // Only settings that need a restart changed: the shards have nothing new.
+                if reload.config != running {
+                    feed.publish(Arc::new(reload.config.clone()));
+                }
+                running = reload.config;
+            }
+        }
+    }
+}
+
 pub fn serve(
     listen: Option<SocketAddr>,
     rtmp: Option<&str>,
@@ -226,10 +290,18 @@ pub fn serve(
     group: &GroupFlags<'_>,
     flags: &EngineFlags,
 ) -> Result<()> {
-    let cfg = effective_config(listen, rtmp, config, group)?;
-    if cfg.apps().is_empty() {
-        bail!("the config has no [[app]]");
-    }
+    // Before anything is announced: a SIGHUP from now on reloads, never kills.
+    let mut sighup = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("installing the SIGHUP handler")?;
+    let source = ConfigSource {
+        listen,
+        rtmp,
+        config,
+        group,
+        flags,
+    };
+    let cfg = source.read()?;
+    let running = cfg.clone();
     let apps: Vec<String> = cfg.apps().iter().map(|a| a.name.clone()).collect();
     let cfg_republish: Vec<String> = cfg
         .apps()
@@ -256,7 +328,7 @@ pub fn serve(
             rules.map(move |(r, f)| (a.name.clone(), r.group.to_string(), f))
         })
         .collect();
-    let metrics = metrics_listen(flags.metrics.as_deref(), cfg.metrics_listen)?;
+    let metrics = cfg.metrics_listen;
     if let (Some(guard), Some(xdp)) = (&flags.xdp_guard, &flags.xdp_iface) {
         if guard == xdp && flags.io != Some(IoChoice::Uring) && flags.io != Some(IoChoice::Poll) {
             bail!(
@@ -265,6 +337,10 @@ pub fn serve(
             );
         }
     }
+    let flags = &EngineFlags {
+        shards: cfg.shards.map_or(0, NonZeroUsize::get),
+        ..flags.clone()
+    };
     let engine = start(cfg, flags, logging_hook(None))?;
     if let Some(why) = &engine.xdp_unavailable {
         println!("engine: AF_XDP not used ({why}); falling back");
@@ -350,7 +426,14 @@ pub fn serve(
     let mut engine = engine;
     let xdp = engine.xdp.take();
     let shard_stats = engine.stats.clone();
-    engine.join()?;
+    let feed = engine.config_feed();
+    let sighup_handle = sighup.handle();
+    std::thread::scope(|scope| {
+        scope.spawn(|| reload_on_sighup(&mut sighup, &source, running, &feed));
+        let joined = engine.join();
+        sighup_handle.close();
+        joined
+    })?;
     println!("drained: every shard stopped");
     if let Some(xdp) = xdp {
         let c = xdp.guard.counters();
@@ -463,6 +546,14 @@ pub fn log_event(server: &EdgeServer, event: &ServerEvent) {
         ServerEvent::GroupJoinUnreadable { session, error } => {
             println!("rtmfp session {session:08x}: group join refused: {error}")
         }
+        ServerEvent::ConfigReloaded(ended) => println!(
+            "shard {}: reloaded config in effect; ended what it no longer allows: \
+             {} connection(s), {} publication(s), {} group membership(s)",
+            server.endpoint.config().shard,
+            ended.connections,
+            ended.publications,
+            ended.memberships
+        ),
     }
 }
 

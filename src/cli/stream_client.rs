@@ -9,11 +9,23 @@ use super::probe::unspecified_for;
 use super::url::RtmfpUrl;
 use crate::flash::amf::Value;
 use crate::flash::client::{ClientEvent, FlashClient};
+use crate::flash::command::code;
 use crate::net::{os_seed, UdpDriver};
 use crate::proto::endpoint::EndpointConfig;
 use crate::proto::Instant;
 
 pub type ClientDriver = UdpDriver<FlashClient>;
+
+/// A status that ends what a client was doing: the server no longer allows its
+/// connection or its publication (its config was reloaded).
+pub fn is_revocation(code: &str) -> bool {
+    [
+        code::CONNECT_REJECTED,
+        code::CONNECT_INVALID_APP,
+        code::PUBLISH_DENIED,
+    ]
+    .contains(&code)
+}
 
 /// Connects to the URL's app; fails with the server's code and description if refused.
 pub fn connect(url: &RtmfpUrl, token: Option<String>, timeout: Duration) -> Result<ClientDriver> {

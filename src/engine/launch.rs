@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch_cipher::MultiBufferCipher;
+use super::config_feed::ConfigFeed;
 use super::ring::{ring, Consumer, Producer};
 use super::rtmp_sockets::RtmpSockets;
 use super::shard::{Io, Links, Shard, ShardMessage, ShardStats, StepHook};
@@ -148,6 +149,7 @@ pub struct Engine {
     pub xdp_unavailable: Option<String>,
     stop: Arc<AtomicBool>,
     drain: Arc<AtomicBool>,
+    config_feed: ConfigFeed,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
 }
@@ -275,6 +277,7 @@ impl Engine {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let drain = Arc::new(AtomicBool::new(false));
+        let config_feed = ConfigFeed::new(config.clone(), wakers.clone());
         let epoch = StdInstant::now();
         let cores = if options.pin {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -319,6 +322,7 @@ impl Engine {
                 stop: stop.clone(),
                 drain: drain.clone(),
                 drain_deadline: None,
+                config: config_feed.subscribe(),
                 epoch,
                 xdp: xdp_path,
             };
@@ -347,6 +351,7 @@ impl Engine {
             xdp_unavailable,
             stop,
             drain,
+            config_feed,
             wakers,
             threads,
         })
@@ -372,6 +377,12 @@ impl Engine {
         for w in &self.wakers {
             w.signal();
         }
+    }
+
+    /// Where to hand the shards a reloaded config (SIGHUP): each takes it at its next
+    /// turn, as it takes the drain flag.
+    pub fn config_feed(&self) -> ConfigFeed {
+        self.config_feed.clone()
     }
 
     /// SIGTERM or SIGINT drains the engine (see [`Engine::drain`]); a second one ends the

@@ -3,6 +3,7 @@
 //! encryption for fan-out. See docs/engine.md.
 
 pub mod batch_cipher;
+pub mod config_feed;
 pub mod launch;
 pub mod multi_cbc;
 pub mod multicast_out;

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::Interest;
 
+use super::config_feed::ConfigSubscription;
 use super::multicast_out::MulticastOut;
 use super::ring::{Consumer, Producer};
 use super::rtmp_sockets::{self, RtmpSockets};
@@ -267,6 +268,8 @@ pub struct Shard {
     pub drain: Arc<AtomicBool>,
     /// When the drain began on this shard, and by when it ends whatever is left.
     pub drain_deadline: Option<Instant>,
+    /// Configs reloaded since the shard started (SIGHUP), taken at the next turn.
+    pub config: ConfigSubscription,
     pub epoch: StdInstant,
     /// The AF_XDP socket of this shard's queue, under [`Io::Xdp`].
     pub xdp: Option<XdpPath>,
@@ -510,6 +513,9 @@ impl Shard {
     /// hook, relays out, RTMP output. False when the shard should stop.
     fn turn(&mut self, now: Instant, step: &mut StepHook) -> bool {
         self.drain_inbound(now);
+        if let Some(config) = self.config.take_newer() {
+            self.server.reload_config(now, config);
+        }
         if self.server.poll_timeout().is_some_and(|t| t <= now) {
             self.server.handle_timeout(now);
         }

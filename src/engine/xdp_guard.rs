@@ -94,8 +94,8 @@ pub enum XdpGuardError {
     #[error("{0}")]
     NoSuchInterface(String),
     #[error(
-        "not permitted to load the XDP guard ({0}); it needs root, or CAP_BPF and \
-         CAP_NET_ADMIN"
+        "not permitted to load the XDP guard ({0}); it needs root, or CAP_BPF, \
+         CAP_NET_ADMIN and CAP_PERFMON"
     )]
     Permission(String),
     #[error(

@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use super::config::{
     ConnectRequest, Limit, MulticastRequest, Refusal, RefusalKind, RequestedStream, ServerConfig,
+    SharedToken,
 };
 use super::directory::Directory;
 use super::live::{LiveStreams, PublishError};
@@ -60,6 +61,9 @@ pub enum Outgoing {
     /// Tell this NetGroup member of a peer to open a session to: a new neighbour on the
     /// group's ring (docs/netgroup.md §2.2).
     GroupMember { group: GroupId, peer: PeerId },
+    /// This member may no longer be in `group` (a reloaded config stopped allowing it):
+    /// it has left it here; end its group flows.
+    LeaveGroup { group: GroupId },
     /// Send what is queued, then close (a refused connect).
     Close,
 }
@@ -152,7 +156,31 @@ pub enum AppEvent {
         conn: ConnId,
         group: GroupId,
     },
+    /// A reloaded config no longer allows what this client was doing: it was told why
+    /// with the status a refusal carries (`code`, `reason`), and its connection closed
+    /// (`NetConnection.Connect.*`), its publication ended (`NetStream.Publish.Denied`)
+    /// or its group membership ended (`NetGroup.Connect.Rejected`).
+    Revoked {
+        conn: ConnId,
+        code: &'static str,
+        reason: String,
+    },
 }
+
+/// What a reload ([`App::reload`]) ended on this shard because the new config no longer
+/// allows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// Connections closed: their app is gone, or its connect rule now refuses them.
+    pub connections: usize,
+    /// Publications ended: the app's publish rule now refuses them.
+    pub publications: usize,
+    /// Group memberships ended: the app's `[app.group] allow` no longer has the group.
+    pub memberships: usize,
+}
+
+/// Added to the reason a reload gives, so a client long connected knows why now.
+const RELOADED: &str = " (the server's config changed)";
 
 /// The status a NetGroup member gets when the server refuses its join.
 pub const GROUP_REJECTED: &str = "NetGroup.Connect.Rejected";
@@ -160,7 +188,13 @@ pub const GROUP_REJECTED: &str = "NetGroup.Connect.Rejected";
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Role {
     Idle,
-    Publishing(String),
+    Publishing {
+        name: String,
+        /// The publish token the publisher presented, to judge it again on a reload.
+        token: Option<SharedToken>,
+        /// The group its publisher asked to be republished into (`fms.multicast.*`).
+        group: Option<GroupId>,
+    },
     Playing {
         name: String,
         audio: bool,
@@ -173,6 +207,8 @@ struct Connection {
     client: IpAddr,
     /// The app after a successful connect.
     app: Option<String>,
+    /// The token presented with the connect, to judge the client again on a reload.
+    token: Option<SharedToken>,
     streams: HashMap<u32, Role>,
     next_stream_id: u32,
     /// NetGroups joined, with the peer id the member joined as.
@@ -335,6 +371,105 @@ impl App {
         }
     }
 
+    /// The server's config was reloaded: from now on connects, publishes, plays and group
+    /// joins are judged by `config`. Clients it no longer allows are told why, with the
+    /// status a refusal carries, and lose what it no longer allows: their connection
+    /// (app removed, connect rule refuses them), their publication (publish rule), their
+    /// group membership (`[app.group] allow`). Everything else goes on untouched; limits
+    /// count admissions, so a lower limit refuses newcomers and closes nobody.
+    pub fn reload(&mut self, config: Arc<ServerConfig>) -> ReloadOutcome {
+        self.config = config;
+        let mut outcome = ReloadOutcome::default();
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            let config = Arc::clone(&self.config);
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            let Some(app_name) = c.app.clone() else {
+                continue;
+            };
+            let app = match config.app(&app_name) {
+                None => Err((
+                    code::CONNECT_INVALID_APP,
+                    format!("no application {app_name:?} on this server"),
+                )),
+                Some(app) => app
+                    .reauthorize_connect(c.client, c.token.as_ref())
+                    .map(|()| app)
+                    .map_err(|r| (code::CONNECT_REJECTED, r.reason)),
+            };
+            let app = match app {
+                Ok(app) => app,
+                Err((status, reason)) => {
+                    self.revoke_connection(conn, status, reason);
+                    outcome.connections += 1;
+                    continue;
+                }
+            };
+            let client = c.client;
+            let mut publications: Vec<(u32, Refusal)> = c
+                .streams
+                .iter()
+                .filter_map(|(&stream_id, role)| match role {
+                    Role::Publishing { name, token, group } => app
+                        .reauthorize_publish(client, token.as_ref(), name)
+                        .and_then(|()| group.map_or(Ok(()), |g| app.authorize_group(&g)))
+                        .err()
+                        .map(|refusal| (stream_id, refusal)),
+                    _ => None,
+                })
+                .collect();
+            publications.sort_unstable_by_key(|(stream_id, _)| *stream_id);
+            let memberships: Vec<(GroupId, Refusal)> = c
+                .groups
+                .iter()
+                .filter_map(|(group, _)| app.authorize_group(group).err().map(|r| (*group, r)))
+                .collect();
+            for (stream_id, refusal) in publications {
+                self.end_stream_role(conn, stream_id);
+                let reason = format!("{refusal}{RELOADED}");
+                self.status(conn, stream_id, Level::Error, code::PUBLISH_DENIED, &reason);
+                self.events.push_back(AppEvent::Revoked {
+                    conn,
+                    code: code::PUBLISH_DENIED,
+                    reason,
+                });
+                outcome.publications += 1;
+            }
+            for (group, refusal) in memberships {
+                self.leave_group(conn, group);
+                let reason = format!("{refusal}{RELOADED}");
+                self.status(conn, 0, Level::Error, GROUP_REJECTED, &reason);
+                self.outgoing
+                    .push_back((conn, Outgoing::LeaveGroup { group }));
+                self.events.push_back(AppEvent::Revoked {
+                    conn,
+                    code: GROUP_REJECTED,
+                    reason,
+                });
+                outcome.memberships += 1;
+            }
+        }
+        outcome
+    }
+
+    /// Tells a connected client the reloaded config refuses it (as a refused connect is
+    /// told, but on `onStatus`: its connect was answered long ago), then closes it.
+    fn revoke_connection(&mut self, conn: ConnId, status: &'static str, reason: String) {
+        let reason = format!("{reason}{RELOADED}");
+        self.status(conn, 0, Level::Error, status, &reason);
+        self.outgoing.push_back((conn, Outgoing::Close));
+        self.events.push_back(AppEvent::Revoked {
+            conn,
+            code: status,
+            reason,
+        });
+        // Its publications end and its plays stop now, not when the transport is done.
+        self.close(conn);
+    }
+
     /// A transport accepted a client; the NetConnection is not connected until `connect`.
     pub fn open(&mut self, client: IpAddr) -> ConnId {
         let id = self.next_conn;
@@ -344,6 +479,7 @@ impl App {
             Connection {
                 client,
                 app: None,
+                token: None,
                 streams: HashMap::default(),
                 next_stream_id: 1,
                 groups: Vec::new(),
@@ -735,6 +871,7 @@ impl App {
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.app = Some(app_name.clone());
+                    c.token = SharedToken::presented(token.as_deref());
                 }
                 let properties = Value::object([
                     ("fmsVer", Value::from("FMS/3,5,7,7009")),
@@ -844,7 +981,12 @@ impl App {
             ),
             Ok(()) => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.streams.insert(stream_id, Role::Publishing(name.clone()));
+                    let role = Role::Publishing {
+                        name: name.clone(),
+                        token: SharedToken::presented(token.as_deref()),
+                        group: request.as_ref().map(|r| r.group.group_id()),
+                    };
+                    c.streams.insert(stream_id, role);
                 }
                 self.status(
                     conn,
@@ -957,7 +1099,7 @@ impl App {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let Some(Role::Publishing(name)) = c.streams.get(&stream_id) else {
+        let Some(Role::Publishing { name, .. }) = c.streams.get(&stream_id) else {
             return;
         };
         let app = c.app.clone().unwrap_or_default();
@@ -1181,7 +1323,7 @@ impl App {
         else {
             return;
         };
-        if let Role::Publishing(name) = &role {
+        if let Role::Publishing { name, .. } = &role {
             self.status(
                 conn,
                 stream_id,
@@ -1197,7 +1339,7 @@ impl App {
         self.publish_rates.remove(&who);
         match role {
             Role::Idle => {}
-            Role::Publishing(name) => {
+            Role::Publishing { name, .. } => {
                 let key = stream_key(app, &name);
                 if self.live.publisher(&key) == Some(who) {
                     self.directory.release_publish(&key, self.shard);

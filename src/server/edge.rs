@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::app::{App, AppEvent, ConnId, GroupFeed, Outgoing, Relay};
+use super::app::{App, AppEvent, ConnId, GroupFeed, Outgoing, Relay, ReloadOutcome};
 use super::config::ServerConfig;
 use super::directory::Directory;
 use super::republish::ServerGroups;
@@ -74,6 +74,8 @@ pub enum ServerEvent {
         session: SessionId,
         error: String,
     },
+    /// This shard took a reloaded config; what it ended that the config no longer allows.
+    ConfigReloaded(ReloadOutcome),
 }
 
 #[derive(Debug, Default)]
@@ -659,6 +661,28 @@ impl EdgeServer {
         self.send_on_group_flow(session, group, &notice);
     }
 
+    /// The member is no longer in `group`: our flow answering its `GC` flow closes, and
+    /// its `GC` flow gets the exception a refused join's gets.
+    fn end_group_flow(&mut self, session: SessionId, group: GroupId) {
+        let Some(client) = self.rtmfp.get_mut(&session) else {
+            return;
+        };
+        let Some(i) = client
+            .group_flows
+            .iter()
+            .position(|g| g.group == Some(group))
+        else {
+            return;
+        };
+        let flow = client.group_flows.swap_remove(i);
+        if let Some(s) = self.endpoint.session_mut(session) {
+            if let Some(ours) = flow.ours {
+                s.close_flow(ours);
+            }
+            s.reject_flow(flow.theirs, FLOW_REJECTED);
+        }
+    }
+
     /// A message on our flow answering the member's `GC` flow for `group`.
     fn send_on_group_flow(&mut self, session: SessionId, group: GroupId, message: &[u8]) {
         let Some(client) = self.rtmfp.get_mut(&session) else {
@@ -730,6 +754,17 @@ impl EdgeServer {
         self.draining && self.endpoint.session_ids().is_empty()
     }
 
+    /// The server's config was reloaded (SIGHUP): the application judges everything
+    /// from now on by `config`, and ends what it no longer allows ([`App::reload`]).
+    /// The endpoint keeps its settings: `config` carries the running ones
+    /// ([`ServerConfig::reload`]).
+    pub fn reload_config(&mut self, now: Instant, config: Arc<ServerConfig>) {
+        let outcome = self.app.reload(config);
+        self.pump(now);
+        // After the app's own events: the summary follows the clients it names.
+        self.events.push_back(ServerEvent::ConfigReloaded(outcome));
+    }
+
     pub fn frames_skipped_for_lag(&self) -> u64 {
         self.frames_skipped_for_lag
     }
@@ -764,6 +799,10 @@ impl EdgeServer {
             }
             Outgoing::GroupMember { group, peer } => {
                 self.send_member_notice(session, group, peer);
+                return;
+            }
+            Outgoing::LeaveGroup { group } => {
+                self.end_group_flow(session, group);
                 return;
             }
         };
@@ -859,7 +898,9 @@ impl EdgeServer {
                 };
                 RtmpMessage::new(kind, message.timestamp, stream_id, message.payload.to_vec())
             }
-            Outgoing::PeerAddresses(_) | Outgoing::GroupMember { .. } => return,
+            Outgoing::PeerAddresses(_)
+            | Outgoing::GroupMember { .. }
+            | Outgoing::LeaveGroup { .. } => return,
             Outgoing::Close => {
                 client.close_after_flush = true;
                 return;

@@ -189,6 +189,20 @@ impl Server {
         );
     }
 
+    /// Sends `signal` (`libc::SIGHUP`...) to the server.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is
+        // our own child's, which we have not waited for, so it names no other process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
     /// Sends SIGTERM and waits (up to `timeout`) for the server to exit; its status and
     /// everything it printed after the lines already read.
     pub fn terminate(&mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {

@@ -14,6 +14,7 @@ pub mod glob;
 pub mod multicast_request;
 pub mod policy;
 mod raw;
+mod reload;
 pub mod request;
 pub mod token;
 
@@ -27,6 +28,7 @@ pub use error::{ConfigError, Location, Position};
 pub use glob::StreamPattern;
 pub use multicast_request::{MulticastRequest, MulticastRequestError};
 pub use policy::{AccessRule, Limit, Limits, PublishRule, Refusal, RefusalKind};
+pub use reload::Reload;
 pub use request::{ConnectRequest, Query, RequestedApp, RequestedStream};
 pub use token::SharedToken;
 
@@ -350,6 +352,30 @@ impl AppConfig {
         stream: &str,
     ) -> Result<(), Refusal> {
         self.publish.access.check(Action::Publish, client, token)?;
+        self.publish.check_stream(stream)
+    }
+
+    /// [`authorize_connect`](Self::authorize_connect) again, for a client that connected
+    /// under an earlier config, with the token it presented then (a reload).
+    pub fn reauthorize_connect(
+        &self,
+        client: IpAddr,
+        token: Option<&SharedToken>,
+    ) -> Result<(), Refusal> {
+        self.connect.check_presented(Action::Connect, client, token)
+    }
+
+    /// [`authorize_publish`](Self::authorize_publish) again, for a publisher that started
+    /// under an earlier config, with the publish token it presented then (a reload).
+    pub fn reauthorize_publish(
+        &self,
+        client: IpAddr,
+        token: Option<&SharedToken>,
+        stream: &str,
+    ) -> Result<(), Refusal> {
+        self.publish
+            .access
+            .check_presented(Action::Publish, client, token)?;
         self.publish.check_stream(stream)
     }
 

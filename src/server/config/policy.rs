@@ -101,6 +101,16 @@ impl AccessRule {
         client: IpAddr,
         token: Option<&str>,
     ) -> Result<(), Refusal> {
+        self.check_presented(action, client, SharedToken::presented(token).as_ref())
+    }
+
+    /// [`check`](Self::check) with the token as a digest ([`SharedToken::presented`]).
+    pub(crate) fn check_presented(
+        &self,
+        action: Action,
+        client: IpAddr,
+        token: Option<&SharedToken>,
+    ) -> Result<(), Refusal> {
         let client = client.to_canonical();
         if let Some(rule) = self.deny.iter().find(|r| r.contains(client)) {
             return Err(Refusal::new(
@@ -123,14 +133,14 @@ impl AccessRule {
                 Action::Connect => "token",
                 Action::Publish => "publish token",
             };
-            match token.filter(|t| !t.is_empty()) {
+            match token {
                 None => {
                     return Err(Refusal::new(
                         RefusalKind::BadToken,
                         format!("{what} required"),
                     ))
                 }
-                Some(t) if !secret.matches(t) => {
+                Some(t) if !secret.same_secret(t) => {
                     return Err(Refusal::new(RefusalKind::BadToken, format!("bad {what}")))
                 }
                 Some(_) => {}

@@ -20,14 +20,25 @@ impl SharedToken {
         }
     }
 
+    /// What a client presented (`None` for no token or an empty one), kept as a digest
+    /// like the configured tokens, so the client can be judged again when the config
+    /// is reloaded without the server holding its secret.
+    pub fn presented(token: Option<&str>) -> Option<SharedToken> {
+        token.filter(|t| !t.is_empty()).map(SharedToken::new)
+    }
+
     /// Whether `presented` is the secret. The time taken depends on the length of
     /// `presented` only, never on how much of it is right.
     pub fn matches(&self, presented: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.same_secret(&SharedToken::new(presented))
+    }
+
+    /// Whether both digests are of the same secret, compared in constant time.
+    pub fn same_secret(&self, other: &SharedToken) -> bool {
         let diff = self
             .digest
             .iter()
-            .zip(presented.iter())
+            .zip(other.digest.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         // Keep the compiler from turning the fold into an early-exit comparison.
         std::hint::black_box(diff) == 0
@@ -52,6 +63,16 @@ mod tests {
         assert!(!token.matches("s3cret "));
         assert!(!token.matches("S3CRET"));
         assert!(!token.matches(""));
+    }
+
+    #[test]
+    fn a_presented_token_is_judged_by_its_digest() {
+        let token = SharedToken::new("s3cret");
+        let presented = SharedToken::presented(Some("s3cret")).unwrap();
+        assert!(token.same_secret(&presented));
+        assert!(!token.same_secret(&SharedToken::presented(Some("s3cre")).unwrap()));
+        assert!(SharedToken::presented(Some("")).is_none());
+        assert!(SharedToken::presented(None).is_none());
     }
 
     #[test]
