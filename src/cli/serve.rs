@@ -350,8 +350,9 @@ pub fn serve(
         engine.shards(),
         match (&engine.io, &engine.xdp) {
             (Io::Xdp, Some(xdp)) => format!(
-                "AF_XDP ({} mode) on {}, queue(s) 0..{}, with our XDP program in front; \
-                 io_uring for shards without a queue and other interfaces",
+                "AF_XDP ({} mode) on {}, {} receive queue(s) (queue q on shard q mod \
+                 shards), with our XDP program in front; the kernel socket beside it for \
+                 other interfaces, io_uring for shards without a queue",
                 xdp.mode, xdp.interface, xdp.queues
             ),
             (Io::Uring | Io::Xdp, _) => "io_uring".to_owned(),

@@ -82,19 +82,21 @@ pub struct XdpSetup {
     pub guard: Arc<XdpGuard>,
     pub interface: String,
     pub mode: XdpMode,
-    /// Queues with a socket: shard i has queue i for i below this.
+    /// Receive queues, each with a socket: queue q belongs to shard q mod shards.
     pub queues: usize,
 }
 
-/// Opens one AF_XDP socket per queue of `interface` (as many as there are shards) and
-/// puts our XDP program in front of them.
+/// Opens one AF_XDP socket per receive queue of `interface` and puts our XDP program in
+/// front of them. Queue q goes to shard q mod shards: a datagram that arrives on a queue
+/// without a socket would reach the kernel instead, unseen by the fast path. The first
+/// socket of each shard sends; the others only receive.
 fn open_xdp(
     interface: Option<&str>,
     (handshake_rate, handshake_burst): (u32, u32),
     local: SocketAddr,
     shards: usize,
     multicast_hop_limit: u8,
-) -> Result<(XdpSetup, Vec<Option<XdpPath>>)> {
+) -> Result<(XdpSetup, Vec<Vec<XdpPath>>)> {
     let Some(interface) = interface else {
         bail!("no interface given (--xdp-iface IF)");
     };
@@ -103,7 +105,7 @@ fn open_xdp(
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
         .count()
-        .clamp(1, shards);
+        .max(1);
     let config = GuardConfig {
         handshake_rate,
         handshake_burst,
@@ -111,17 +113,25 @@ fn open_xdp(
     };
     let guard = XdpGuard::attach(interface, &config)
         .with_context(|| format!("attaching the XDP program to {interface}"))?;
-    let mut paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
+    let mut paths: Vec<Vec<XdpPath>> = (0..shards).map(|_| Vec::new()).collect();
     let mut mode = XdpMode::Copy;
-    for (queue, path) in paths.iter_mut().enumerate().take(queues) {
+    for queue in 0..queues {
         use std::os::fd::AsRawFd;
-        let opened = XdpPath::open(interface, queue as u32, local, multicast_hop_limit)
-            .with_context(|| format!("AF_XDP socket on {interface} queue {queue}"))?;
+        let shard = &mut paths[queue % shards];
+        let receive_only = !shard.is_empty();
+        let opened = XdpPath::open(
+            interface,
+            queue as u32,
+            local,
+            multicast_hop_limit,
+            receive_only,
+        )
+        .with_context(|| format!("AF_XDP socket on {interface} queue {queue}"))?;
         guard
             .bind_socket(queue as u32, opened.socket().as_raw_fd())
             .with_context(|| format!("binding queue {queue} in the XDP program"))?;
         mode = opened.mode();
-        *path = Some(opened);
+        shard.push(opened);
     }
     let setup = XdpSetup {
         guard: Arc::new(guard),
@@ -222,7 +232,7 @@ impl Engine {
             IoChoice::Uring | IoChoice::Poll => false,
         };
         let (mut xdp, mut xdp_unavailable) = (None, None);
-        let mut xdp_paths: Vec<Option<XdpPath>> = (0..shards).map(|_| None).collect();
+        let mut xdp_paths: Vec<Vec<XdpPath>> = (0..shards).map(|_| Vec::new()).collect();
         if want_xdp {
             let interface = options.xdp_interface.as_deref();
             let limit = options.xdp_handshake_limit;

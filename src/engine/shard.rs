@@ -101,8 +101,8 @@ pub struct XdpStats {
 }
 
 impl XdpStats {
-    fn publish(&self, xdp: &XdpPath) {
-        let c = xdp.counters();
+    fn publish(&self, paths: &[XdpPath]) {
+        let c = super::xdp::XdpCounters::sum(paths);
         self.frames_received
             .store(c.frames_received, Ordering::Relaxed);
         self.frames_not_ours
@@ -271,8 +271,8 @@ pub struct Shard {
     /// Configs reloaded since the shard started (SIGHUP), taken at the next turn.
     pub config: ConfigSubscription,
     pub epoch: StdInstant,
-    /// The AF_XDP socket of this shard's queue, under [`Io::Xdp`].
-    pub xdp: Option<XdpPath>,
+    /// The AF_XDP sockets of this shard's queues, under [`Io::Xdp`] (the first sends).
+    pub xdp: Vec<XdpPath>,
 }
 
 impl Shard {
@@ -282,8 +282,9 @@ impl Shard {
 
     /// Runs until the stop flag is set or the hook says stop.
     pub fn run(mut self, io: Io, mut step: StepHook) -> std::io::Result<()> {
-        if let (Io::Xdp, Some(xdp)) = (io, self.xdp.take()) {
-            return self.run_xdp(xdp, &mut step);
+        if io == Io::Xdp && !self.xdp.is_empty() {
+            let paths = std::mem::take(&mut self.xdp);
+            return self.run_xdp(paths, &mut step);
         }
         match io {
             Io::Uring | Io::Xdp => {
@@ -393,11 +394,10 @@ impl Shard {
     /// The AF_XDP loop: datagrams for the server's port on the interface arrive in the
     /// socket's RX ring, those on other interfaces on the kernel socket; both are read
     /// every turn. Output is sealed into UMEM frames and sent through the TX ring.
-    fn run_xdp(&mut self, mut xdp: XdpPath, step: &mut StepHook) -> std::io::Result<()> {
+    fn run_xdp(&mut self, mut paths: Vec<XdpPath>, step: &mut StepHook) -> std::io::Result<()> {
         self.udp.set_nonblocking(true)?;
         let udp_fd = self.udp.as_raw_fd();
         let wake_fd = self.links.own_waker().fd();
-        let xsk_fd = xdp.socket().as_raw_fd();
         let registry = self.rtmp.registry();
         registry.register(
             &mut SourceFd(&udp_fd),
@@ -409,21 +409,24 @@ impl Shard {
             rtmp_sockets::WAKE,
             Interest::READABLE,
         )?;
-        registry.register(
-            &mut SourceFd(&xsk_fd),
-            rtmp_sockets::XSK,
-            Interest::READABLE,
-        )?;
+        for path in &paths {
+            let xsk_fd = path.socket().as_raw_fd();
+            registry.register(
+                &mut SourceFd(&xsk_fd),
+                rtmp_sockets::XSK,
+                Interest::READABLE,
+            )?;
+        }
         let mut buf = vec![0u8; 65536];
         let epoch = self.epoch;
         loop {
             let now = self.now();
             if !self.turn(now, step) {
-                self.links.stats.xdp.publish(&xdp);
+                self.links.stats.xdp.publish(&paths);
                 return Ok(());
             }
-            self.flush_xdp(&mut xdp, now);
-            self.links.stats.xdp.publish(&xdp);
+            self.flush_xdp(&mut paths[0], now);
+            self.links.stats.xdp.publish(&paths);
             self.links.own_waker().prepare_sleep();
             let timeout = self.sleep_for(now);
             let take_input = !self.multicast_backlogged(0);
@@ -438,13 +441,16 @@ impl Shard {
             let waker = self.links.own_waker();
             waker.awake();
             waker.drain();
-            // One atomic load when the ring is empty: cheaper than trusting readiness.
-            let (server, links) = (&mut self.server, &mut self.links);
-            let mut arrived = None;
-            xdp.receive(|from, data| {
-                let now = *arrived.get_or_insert_with(|| clock(epoch));
-                links.dispatch(server, now, from, data);
-            });
+            // One atomic load per socket when its ring is empty: cheaper than trusting
+            // readiness.
+            for path in &mut paths {
+                let (server, links) = (&mut self.server, &mut self.links);
+                let mut arrived = None;
+                path.receive(|from, data| {
+                    let now = *arrived.get_or_insert_with(|| clock(epoch));
+                    links.dispatch(server, now, from, data);
+                });
+            }
             if udp_ready {
                 self.receive_plain(&mut buf)?;
             }

@@ -37,7 +37,7 @@ pub struct XdpCounters {
     pub frames_received: u64,
     /// Of those, not a UDP datagram for the server's port (dropped).
     pub frames_not_ours: u64,
-    /// Datagrams sent through the TX ring.
+    /// Datagrams the kernel finished sending through the TX ring (completions).
     pub sent: u64,
     /// Datagrams sent through the kernel socket (next hop unknown).
     pub sent_by_kernel: u64,
@@ -71,18 +71,45 @@ pub struct XdpPath {
     counters: XdpCounters,
 }
 
+impl XdpCounters {
+    fn add(mut self, other: XdpCounters) -> XdpCounters {
+        self.frames_received += other.frames_received;
+        self.frames_not_ours += other.frames_not_ours;
+        self.sent += other.sent;
+        self.sent_by_kernel += other.sent_by_kernel;
+        self.send_failed += other.send_failed;
+        self
+    }
+
+    /// The counters of several paths (a shard's sockets), summed.
+    pub fn sum(paths: &[XdpPath]) -> XdpCounters {
+        paths
+            .iter()
+            .map(XdpPath::counters)
+            .fold(XdpCounters::default(), XdpCounters::add)
+    }
+}
+
 impl XdpPath {
     /// Opens an AF_XDP socket on `queue` of `interface` for the server at `local`; IP
     /// multicast datagrams sent through it get `multicast_hop_limit`.
+    ///
+    /// A shard that sends through another socket opens this one `receive_only`: it
+    /// keeps only a token amount of transmit frames.
     pub fn open(
         interface: &str,
         queue: u32,
         local: SocketAddr,
         multicast_hop_limit: u8,
+        receive_only: bool,
     ) -> io::Result<Self> {
         let ifindex = crate::engine::sockopt::interface_index(interface)?;
         let local_mac = interface_mac(interface)?;
-        let mut socket = XskSocket::open(ifindex, queue, XskConfig::default())?;
+        let mut config = XskConfig::default();
+        if receive_only {
+            config.tx_frames = 64;
+        }
+        let mut socket = XskSocket::open(ifindex, queue, config)?;
         let tx_frames = socket.config().tx_frames;
         let mut batches = Vec::new();
         while let Some(region) = socket.tx_region(FRAMES_PER_BATCH.min(tx_frames)) {
@@ -147,6 +174,7 @@ impl XdpPath {
     /// Takes back the frames the kernel finished sending.
     fn reap(&mut self) {
         let (batches, free, tx_base) = (&mut self.batches, &mut self.free, self.tx_base);
+        let sent = &mut self.counters.sent;
         let batch_bytes = u64::from(FRAMES_PER_BATCH) * FRAME_SIZE as u64;
         self.socket.completed(|addr| {
             let Some(index) = addr
@@ -156,6 +184,7 @@ impl XdpPath {
                 return;
             };
             if let Some(batch) = batches.get_mut(index) {
+                *sent += 1;
                 batch.in_flight = batch.in_flight.saturating_sub(1);
                 if batch.in_flight == 0 {
                     batch.datagrams.clear();
@@ -235,7 +264,6 @@ impl XdpPath {
         }
         // The TX ring holds every transmit frame, so it always has room for a batch.
         let queued = self.socket.transmit(descriptors.iter().copied()) as usize;
-        self.counters.sent += queued as u64;
         self.counters.send_failed += (descriptors.len() - queued) as u64;
         let batch = &mut self.batches[index];
         batch.in_flight = queued as u32;
