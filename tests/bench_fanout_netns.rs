@@ -61,9 +61,11 @@ fn an_ipmulticast_point_admits_the_members_and_counts_the_group_datagrams() {
     assert!(
         csv.lines()
             .next()
-            .is_some_and(|h| h.ends_with(",mode,cpu_per_1k")),
+            .is_some_and(|h| h.ends_with(",mode,cpu_per_1k,io")),
         "{csv}"
     );
     assert!(csv.contains(",ipmulticast,"), "{csv}");
+    // No --io given: serve chose.
+    assert_eq!(point.io, "auto", "{line}");
     let _ = std::fs::remove_dir_all(&out);
 }
