@@ -80,3 +80,75 @@ fn a_draining_endpoint_answers_no_ihello_and_counts_it() {
     assert_eq!(answers(true), (true, 0));
     assert_eq!(answers(false), (false, 1));
 }
+
+/// A drain owes nothing to a session its client already closed: it lingers only to answer
+/// a retransmitted close, and the drain ends without waiting that out (it used to wait
+/// the whole drain timeout, 5 s, after any client had closed its session).
+#[test]
+fn a_drain_does_not_wait_for_sessions_their_clients_closed() {
+    use rtmfp_edge::flash::client::{ClientEvent, FlashClient};
+    use rtmfp_edge::proto::endpoint::EndpointConfig;
+    use rtmfp_edge::proto::Instant;
+    use rtmfp_edge::server::config::ServerConfig;
+    use rtmfp_edge::server::edge::EdgeServer;
+    use std::sync::Arc;
+
+    let server_addr: std::net::SocketAddr = "10.0.0.1:1935".parse().unwrap();
+    let client_addr: std::net::SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    let mut now = Instant::ZERO;
+    let mut server = EdgeServer::new(
+        Arc::new(ServerConfig::embedded_default()),
+        EndpointConfig::server(),
+        [7; 32],
+    );
+    let mut client = FlashClient::connect(
+        now,
+        server_addr,
+        "rtmfp://10.0.0.1/live",
+        "live",
+        vec![],
+        EndpointConfig::default(),
+        [8; 32],
+    );
+    // Moves datagrams both ways for `ms` milliseconds of simulated time; true once the
+    // client saw its connect accepted.
+    let exchange = |server: &mut EdgeServer, client: &mut FlashClient, now: &mut Instant, ms| {
+        let mut connected = false;
+        for _ in 0..ms {
+            while let Some(t) = client.poll_transmit(*now) {
+                server.handle_datagram(*now, client_addr, &t.payload);
+            }
+            while let Some(t) = server.poll_transmit(*now) {
+                client.handle_datagram(*now, server_addr, &t.payload);
+            }
+            if server.poll_timeout().is_some_and(|t| t <= *now) {
+                server.handle_timeout(*now);
+            }
+            if client.poll_timeout().is_some_and(|t| t <= *now) {
+                client.handle_timeout(*now);
+            }
+            while let Some(e) = client.poll_event() {
+                connected |= matches!(e, ClientEvent::Connected);
+            }
+            *now = *now + std::time::Duration::from_millis(1);
+        }
+        connected
+    };
+    assert!(
+        exchange(&mut server, &mut client, &mut now, 500),
+        "the client connected"
+    );
+    assert_eq!(server.endpoint.session_count(), 1);
+    client.close(now);
+    exchange(&mut server, &mut client, &mut now, 200);
+    assert_eq!(
+        server.endpoint.session_count(),
+        1,
+        "the server still holds the session, lingering after the client's close"
+    );
+    server.begin_drain(now);
+    assert!(
+        server.drained(),
+        "nothing is owed to a session its client closed: the drain is over"
+    );
+}

@@ -440,6 +440,11 @@ impl Endpoint {
         }
     }
 
+    /// Sessions still open or closing: not closed by the far end nor finished.
+    pub fn unfinished_session_count(&self) -> usize {
+        self.sessions.values().filter(|s| !s.is_finished()).count()
+    }
+
     pub fn session_ids(&self) -> Vec<SessionId> {
         self.sessions.keys().copied().collect()
     }

@@ -342,6 +342,15 @@ impl Session {
         self.state == SessionState::Closed
     }
 
+    /// Closed by the far end, or closed: nothing is owed to the peer any more (a
+    /// lingering session only answers retransmitted close requests).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.state,
+            SessionState::Closed | SessionState::FarCloseLinger { .. }
+        )
+    }
+
     // ---- application API ----
 
     /// Opens a sending flow; `return_flow` associates it with one of the peer's flows.

@@ -749,9 +749,11 @@ impl EdgeServer {
         self.pump(now);
     }
 
-    /// Draining, and no session is left.
+    /// Draining, and every session is closed (or closed by its client and lingering).
     pub fn drained(&self) -> bool {
-        self.draining && self.endpoint.session_ids().is_empty()
+        // A session the client closed lingers (RFC 7016's close handshake) only to answer its
+        // retransmitted close: the drain owes it nothing and does not wait out the linger.
+        self.draining && self.endpoint.unfinished_session_count() == 0
     }
 
     /// The server's config was reloaded (SIGHUP): the application judges everything
