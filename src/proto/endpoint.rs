@@ -440,6 +440,11 @@ impl Endpoint {
         }
     }
 
+    /// Every session open (closing ones included), in no particular order.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> + '_ {
+        self.sessions.values()
+    }
+
     pub fn session_ids(&self) -> Vec<SessionId> {
         self.sessions.keys().copied().collect()
     }
