@@ -1,6 +1,7 @@
 //! `serve --metrics`: a probe's handshake and a junk datagram move the counters of the
-//! page at /metrics, the page is valid Prometheus text, and other requests get 404, 400
-//! or a closed connection without harming the endpoint.
+//! page at /metrics, an open session shows in the RTT and congestion window histograms,
+//! the page is valid Prometheus text, and other requests get 404, 400 or a closed
+//! connection without harming the endpoint.
 
 #[path = "support/server.rs"]
 mod server;
@@ -8,7 +9,7 @@ mod server;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use server::{Server, BIN};
@@ -101,8 +102,57 @@ fn parse_sample(line: &str) -> Sample {
     }
 }
 
+/// The family `name` is a sample of: itself, or for a histogram's `_bucket`, `_sum` and
+/// `_count`, the histogram.
+fn family_of<'a>(name: &'a str, types: &BTreeMap<String, String>) -> &'a str {
+    if types.contains_key(name) {
+        return name;
+    }
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .filter_map(|suffix| name.strip_suffix(suffix))
+        .find(|family| types.get(*family).is_some_and(|kind| kind == "histogram"))
+        .unwrap_or(name)
+}
+
+/// A series' labels but `le`, in order.
+type SeriesLabels = Vec<(String, String)>;
+
+/// Checks every histogram series (a histogram family's samples with the same labels but
+/// `le`): bucket counts never go down as `le` grows, the last bucket is `le="+Inf"`, and
+/// it equals `_count`.
+fn check_histograms(samples: &[Sample], types: &BTreeMap<String, String>) {
+    for (family, _) in types.iter().filter(|(_, kind)| *kind == "histogram") {
+        let bucket_name = format!("{family}_bucket");
+        let mut buckets: BTreeMap<SeriesLabels, Vec<(String, f64)>> = BTreeMap::new();
+        for s in samples.iter().filter(|s| s.name == bucket_name) {
+            let mut series = s.labels.clone();
+            let le = series.remove("le").expect("a bucket has le");
+            buckets
+                .entry(series.into_iter().collect())
+                .or_default()
+                .push((le, s.value));
+        }
+        assert!(!buckets.is_empty(), "{family} has no buckets");
+        for (series, buckets) in buckets {
+            assert!(
+                buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+                "{family}{series:?}: {buckets:?}"
+            );
+            let (le, inf) = buckets.last().unwrap();
+            assert_eq!(le, "+Inf", "{family}{series:?}");
+            let labels: Vec<(&str, &str)> = series
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let count = total(samples, &format!("{family}_count"), &labels);
+            assert_eq!(*inf, count, "{family}{series:?}: +Inf bucket and _count");
+        }
+    }
+}
+
 /// Checks the page's format (every sample's family has HELP and TYPE before it, given
-/// once; counters end in `_total`) and returns its samples.
+/// once; counters end in `_total`; histograms are whole) and returns its samples.
 fn parse_page(page: &str) -> Vec<Sample> {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut helped = Vec::new();
@@ -115,19 +165,21 @@ fn parse_page(page: &str) -> Vec<Sample> {
             helped.push(name);
         } else if let Some(ty) = line.strip_prefix("# TYPE ") {
             let (name, kind) = ty.split_once(' ').expect("TYPE name kind");
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             assert!(kind != "counter" || name.ends_with("_total"), "{line}");
             let first = types.insert(name.to_owned(), kind.to_owned()).is_none();
             assert!(first, "TYPE twice for {name}");
         } else {
             assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
             let sample = parse_sample(line);
-            assert!(types.contains_key(&sample.name), "no TYPE before {line}");
-            assert!(helped.contains(&sample.name), "no HELP before {line}");
+            let family = family_of(&sample.name, &types);
+            assert!(types.contains_key(family), "no TYPE before {line}");
+            assert!(helped.iter().any(|h| h == family), "no HELP before {line}");
             assert!(sample.labels.contains_key("shard"), "{line}");
             samples.push(sample);
         }
     }
+    check_histograms(&samples, &types);
     samples
 }
 
@@ -207,6 +259,71 @@ fn a_probe_and_a_junk_datagram_show_in_valid_prometheus_text() {
         reasons.contains(&"bad_cookie") && reasons.contains(&"replayed"),
         "{reasons:?}"
     );
+}
+
+/// A client process, killed when the test ends however it ends.
+struct Client(Child);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+#[test]
+fn an_open_session_shows_in_the_rtt_and_congestion_window_histograms() {
+    let server = Server::start(&["--rtmp", "off", "--shards", "1", "--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics.unwrap();
+    let before = parse_page(&scrape(metrics));
+    assert_eq!(
+        total(&before, "rtmfp_edge_session_rtt_seconds_count", &[]),
+        0.0
+    );
+    assert_eq!(
+        total(&before, "rtmfp_edge_session_cwnd_bytes_count", &[]),
+        0.0
+    );
+
+    // A player waiting for a stream nobody publishes: its session stays open.
+    let _player = Client(
+        Command::new(BIN)
+            .args([
+                "play",
+                &server.rtmfp_url("live/cam"),
+                "--output",
+                "/dev/null",
+            ])
+            .args(["--duration", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let samples = parse_page(&scrape(metrics));
+        let shard0 = [("shard", "0")];
+        if total(&samples, "rtmfp_edge_session_rtt_seconds_count", &shard0) >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no session ever had an RTT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A scrape may mix two snapshots: let a few pass with the session open, so that the
+    // gauge and the histograms agree.
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = parse_page(&scrape(metrics));
+    let sum = |name| total(&samples, name, &[("shard", "0")]);
+    let sessions = sum("rtmfp_edge_sessions");
+    assert!(sum("rtmfp_edge_session_rtt_seconds_count") >= 1.0);
+    assert!(sum("rtmfp_edge_session_rtt_seconds_count") <= sessions);
+    assert!(sum("rtmfp_edge_session_rtt_seconds_sum") > 0.0);
+    // Loopback: well under a second per session.
+    assert!(sum("rtmfp_edge_session_rtt_seconds_sum") < sessions);
+    assert_eq!(sum("rtmfp_edge_session_cwnd_bytes_count"), sessions);
+    // At least two full fragments each.
+    assert!(sum("rtmfp_edge_session_cwnd_bytes_sum") >= 2000.0 * sessions);
 }
 
 #[test]

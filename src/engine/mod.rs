@@ -10,6 +10,7 @@ pub mod multicast_out;
 pub mod ring;
 pub mod rtmp_sockets;
 pub mod server_snapshot;
+pub mod session_histograms;
 pub mod shard;
 pub mod sockopt;
 pub mod steering;

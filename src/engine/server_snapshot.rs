@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::session_histograms::SessionHistograms;
 use crate::proto::{DropReason, Instant};
 use crate::server::edge::EdgeServer;
 
@@ -38,6 +39,8 @@ pub struct ServerSnapshot {
     /// those they dropped because the stream outran the pacing.
     pub multicast_sent: AtomicU64,
     pub multicast_dropped: AtomicU64,
+    /// The open sessions (those `sessions` counts) by smoothed RTT and congestion window.
+    pub session_histograms: SessionHistograms,
     /// When the shard last copied (its clock, microseconds); 0: never.
     taken_at: AtomicU64,
 }
@@ -69,6 +72,11 @@ impl ServerSnapshot {
             endpoint.fragments_retransmitted(),
         );
         set(&self.sessions, endpoint.session_count() as u64);
+        self.session_histograms.store(
+            endpoint
+                .sessions()
+                .map(|s| (s.srtt(), s.congestion_window())),
+        );
         let census = server.app().census();
         set(&self.connections, census.connections as u64);
         set(&self.streams, census.streams as u64);

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use super::text::{Exposition, Kind};
+use super::text::{Exposition, HistogramSeries, Kind};
 use crate::engine::server_snapshot::ServerSnapshot;
 use crate::engine::shard::ShardStats;
 use crate::engine::xdp_guard::GuardCounters;
@@ -224,11 +224,21 @@ pub fn render_xdp_program(attached: &[(&str, GuardCounters)]) -> String {
 const SESSIONS_OPENED: &str = "rtmfp_edge_sessions_opened_total";
 const DATAGRAMS_DROPPED: &str = "rtmfp_edge_datagrams_dropped_total";
 
-/// Every metric family's name, for the docs' test.
+/// Histograms of the sessions open at the last snapshot (label `shard`).
+const SESSION_RTT: &str = "rtmfp_edge_session_rtt_seconds";
+const SESSION_CWND: &str = "rtmfp_edge_session_cwnd_bytes";
+
+/// Every metric family's name but the histograms', for the docs' test.
 pub fn family_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = PER_SHARD.iter().map(|m| m.name).collect();
     names.extend([SESSIONS_OPENED, DATAGRAMS_DROPPED]);
     names
+}
+
+/// The histogram families' names, for the docs' test: their samples carry the suffixes
+/// `_bucket`, `_sum` and `_count`.
+pub fn histogram_family_names() -> [&'static str; 2] {
+    [SESSION_RTT, SESSION_CWND]
 }
 
 /// The page `/metrics` serves: every family, a sample per shard (by index).
@@ -273,6 +283,42 @@ pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
             );
         }
     }
+    let mut family = page.family(
+        SESSION_RTT,
+        Kind::Histogram,
+        "Open sessions by smoothed round-trip time, those with a sample: a snapshot of the sessions now (a gauge histogram), not observations over time.",
+    );
+    for (shard, stats) in labels.iter().zip(shards) {
+        let histogram = &stats.as_ref().server.session_histograms.rtt_nanos;
+        let tally = histogram.load();
+        family.histogram(
+            &[("shard", shard)],
+            HistogramSeries {
+                bounds: histogram.bounds(),
+                counts: &tally.counts(),
+                sum: tally.sum,
+                per_unit: 1_000_000_000,
+            },
+        );
+    }
+    let mut family = page.family(
+        SESSION_CWND,
+        Kind::Histogram,
+        "Open sessions by congestion window: a snapshot of the sessions now (a gauge histogram), not observations over time.",
+    );
+    for (shard, stats) in labels.iter().zip(shards) {
+        let histogram = &stats.as_ref().server.session_histograms.cwnd_bytes;
+        let tally = histogram.load();
+        family.histogram(
+            &[("shard", shard)],
+            HistogramSeries {
+                bounds: histogram.bounds(),
+                counts: &tally.counts(),
+                sum: tally.sum,
+                per_unit: 1,
+            },
+        );
+    }
     page.into_text()
 }
 
@@ -310,6 +356,68 @@ mod tests {
             );
             assert!(text.contains(&format!("{name}{{shard=\"1\"")), "{name}");
         }
+        for name in histogram_family_names() {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} histogram\n")).count(),
+                1
+            );
+            assert_eq!(text.matches(&format!("# HELP {name} ")).count(), 1);
+            for shard in ["0", "1"] {
+                let inf = format!("{name}_bucket{{shard=\"{shard}\",le=\"+Inf\"}} 0\n");
+                assert!(text.contains(&inf), "{name}");
+                assert!(text.contains(&format!("{name}_sum{{shard=\"{shard}\"}} 0\n")));
+                assert!(text.contains(&format!("{name}_count{{shard=\"{shard}\"}} 0\n")));
+            }
+        }
+    }
+
+    #[test]
+    fn session_histograms_render_as_the_snapshot_left_them() {
+        use std::time::Duration;
+        let shards = [Arc::new(ShardStats::default())];
+        let ms = |n| Some(Duration::from_millis(n));
+        shards[0].server.session_histograms.store([
+            (ms(1), 3000),
+            (Some(Duration::from_micros(15_500)), 9000),
+            (ms(6000), 5 << 20),
+            (None, 2000),
+        ]);
+        let text = render(&shards);
+        let rtt = |le: &str, n: u64| {
+            format!("rtmfp_edge_session_rtt_seconds_bucket{{shard=\"0\",le=\"{le}\"}} {n}\n")
+        };
+        let expected_rtt = [
+            rtt("0.001", 1),
+            rtt("0.002", 1),
+            rtt("0.005", 1),
+            rtt("0.01", 1),
+            rtt("0.02", 2),
+            rtt("0.05", 2),
+            rtt("0.1", 2),
+            rtt("0.2", 2),
+            rtt("0.5", 2),
+            rtt("1", 2),
+            rtt("2", 2),
+            rtt("5", 2),
+            rtt("+Inf", 3),
+        ]
+        .concat()
+            + "rtmfp_edge_session_rtt_seconds_sum{shard=\"0\"} 6.0165\n\
+               rtmfp_edge_session_rtt_seconds_count{shard=\"0\"} 3\n";
+        assert!(text.contains(&expected_rtt), "{text}");
+        let cwnd = |le: u64, n: u64| {
+            format!("rtmfp_edge_session_cwnd_bytes_bucket{{shard=\"0\",le=\"{le}\"}} {n}\n")
+        };
+        let mut expected_cwnd = [(2048, 1), (4096, 2), (8192, 2), (16384, 3)]
+            .map(|(le, n)| cwnd(le, n))
+            .concat();
+        for shift in 15..=22 {
+            expected_cwnd += &cwnd(1 << shift, 3);
+        }
+        expected_cwnd += "rtmfp_edge_session_cwnd_bytes_bucket{shard=\"0\",le=\"+Inf\"} 4\n\
+                          rtmfp_edge_session_cwnd_bytes_sum{shard=\"0\"} 5256880\n\
+                          rtmfp_edge_session_cwnd_bytes_count{shard=\"0\"} 4\n";
+        assert!(text.contains(&expected_cwnd), "{text}");
     }
 
     #[test]
@@ -334,7 +442,11 @@ mod tests {
     #[test]
     fn docs_list_every_metric() {
         let docs = include_str!("../../docs/metrics.md");
-        for name in family_names().into_iter().chain(xdp_program_family_names()) {
+        let names = family_names()
+            .into_iter()
+            .chain(histogram_family_names())
+            .chain(xdp_program_family_names());
+        for name in names {
             assert!(
                 docs.contains(&format!("`{name}`")),
                 "docs/metrics.md lacks {name}"

@@ -350,6 +350,11 @@ impl Endpoint {
         self.sessions.len()
     }
 
+    /// Every session open (closing ones included), in no particular order.
+    pub fn sessions(&self) -> impl Iterator<Item = &Session> + '_ {
+        self.sessions.values()
+    }
+
     /// Fragments presumed lost and queued to be sent again, by every session so far.
     pub fn fragments_retransmitted(&self) -> u64 {
         let live: u64 = self
