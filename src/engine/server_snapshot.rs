@@ -13,6 +13,9 @@ use crate::server::edge::EdgeServer;
 /// How often a shard copies its server's numbers: often enough for a scrape every few
 /// seconds, rarely enough that walking the sessions and streams costs nothing.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
+/// How often the session histograms are taken: they visit every session (cold memory on
+/// a shard of thousands), so once a second, a fraction of a scrape interval.
+pub const HISTOGRAMS_EVERY: Duration = Duration::from_secs(1);
 
 /// A shard's server in numbers; see docs/metrics.md for what each becomes.
 #[derive(Debug, Default)]
@@ -43,6 +46,8 @@ pub struct ServerSnapshot {
     pub session_histograms: SessionHistograms,
     /// When the shard last copied (its clock, microseconds); 0: never.
     taken_at: AtomicU64,
+    /// When it last took the session histograms; 0: never.
+    histograms_taken_at: AtomicU64,
 }
 
 impl ServerSnapshot {
@@ -72,11 +77,17 @@ impl ServerSnapshot {
             endpoint.fragments_retransmitted(),
         );
         set(&self.sessions, endpoint.session_count() as u64);
-        self.session_histograms.store(
-            endpoint
-                .sessions()
-                .map(|s| (s.srtt(), s.congestion_window())),
-        );
+        let histograms_at = Instant::from_micros(self.histograms_taken_at.load(Ordering::Relaxed));
+        if histograms_at == Instant::ZERO || now.saturating_since(histograms_at) >= HISTOGRAMS_EVERY
+        {
+            self.histograms_taken_at
+                .store(now.as_micros().max(1), Ordering::Relaxed);
+            self.session_histograms.store(
+                endpoint
+                    .sessions()
+                    .map(|s| (s.srtt(), s.congestion_window())),
+            );
+        }
         let census = server.app().census();
         set(&self.connections, census.connections as u64);
         set(&self.streams, census.streams as u64);
