@@ -374,7 +374,7 @@ impl Shard {
             }
             self.flush_poll(now);
             self.links.own_waker().prepare_sleep();
-            let timeout = self.sleep_for(now);
+            let timeout = self.epoll_sleep_for(now);
             let take_input = !self.multicast_backlogged(0);
             let mut udp_ready = false;
             self.rtmp.poll(
@@ -430,12 +430,7 @@ impl Shard {
             self.flush_xdp(&mut paths[0], now);
             self.links.stats.xdp.publish(&paths);
             self.links.own_waker().prepare_sleep();
-            // epoll sleeps in whole milliseconds (mio rounds up): a timer due sooner is
-            // polled for instead, as AF_XDP engines do, rather than fired up to 1 ms late.
-            let timeout = match self.sleep_for(now) {
-                t if t < EPOLL_TICK => Duration::ZERO,
-                t => t,
-            };
+            let timeout = self.epoll_sleep_for(now);
             let take_input = !self.multicast_backlogged(0);
             let mut udp_ready = false;
             self.rtmp.poll(
@@ -577,6 +572,16 @@ impl Shard {
             .map(|t| Duration::from_micros(t.as_micros().saturating_sub(now.as_micros())))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP)
+    }
+
+    /// [`Self::sleep_for`] for a loop that sleeps in epoll, which counts whole
+    /// milliseconds (mio rounds up): a timer due sooner is polled for (as AF_XDP engines
+    /// do) rather than fired up to a millisecond late.
+    fn epoll_sleep_for(&self, now: Instant) -> Duration {
+        match self.sleep_for(now) {
+            t if t < EPOLL_TICK => Duration::ZERO,
+            t => t,
+        }
     }
 
     fn drain_inbound(&mut self, now: Instant) {
