@@ -619,3 +619,43 @@ fn check_config_says_ok_with_a_summary_or_names_the_line_and_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn the_io_path_and_its_xdp_settings_are_server_keys_checked_at_their_line() {
+    use rtmfp_edge::server::config::IoMode;
+    let ok = "[server]\nio = \"xdp\"\nxdp_interface = \"eth1\"\nxdp_handshake_limit = \"50/100\"\n\
+              [[app]]\nname = \"x\"\n";
+    let config = ServerConfig::parse(ok, "c.toml").unwrap();
+    assert_eq!(config.io, Some(IoMode::Xdp));
+    assert_eq!(config.xdp_interface.as_deref(), Some("eth1"));
+    assert_eq!(config.xdp_handshake_limit, Some((50, 100)));
+    let off = "[server]\nxdp_handshake_limit = \"off\"\n[[app]]\nname = \"x\"\n";
+    let config = ServerConfig::parse(off, "c.toml").unwrap();
+    assert_eq!(config.xdp_handshake_limit, Some((0, 0)));
+    let defaults = ServerConfig::parse("[[app]]\nname = \"x\"\n", "c.toml").unwrap();
+    assert_eq!(
+        (
+            defaults.io,
+            defaults.xdp_interface,
+            defaults.xdp_handshake_limit
+        ),
+        (None, None, None)
+    );
+    for (lines, why) in [
+        ("io = \"dpdk\"\n", "server.io: \"dpdk\" is not an I/O mode"),
+        (
+            "xdp_interface = \"\"\n",
+            "server.xdp_interface: \"\" is not an interface",
+        ),
+        (
+            "xdp_handshake_limit = \"20\"\n",
+            "server.xdp_handshake_limit: \"20\": expected RATE/BURST",
+        ),
+        ("xdp_handshake_limit = \"0/40\"\n", "both above 0"),
+    ] {
+        let text = format!("[server]\nshards = 1\n{lines}[[app]]\nname = \"x\"\n");
+        let (at, _, message) = error_of(&text);
+        assert_eq!(at, 3, "{message}");
+        assert!(message.contains(why), "{message}");
+    }
+}

@@ -50,8 +50,9 @@ enum Command {
         /// (root; our XDP program redirects the RTMFP port to it), or `auto`: AF_XDP when
         /// --xdp-iface is given and it opens, else io_uring when the kernel allows it,
         /// else the plain loop (it says which and why).
-        #[arg(long, value_enum, default_value_t = IoArg::Auto)]
-        io: IoArg,
+        /// [default: auto, or the config's server.io]
+        #[arg(long, value_enum)]
+        io: Option<IoArg>,
         /// The interface for AF_XDP (`--io xdp`, or tried first by `--io auto`).
         #[arg(long, value_name = "IF")]
         xdp_iface: Option<String>,
@@ -248,7 +249,7 @@ pub fn main() -> ExitCode {
             },
             &serve::EngineFlags {
                 shards: shards.unwrap_or(0),
-                io: Some(match io {
+                io: io.map(|io| match io {
                     IoArg::Auto => IoChoice::Auto,
                     IoArg::Uring => IoChoice::Uring,
                     IoArg::Poll => IoChoice::Poll,

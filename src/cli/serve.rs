@@ -176,21 +176,23 @@ pub fn start(
         shards: flags.shards,
         io: flags.io.unwrap_or(IoChoice::Auto),
         xdp_interface: flags.xdp_iface.clone(),
-        xdp_handshake_limit: handshake_limit(flags)?,
+        xdp_handshake_limit: handshake_limit(flags, &cfg)?,
         ..EngineOptions::default()
     };
     Engine::start(Arc::new(cfg), endpoint, options, hook)
 }
 
-/// `--xdp-handshake-limit`, or the guard's default (20/s, burst 40).
-fn handshake_limit(flags: &EngineFlags) -> Result<(u32, u32)> {
-    match &flags.xdp_handshake_limit {
-        None => {
+/// `--xdp-handshake-limit`, else `[server] xdp_handshake_limit`, else the guard's default
+/// (20/s, burst 40).
+fn handshake_limit(flags: &EngineFlags, cfg: &ServerConfig) -> Result<(u32, u32)> {
+    match (&flags.xdp_handshake_limit, cfg.xdp_handshake_limit) {
+        (Some(text), _) => GuardConfig::parse_handshake_limit(text)
+            .map_err(|e| anyhow::anyhow!("--xdp-handshake-limit {e}")),
+        (None, Some(limit)) => Ok(limit),
+        (None, None) => {
             let d = GuardConfig::for_ports(Vec::new());
             Ok((d.handshake_rate, d.handshake_burst))
         }
-        Some(text) => GuardConfig::parse_handshake_limit(text)
-            .map_err(|e| anyhow::anyhow!("--xdp-handshake-limit {e}")),
     }
 }
 
@@ -329,18 +331,25 @@ pub fn serve(
         })
         .collect();
     let metrics = cfg.metrics_listen;
+    // The command line wins over the file's [server] keys.
+    let flags = &EngineFlags {
+        shards: cfg.shards.map_or(0, NonZeroUsize::get),
+        io: flags.io.or(cfg.io),
+        xdp_iface: flags
+            .xdp_iface
+            .clone()
+            .or_else(|| cfg.xdp_interface.clone()),
+        ..flags.clone()
+    };
     if let (Some(guard), Some(xdp)) = (&flags.xdp_guard, &flags.xdp_iface) {
         if guard == xdp && flags.io != Some(IoChoice::Uring) && flags.io != Some(IoChoice::Poll) {
             bail!(
-                "--xdp-guard {guard} and --xdp-iface {xdp}: the AF_XDP path puts the guard \
-                 on its interface itself; give only --xdp-iface"
+                "--xdp-guard {guard} and --xdp-iface {xdp} (or [server] xdp_interface): the \
+                 AF_XDP path puts the guard on its interface itself; give only --xdp-iface"
             );
         }
     }
-    let flags = &EngineFlags {
-        shards: cfg.shards.map_or(0, NonZeroUsize::get),
-        ..flags.clone()
-    };
+    let guard_limit = handshake_limit(flags, &cfg)?;
     let engine = start(cfg, flags, logging_hook(None))?;
     if let Some(why) = &engine.xdp_unavailable {
         println!("engine: AF_XDP not used ({why}); falling back");
@@ -384,7 +393,7 @@ pub fn serve(
     }
     let guard = match &flags.xdp_guard {
         Some(interface) => {
-            let (handshake_rate, handshake_burst) = handshake_limit(flags)?;
+            let (handshake_rate, handshake_burst) = guard_limit;
             let config = GuardConfig {
                 handshake_rate,
                 handshake_burst,
@@ -585,6 +594,18 @@ pub fn check_config(path: &Path) -> Result<()> {
     match cfg.shards {
         Some(n) => println!("  shards       = {n}"),
         None => println!("  shards       = one per core"),
+    }
+    println!(
+        "  io           = {}",
+        cfg.io.map_or("auto", crate::server::config::IoMode::name)
+    );
+    if let Some(interface) = &cfg.xdp_interface {
+        println!("  xdp_interface = {interface}");
+    }
+    match cfg.xdp_handshake_limit {
+        Some((0, _)) => println!("  xdp_handshake_limit = off"),
+        Some((rate, burst)) => println!("  xdp_handshake_limit = {rate}/{burst}"),
+        None => {}
     }
     for app in cfg.apps() {
         println!("  app {:?}", app.name);

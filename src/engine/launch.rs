@@ -33,16 +33,8 @@ const RING_CAPACITY: usize = 8192;
 /// The kernel caps the ask at net.core.rmem_max/wmem_max, which `tune` raises to this.
 pub const SOCKET_BUFFER: usize = 8 << 20;
 
-/// Which I/O to run the shards' UDP sockets on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoChoice {
-    /// io_uring when the kernel allows it, else the plain loop.
-    Auto,
-    Uring,
-    Poll,
-    /// AF_XDP on `EngineOptions::xdp_interface`, io_uring beside it.
-    Xdp,
-}
+/// Which I/O to run the shards' UDP sockets on: `[server] io`'s values.
+pub use crate::server::config::IoMode as IoChoice;
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {

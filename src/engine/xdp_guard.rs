@@ -28,18 +28,7 @@ impl GuardConfig {
     /// Reads `RATE/BURST` (handshakes a second per source address, and the burst) or
     /// `off` (no limit), as `serve --xdp-handshake-limit` takes it.
     pub fn parse_handshake_limit(text: &str) -> Result<(u32, u32), String> {
-        if text == "off" {
-            return Ok((0, 0));
-        }
-        let parsed = text
-            .split_once('/')
-            .and_then(|(r, b)| Some((r.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
-        match parsed {
-            Some((rate, burst)) if rate > 0 && burst > 0 => Ok((rate, burst)),
-            _ => Err(format!(
-                "{text:?}: expected RATE/BURST (such as 20/40), both above 0, or off"
-            )),
-        }
+        crate::server::config::parse_handshake_limit(text)
     }
 }
 

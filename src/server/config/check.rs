@@ -10,9 +10,9 @@ use toml::Spanned;
 use super::error::{ConfigError, Position, Source};
 use super::raw::{RawApp, RawConfig, RawGroup, RawLimits, RawRepublish, RawServer};
 use super::{
-    AccessRule, AppConfig, Cidr, GroupRule, Limits, MulticastForm, MulticastSending, PublishRule,
-    Republish, ServerConfig, SharedToken, StreamPattern, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE,
-    DEFAULT_LISTEN,
+    parse_handshake_limit, AccessRule, AppConfig, Cidr, GroupRule, IoMode, Limits, MulticastForm,
+    MulticastSending, PublishRule, Republish, ServerConfig, SharedToken, StreamPattern,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEPALIVE, DEFAULT_LISTEN,
 };
 use crate::group::GroupSpec;
 use crate::multicast::fec::FecScheme;
@@ -117,6 +117,38 @@ impl Checker<'_> {
             }
             None => None,
         };
+        let io = match &raw.io {
+            Some(text) => Some(IoMode::parse(text.get_ref()).ok_or_else(|| {
+                self.at(
+                    text,
+                    format!(
+                        "server.io: {:?} is not an I/O mode; give auto, uring, poll or xdp",
+                        text.get_ref()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let xdp_interface = match &raw.xdp_interface {
+            Some(name) if name.get_ref().trim().is_empty() || name.get_ref().contains('/') => {
+                return Err(self.at(
+                    name,
+                    format!(
+                        "server.xdp_interface: {:?} is not an interface name (such as eth0)",
+                        name.get_ref()
+                    ),
+                ))
+            }
+            Some(name) => Some(name.get_ref().clone()),
+            None => None,
+        };
+        let xdp_handshake_limit = match &raw.xdp_handshake_limit {
+            Some(text) => Some(
+                parse_handshake_limit(text.get_ref())
+                    .map_err(|e| self.at(text, format!("server.xdp_handshake_limit: {e}")))?,
+            ),
+            None => None,
+        };
         let cookie_len = match &raw.cookie_len {
             Some(n) if [FLASH_COOKIE_LEN, RFC_COOKIE_LEN].contains(&(*n.get_ref() as usize)) => {
                 *n.get_ref() as usize
@@ -217,6 +249,9 @@ impl Checker<'_> {
             rtmp_listen,
             metrics_listen,
             shards,
+            io,
+            xdp_interface,
+            xdp_handshake_limit,
             cookie_len,
             keepalive,
             idle_timeout,

@@ -56,6 +56,13 @@ pub struct ServerConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Engine shards; `None`: one per core, counted by the engine.
     pub shards: Option<NonZeroUsize>,
+    /// `[server] io`; `None`: auto (and `serve --io` wins over it).
+    pub io: Option<IoMode>,
+    /// `[server] xdp_interface`: the interface for AF_XDP (`serve --xdp-iface` wins).
+    pub xdp_interface: Option<String>,
+    /// `[server] xdp_handshake_limit`: the XDP program's handshakes a second per source
+    /// and burst, (0, 0) for none; `None`: its default (`serve --xdp-handshake-limit` wins).
+    pub xdp_handshake_limit: Option<(u32, u32)>,
     /// Responder cookie length: 64 (every deployed Flash client) or 65 (RFC 7425 peers).
     pub cookie_len: usize,
     /// How long a quiet session waits before it sends a keepalive.
@@ -70,6 +77,56 @@ pub struct ServerConfig {
     /// datagram that asked for it; 0: no bound (docs/hardening.md).
     pub amplification_limit: u32,
     apps: Vec<AppConfig>,
+}
+
+/// `[server] io`: which I/O the engine's shards run their UDP on (`serve --io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// AF_XDP when `xdp_interface` is given and it opens, else io_uring when the kernel
+    /// allows it, else the plain loop.
+    Auto,
+    Uring,
+    Poll,
+    /// AF_XDP on `xdp_interface`, io_uring beside it.
+    Xdp,
+}
+
+impl IoMode {
+    pub fn parse(text: &str) -> Option<IoMode> {
+        match text {
+            "auto" => Some(IoMode::Auto),
+            "uring" => Some(IoMode::Uring),
+            "poll" => Some(IoMode::Poll),
+            "xdp" => Some(IoMode::Xdp),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Auto => "auto",
+            IoMode::Uring => "uring",
+            IoMode::Poll => "poll",
+            IoMode::Xdp => "xdp",
+        }
+    }
+}
+
+/// Reads `RATE/BURST` (handshakes a second per source address, and the burst) or `off`
+/// (no limit), as `serve --xdp-handshake-limit` and `[server] xdp_handshake_limit` take it.
+pub fn parse_handshake_limit(text: &str) -> Result<(u32, u32), String> {
+    if text == "off" {
+        return Ok((0, 0));
+    }
+    let parsed = text
+        .split_once('/')
+        .and_then(|(r, b)| Some((r.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+    match parsed {
+        Some((rate, burst)) if rate > 0 && burst > 0 => Ok((rate, burst)),
+        _ => Err(format!(
+            "{text:?}: expected RATE/BURST (such as 20/40), both above 0, or off"
+        )),
+    }
 }
 
 /// `[server] multicast_ttl`, `multicast_interface`, `multicast_loop`: how IP multicast
@@ -167,6 +224,9 @@ impl ServerConfig {
             rtmp_listen: Some(DEFAULT_LISTEN),
             metrics_listen: None,
             shards: None,
+            io: None,
+            xdp_interface: None,
+            xdp_handshake_limit: None,
             cookie_len: FLASH_COOKIE_LEN,
             keepalive: DEFAULT_KEEPALIVE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,

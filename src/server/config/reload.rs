@@ -11,7 +11,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use super::{AppConfig, FecScheme, MulticastForm, ServerConfig};
+use super::{AppConfig, FecScheme, IoMode, MulticastForm, ServerConfig};
 use crate::group::GroupId;
 
 /// The outcome of [`ServerConfig::reload`].
@@ -122,6 +122,21 @@ impl ServerConfig {
             "shards",
             shown(self.shards, "one-per-core"),
             shown(config.shards, "one-per-core"),
+        );
+        keep(
+            "io",
+            shown(self.io.map(IoMode::name), "auto"),
+            shown(config.io.map(IoMode::name), "auto"),
+        );
+        keep(
+            "xdp_interface",
+            shown(self.xdp_interface.as_deref(), "none"),
+            shown(config.xdp_interface.as_deref(), "none"),
+        );
+        keep(
+            "xdp_handshake_limit",
+            format!("{:?}", self.xdp_handshake_limit),
+            format!("{:?}", config.xdp_handshake_limit),
         );
         keep(
             "cookie_len",
