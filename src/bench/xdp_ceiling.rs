@@ -58,13 +58,15 @@ pub fn measure(
     }
     let mut free: VecDeque<usize> = (0..FRAMES as usize).collect();
     let mut sent = 0u64;
+    let mut batch: Vec<(u64, u32)> = Vec::with_capacity(BATCH);
     let start = Instant::now();
     while start.elapsed() < run_for {
         sent += u64::from(socket.completed(|addr| {
             free.push_back(((addr - base) / FRAME_SIZE as u64) as usize);
         }));
         let take = free.len().min(BATCH);
-        let batch: Vec<(u64, u32)> = free.drain(..take).map(|i| descriptors[i]).collect();
+        batch.clear();
+        batch.extend(free.drain(..take).map(|i| descriptors[i]));
         let queued = socket.transmit(batch.iter().copied()) as usize;
         // What the ring did not take goes back to the front.
         for &(addr, _) in batch[queued..].iter().rev() {

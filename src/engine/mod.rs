@@ -3,6 +3,8 @@
 //! encryption for fan-out. See docs/engine.md.
 
 pub mod batch_cipher;
+#[cfg(rtmfp_bpf)]
+pub mod bpf_object;
 pub mod config_feed;
 pub mod launch;
 pub mod multi_cbc;

@@ -286,7 +286,7 @@ impl Shard {
     pub fn run(mut self, io: Io, mut step: StepHook) -> std::io::Result<()> {
         if io == Io::Xdp && !self.xdp.is_empty() {
             let paths = std::mem::take(&mut self.xdp);
-            return self.run_xdp(paths, &mut step);
+            return self.run_epoll(paths, &mut step);
         }
         match io {
             Io::Uring | Io::Xdp => {
@@ -297,7 +297,7 @@ impl Shard {
                 )?;
                 self.run_uring(&mut uring, &mut step)
             }
-            Io::Poll => self.run_poll(&mut step),
+            Io::Poll => self.run_epoll(Vec::new(), &mut step),
         }
     }
 
@@ -351,52 +351,12 @@ impl Shard {
         held > 0 || self.server.groups().multicast_queued() > MAX_QUEUED / 2
     }
 
-    fn run_poll(&mut self, step: &mut StepHook) -> std::io::Result<()> {
-        self.udp.set_nonblocking(true)?;
-        let udp_fd = self.udp.as_raw_fd();
-        let wake_fd = self.links.own_waker().fd();
-        self.rtmp.registry().register(
-            &mut SourceFd(&udp_fd),
-            rtmp_sockets::UDP,
-            Interest::READABLE,
-        )?;
-        self.rtmp.registry().register(
-            &mut SourceFd(&wake_fd),
-            rtmp_sockets::WAKE,
-            Interest::READABLE,
-        )?;
-        let mut buf = vec![0u8; 65536];
-        let epoch = self.epoch;
-        loop {
-            let now = self.now();
-            if !self.turn(now, step) {
-                return Ok(());
-            }
-            self.flush_poll(now);
-            self.links.own_waker().prepare_sleep();
-            let timeout = self.epoll_sleep_for(now);
-            let take_input = !self.multicast_backlogged(0);
-            let mut udp_ready = false;
-            self.rtmp.poll(
-                Some(timeout),
-                &mut self.server,
-                || clock(epoch),
-                take_input,
-                |token, _| udp_ready |= token == rtmp_sockets::UDP,
-            )?;
-            let waker = self.links.own_waker();
-            waker.awake();
-            waker.drain();
-            if udp_ready {
-                self.receive_plain(&mut buf)?;
-            }
-        }
-    }
-
-    /// The AF_XDP loop: datagrams for the server's port on the interface arrive in the
-    /// socket's RX ring, those on other interfaces on the kernel socket; both are read
-    /// every turn. Output is sealed into UMEM frames and sent through the TX ring.
-    fn run_xdp(&mut self, mut paths: Vec<XdpPath>, step: &mut StepHook) -> std::io::Result<()> {
+    /// The loops that wait in epoll (mio): the plain socket loop (`paths` empty) and the
+    /// AF_XDP loop. Under AF_XDP, datagrams for the server's port on the interface arrive
+    /// in the sockets' RX rings and are read every turn, those on other interfaces on the
+    /// kernel socket; output is sealed into UMEM frames and sent through the first
+    /// socket's TX ring. Without, the kernel socket carries everything.
+    fn run_epoll(&mut self, mut paths: Vec<XdpPath>, step: &mut StepHook) -> std::io::Result<()> {
         self.udp.set_nonblocking(true)?;
         let udp_fd = self.udp.as_raw_fd();
         let wake_fd = self.links.own_waker().fd();
@@ -423,12 +383,19 @@ impl Shard {
         let epoch = self.epoch;
         loop {
             let now = self.now();
-            if !self.turn(now, step) {
+            let running = self.turn(now, step);
+            if running {
+                match paths.first_mut() {
+                    Some(sender) => self.flush_xdp(sender, now),
+                    None => self.flush_poll(now),
+                }
+            }
+            if !paths.is_empty() {
                 self.links.stats.xdp.publish(&paths);
+            }
+            if !running {
                 return Ok(());
             }
-            self.flush_xdp(&mut paths[0], now);
-            self.links.stats.xdp.publish(&paths);
             self.links.own_waker().prepare_sleep();
             let timeout = self.epoll_sleep_for(now);
             let take_input = !self.multicast_backlogged(0);

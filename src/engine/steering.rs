@@ -128,13 +128,9 @@ impl ReuseportSteering {
 #[cfg(rtmfp_bpf)]
 mod built {
     use super::{ReuseportSteering, SteeringCounters, SteeringError};
-    use libbpf_rs::{ErrorKind, MapCore, MapFlags, Object, ObjectBuilder};
+    use crate::engine::bpf_object::{self, per_cpu_sum, Aligned, LoadError};
+    use libbpf_rs::{MapCore, MapFlags, Object};
     use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-
-    /// The ELF object build.rs compiled, 8-byte aligned because libelf reads its headers
-    /// in place.
-    #[repr(C, align(8))]
-    struct Aligned<B: ?Sized>(B);
 
     static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
         env!("OUT_DIR"),
@@ -166,18 +162,13 @@ mod built {
 
     impl ReuseportSteering {
         pub(super) fn attach_built(sockets: &[BorrowedFd<'_>]) -> Result<Self, SteeringError> {
-            let open = ObjectBuilder::default()
-                .name(OBJECT_NAME)
-                .map_err(|e| SteeringError::Object(format!("{e:#}")))?
-                .open_memory(&OBJECT.0)
-                .map_err(|e| SteeringError::Object(format!("{e:#}")))?;
-            let object = open.load().map_err(|e| {
-                let why = format!("{e:#}");
-                if e.kind() == ErrorKind::PermissionDenied && !may_load_bpf() {
-                    SteeringError::Permission(why)
-                } else {
-                    SteeringError::KernelRefused(why)
-                }
+            let object = bpf_object::load(OBJECT, OBJECT_NAME).map_err(|e| match e {
+                LoadError::Open(why) => SteeringError::Object(why),
+                LoadError::Load {
+                    permission_denied: true,
+                    why,
+                } if !may_load_bpf() => SteeringError::Permission(why),
+                LoadError::Load { why, .. } => SteeringError::KernelRefused(why),
             })?;
 
             {
@@ -211,22 +202,7 @@ mod built {
 
         /// The counters so far, each summed over every CPU.
         pub fn counters(&self) -> SteeringCounters {
-            // The map was found at attach time, so a failure here cannot be a missing
-            // map; a failed read counts as zero rather than taking the engine down.
-            let read = |counter: Counter| -> u64 {
-                let Ok(map) = find_map(&self.object, COUNTERS_MAP) else {
-                    return 0;
-                };
-                let key = (counter as u32).to_ne_bytes();
-                match map.lookup_percpu(&key, MapFlags::ANY) {
-                    Ok(Some(per_cpu)) => per_cpu
-                        .iter()
-                        .filter_map(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                        .map(u64::from_ne_bytes)
-                        .sum(),
-                    _ => 0,
-                }
-            };
+            let read = |counter: Counter| per_cpu_sum(&self.object, COUNTERS_MAP, counter as u32);
             SteeringCounters {
                 steered: read(Counter::Steered),
                 handshake: read(Counter::Handshake),
@@ -237,9 +213,7 @@ mod built {
     }
 
     fn find_map<'o>(object: &'o Object, name: &str) -> Result<libbpf_rs::Map<'o>, SteeringError> {
-        object
-            .maps()
-            .find(|m| m.name() == name)
+        bpf_object::find_map(object, name)
             .ok_or_else(|| SteeringError::Object(format!("no map {name}")))
     }
 

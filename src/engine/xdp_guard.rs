@@ -158,12 +158,8 @@ impl XdpGuard {
 #[cfg(rtmfp_bpf)]
 mod built {
     use super::{GuardConfig, GuardCounters, XdpGuard, XdpGuardError};
-    use libbpf_rs::{ErrorKind, MapCore, MapFlags, Object, ObjectBuilder};
-
-    /// The ELF object build.rs compiled, 8-byte aligned because libelf reads its headers
-    /// in place.
-    #[repr(C, align(8))]
-    struct Aligned<B: ?Sized>(B);
+    use crate::engine::bpf_object::{self, per_cpu_sum, Aligned, LoadError};
+    use libbpf_rs::{MapCore, MapFlags, Object};
 
     static OBJECT: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
         env!("OUT_DIR"),
@@ -196,18 +192,13 @@ mod built {
             index: u32,
             config: &GuardConfig,
         ) -> Result<Self, XdpGuardError> {
-            let open = ObjectBuilder::default()
-                .name(OBJECT_NAME)
-                .map_err(|e| XdpGuardError::Object(format!("{e:#}")))?
-                .open_memory(&OBJECT.0)
-                .map_err(|e| XdpGuardError::Object(format!("{e:#}")))?;
-            let object = open.load().map_err(|e| {
-                let why = format!("{e:#}");
-                if e.kind() == ErrorKind::PermissionDenied {
-                    XdpGuardError::Permission(why)
-                } else {
-                    XdpGuardError::KernelRefused(why)
-                }
+            let object = bpf_object::load(OBJECT, OBJECT_NAME).map_err(|e| match e {
+                LoadError::Open(why) => XdpGuardError::Object(why),
+                LoadError::Load {
+                    permission_denied: true,
+                    why,
+                } => XdpGuardError::Permission(why),
+                LoadError::Load { why, .. } => XdpGuardError::KernelRefused(why),
             })?;
 
             let update = |map: &str, key: &[u8], value: &[u8]| {
@@ -254,21 +245,7 @@ mod built {
 
         /// The counters so far, each summed over every CPU.
         pub fn counters(&self) -> GuardCounters {
-            // The maps were found at attach time; a failed read counts as zero rather
-            // than taking the server down.
-            let read = |counter: Counter| -> u64 {
-                let Ok(map) = find_map(&self.object, COUNTERS_MAP) else {
-                    return 0;
-                };
-                match map.lookup_percpu(&(counter as u32).to_ne_bytes(), MapFlags::ANY) {
-                    Ok(Some(per_cpu)) => per_cpu
-                        .iter()
-                        .filter_map(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                        .map(u64::from_ne_bytes)
-                        .sum(),
-                    _ => 0,
-                }
-            };
+            let read = |counter: Counter| per_cpu_sum(&self.object, COUNTERS_MAP, counter as u32);
             GuardCounters {
                 not_ours: read(Counter::NotOurs),
                 redirected: read(Counter::Redirected),
@@ -282,9 +259,7 @@ mod built {
     }
 
     fn find_map<'o>(object: &'o Object, name: &str) -> Result<libbpf_rs::Map<'o>, XdpGuardError> {
-        object
-            .maps()
-            .find(|m| m.name() == name)
+        bpf_object::find_map(object, name)
             .ok_or_else(|| XdpGuardError::Object(format!("no map {name}")))
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicU64;
 
 use super::text::{Exposition, HistogramSeries, Kind};
 use crate::engine::server_snapshot::ServerSnapshot;
+use crate::engine::session_histograms::{SessionHistograms, SnapshotHistogram};
 use crate::engine::shard::ShardStats;
 use crate::engine::xdp_guard::GuardCounters;
 use crate::proto::DropReason;
@@ -241,6 +242,32 @@ pub fn histogram_family_names() -> [&'static str; 2] {
     [SESSION_RTT, SESSION_CWND]
 }
 
+/// One of the session histograms as a family, a series per shard; `per_unit` stored
+/// units make one exposed unit.
+fn session_histogram<S: AsRef<ShardStats>, const BOUNDS: usize>(
+    page: &mut Exposition,
+    shards: &[S],
+    name: &'static str,
+    help: &str,
+    which: fn(&SessionHistograms) -> &SnapshotHistogram<BOUNDS>,
+    per_unit: u64,
+) {
+    let mut family = page.family(name, Kind::Histogram, help);
+    for (shard, stats) in shards.iter().enumerate() {
+        let histogram = which(&stats.as_ref().server.session_histograms);
+        let tally = histogram.load();
+        family.histogram(
+            &[("shard", &shard.to_string())],
+            HistogramSeries {
+                bounds: histogram.bounds(),
+                counts: &tally.counts(),
+                sum: tally.sum,
+                per_unit,
+            },
+        );
+    }
+}
+
 /// The page `/metrics` serves: every family, a sample per shard (by index).
 pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
     let mut page = Exposition::new();
@@ -283,42 +310,22 @@ pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
             );
         }
     }
-    let mut family = page.family(
+    session_histogram(
+        &mut page,
+        shards,
         SESSION_RTT,
-        Kind::Histogram,
         "Open sessions by smoothed round-trip time, those with a sample: a snapshot of the sessions now (a gauge histogram), not observations over time.",
+        |h| &h.rtt_nanos,
+        1_000_000_000,
     );
-    for (shard, stats) in labels.iter().zip(shards) {
-        let histogram = &stats.as_ref().server.session_histograms.rtt_nanos;
-        let tally = histogram.load();
-        family.histogram(
-            &[("shard", shard)],
-            HistogramSeries {
-                bounds: histogram.bounds(),
-                counts: &tally.counts(),
-                sum: tally.sum,
-                per_unit: 1_000_000_000,
-            },
-        );
-    }
-    let mut family = page.family(
+    session_histogram(
+        &mut page,
+        shards,
         SESSION_CWND,
-        Kind::Histogram,
         "Open sessions by congestion window: a snapshot of the sessions now (a gauge histogram), not observations over time.",
+        |h| &h.cwnd_bytes,
+        1,
     );
-    for (shard, stats) in labels.iter().zip(shards) {
-        let histogram = &stats.as_ref().server.session_histograms.cwnd_bytes;
-        let tally = histogram.load();
-        family.histogram(
-            &[("shard", shard)],
-            HistogramSeries {
-                bounds: histogram.bounds(),
-                counts: &tally.counts(),
-                sum: tally.sum,
-                per_unit: 1,
-            },
-        );
-    }
     page.into_text()
 }
 

@@ -67,6 +67,8 @@ pub struct XdpPath {
     neighbours_read: Option<Instant>,
     batches: Vec<TxBatch>,
     free: Vec<usize>,
+    /// The TX descriptors of the batch being posted (kept for its capacity).
+    descriptors: Vec<(u64, u32)>,
     tx_base: u64,
     counters: XdpCounters,
 }
@@ -129,6 +131,7 @@ impl XdpPath {
             neighbours: HashMap::new(),
             neighbours_read: None,
             free: (0..batches.len()).rev().collect(),
+            descriptors: Vec::with_capacity(FRAMES_PER_BATCH as usize),
             batches,
             tx_base,
             counters: XdpCounters::default(),
@@ -160,10 +163,7 @@ impl XdpPath {
             counters.frames_received += 1;
             match frame::parse_udp(bytes) {
                 Some(d) if d.to.port() == port => {
-                    let entry = neighbours
-                        .entry(d.from.ip())
-                        .or_insert((d.source_mac, d.to.ip()));
-                    *entry = (d.source_mac, d.to.ip());
+                    neighbours.insert(d.from.ip(), (d.source_mac, d.to.ip()));
                     each(d.from, d.payload);
                 }
                 _ => counters.frames_not_ours += 1,
@@ -219,7 +219,9 @@ impl XdpPath {
 
     fn post(&mut self, index: usize, kernel: &UdpSocket) {
         let len = self.batches[index].datagrams.len();
-        let mut descriptors: Vec<(u64, u32)> = Vec::with_capacity(len);
+        // Reused batch after batch: no allocation per batch.
+        let mut descriptors = std::mem::take(&mut self.descriptors);
+        descriptors.clear();
         for i in 0..len {
             let batch = &mut self.batches[index];
             let Some((to, datagram_len, slot)) = batch.datagrams.filled_slot_mut(i) else {
@@ -265,6 +267,7 @@ impl XdpPath {
         // The TX ring holds every transmit frame, so it always has room for a batch.
         let queued = self.socket.transmit(descriptors.iter().copied()) as usize;
         self.counters.send_failed += (descriptors.len() - queued) as u64;
+        self.descriptors = descriptors;
         let batch = &mut self.batches[index];
         batch.in_flight = queued as u32;
         if queued == 0 {
