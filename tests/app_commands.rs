@@ -11,7 +11,7 @@ use rtmfp_edge::flash::amf::{encode_amf0_sequence, Value};
 use rtmfp_edge::flash::command::{code, status_code, Command};
 use rtmfp_edge::flash::tc::kind;
 use rtmfp_edge::media::MediaKind;
-use rtmfp_edge::server::app::{App, AppEvent, ConnId, Outgoing};
+use rtmfp_edge::server::app::{App, AppEvent, ConnId, Outgoing, Output};
 use rtmfp_edge::server::config::ServerConfig;
 use rtmfp_edge::server::directory::Directory;
 
@@ -1422,6 +1422,55 @@ fn receive_video_false_stops_video_but_not_audio() {
         lines_of(&drain(&mut app), player),
         [format!("s{p} video@40 {}", hex(b"\x17\x01key2"))]
     );
+}
+
+/// The players each media message goes to, read from the app's one fan-out entry per
+/// message (an app that queued a copy per player would fail here).
+fn fan_out_targets(app: &mut App) -> Vec<Vec<ConnId>> {
+    let mut lists = Vec::new();
+    while let Some(output) = app.poll_output() {
+        match output {
+            Output::FanOut(f) => lists.push(f.players.iter().map(|p| p.conn).collect()),
+            Output::To(conn, Outgoing::Media { .. }) => {
+                panic!("media queued for {conn} alone, not in a fan-out")
+            }
+            Output::To(..) => {}
+        }
+    }
+    lists
+}
+
+#[test]
+fn a_fan_out_follows_players_joining_leaving_and_turning_video_off() {
+    let mut app = default_server();
+    let (publisher, s) = publishing(&mut app, "live", "demo");
+    let (a, a_stream) = playing(&mut app, "live", "demo");
+    let (b, _) = playing(&mut app, "live", "demo");
+    let video = |app: &mut App, ts| send_media(app, publisher, s, kind::VIDEO, ts, b"\x27\x01v");
+    let audio = |app: &mut App, ts| send_media(app, publisher, s, kind::AUDIO, ts, b"\xaf\x01a");
+    video(&mut app, 0);
+    audio(&mut app, 1);
+    assert_eq!(fan_out_targets(&mut app), [vec![a, b], vec![a, b]]);
+
+    call(
+        &mut app,
+        a,
+        a_stream,
+        Command::new("receiveVideo", 0.0, Value::Null, vec![false.into()]),
+    );
+    video(&mut app, 40);
+    audio(&mut app, 41);
+    assert_eq!(fan_out_targets(&mut app), [vec![b], vec![a, b]]);
+
+    let (c, _) = playing(&mut app, "live", "demo");
+    video(&mut app, 80);
+    assert_eq!(fan_out_targets(&mut app), [vec![b, c]]);
+
+    app.close(b);
+    drain(&mut app);
+    video(&mut app, 120);
+    audio(&mut app, 121);
+    assert_eq!(fan_out_targets(&mut app), [vec![c], vec![a, c]]);
 }
 
 #[test]

@@ -372,9 +372,35 @@ impl Endpoint {
     /// The caller may queue messages through the session, so it is put in line to send.
     /// Its deadlines may change too, so they are recomputed before timers are next asked.
     pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.mark_ready(id);
-        self.touch(id);
-        self.sessions.get_mut(&id)
+        // One lookup: this runs per player per media message in a fan-out.
+        let s = self.sessions.get_mut(&id)?;
+        if !s.marks.ready {
+            s.marks.ready = true;
+            self.ready.push_back(id);
+        }
+        if !s.marks.touched {
+            s.marks.touched = true;
+            self.touched.push(id);
+        }
+        Some(s)
+    }
+
+    /// [`Self::session_mut`] for a caller that only queues messages whose deadline is no
+    /// earlier than any the session already holds (live media, `now` + a fixed time, in a
+    /// fan-out): the session is put in line to send, but its timer is refiled only if it
+    /// had no pending deadline, since such a message cannot bring an existing one
+    /// forward. This spares the timer wheel a visit per player per message.
+    pub fn session_to_queue_on(&mut self, id: SessionId) -> Option<&mut Session> {
+        let s = self.sessions.get_mut(&id)?;
+        if !s.marks.ready {
+            s.marks.ready = true;
+            self.ready.push_back(id);
+        }
+        if !s.marks.touched && s.earliest_pending_deadline().is_none() {
+            s.marks.touched = true;
+            self.touched.push(id);
+        }
+        Some(s)
     }
 
     /// Notes that a session's or initiator's deadline may have changed.

@@ -140,6 +140,10 @@ pub struct Session {
     config: SessionConfig,
     cipher: PacketCipher,
     send_flows: FlowTable,
+    /// The earliest message deadline pending on any sending flow: kept exact (lowered as
+    /// messages are queued, recomputed after acknowledgements and timeouts), so a timer
+    /// or a lag check reads one field instead of visiting every flow.
+    earliest_deadline: Option<Instant>,
     recv_flows: BTreeMap<u64, RecvFlow>,
     next_flow_id: u64,
     cc: Box<dyn CongestionController>,
@@ -237,6 +241,7 @@ impl Session {
             config,
             cipher,
             send_flows: FlowTable::default(),
+            earliest_deadline: None,
             recv_flows: BTreeMap::new(),
             next_flow_id: 1,
             cc: Box::new(TcpCompatible::new(MAX_FRAGMENT)),
@@ -374,6 +379,7 @@ impl Session {
         match self.send_flows.get_mut(&flow_id) {
             Some(f) if f.exception.is_none() => {
                 f.queue_message_parts(parts, MAX_FRAGMENT, deadline);
+                self.note_deadline(deadline);
                 true
             }
             _ => false,
@@ -393,6 +399,7 @@ impl Session {
         match self.send_flows.get_mut(&flow_id) {
             Some(f) if f.exception.is_none() => {
                 f.queue_shared_message(message, MAX_FRAGMENT, deadline);
+                self.note_deadline(deadline);
                 true
             }
             _ => false,
@@ -404,6 +411,28 @@ impl Session {
     /// the same lifetime.
     pub fn oldest_pending_deadline(&self, flow_id: u64) -> Option<Instant> {
         self.send_flows.get(&flow_id)?.next_deadline()
+    }
+
+    /// The deadline of the oldest message not yet wholly acknowledged or abandoned, on
+    /// any flow: how far behind the peer is on everything we send with a deadline.
+    pub fn earliest_pending_deadline(&self) -> Option<Instant> {
+        self.earliest_deadline
+    }
+
+    fn note_deadline(&mut self, deadline: Option<Instant>) {
+        if let Some(d) = deadline {
+            self.earliest_deadline = Some(self.earliest_deadline.map_or(d, |e| e.min(d)));
+        }
+    }
+
+    /// Recomputes [`Self::earliest_pending_deadline`] after acknowledgements, abandons or
+    /// rejections moved the flows' oldest deadlines.
+    fn refresh_earliest_deadline(&mut self) {
+        self.earliest_deadline = self
+            .send_flows
+            .values()
+            .filter_map(|f| f.next_deadline())
+            .min();
     }
 
     /// How long the peer has acknowledged nothing while data (or a ping) waited for it:
@@ -488,6 +517,9 @@ impl Session {
                 self.handle_packet(now, from, packet)
             });
         self.scratch = scratch;
+        if result.is_ok() {
+            self.refresh_earliest_deadline();
+        }
         result
     }
 
@@ -908,17 +940,10 @@ impl Session {
                 } else {
                     consider(self.keepalive_outstanding.map(|t| t + self.erto));
                 }
-                consider(self.next_abandon_deadline());
+                consider(self.earliest_deadline);
             }
         }
         t
-    }
-
-    fn next_abandon_deadline(&self) -> Option<Instant> {
-        self.send_flows
-            .values()
-            .filter_map(|f| f.next_deadline())
-            .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -968,6 +993,7 @@ impl Session {
                     freed += f.abandon_stale(now);
                 }
                 self.in_flight = self.in_flight.saturating_sub(freed);
+                self.refresh_earliest_deadline();
                 if self.rto_deadline.is_some_and(|d| now >= d) {
                     self.on_retransmit_timeout(now);
                 }

@@ -40,6 +40,25 @@ pub struct StreamRef {
     pub stream_id: u32,
 }
 
+/// What the application queued for the transports, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// For one connection.
+    To(ConnId, Outgoing),
+    /// One media message for many players.
+    FanOut(FanOut),
+}
+
+/// A publisher's media message for every player of its stream on this shard that takes
+/// its kind (not those that turned it off with `receiveAudio`/`receiveVideo`): one queue
+/// entry, whatever the number of players, and the transport walks the list. The list is
+/// shared by every message until a player joins, leaves or changes what it receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanOut {
+    pub message: MediaMessage,
+    pub players: Arc<[StreamRef]>,
+}
+
 /// What a transport must do for the application.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outgoing {
@@ -264,7 +283,12 @@ pub struct App {
     live: LiveStreams<StreamRef>,
     conns: HashMap<ConnId, Connection>,
     next_conn: ConnId,
-    outgoing: VecDeque<(ConnId, Outgoing)>,
+    outgoing: VecDeque<Output>,
+    /// Per stream key, its players that take each media kind (audio, video, data), for
+    /// [`FanOut`]s: rebuilt when the versions they were built at change.
+    fan_out_lists: HashMap<String, FanOutLists>,
+    /// Counts changes to what players receive (`receiveAudio`, `receiveVideo`).
+    wants_version: u64,
     events: VecDeque<AppEvent>,
     /// Bytes each publisher sent in its current measuring window, for `max_publish_kbps`.
     publish_rates: HashMap<StreamRef, RateWindow>,
@@ -275,6 +299,31 @@ pub struct App {
     group_feed: VecDeque<GroupFeed>,
     /// Connects refused for `max_sessions_per_address`, since this shard started.
     refused_per_address: u64,
+}
+
+/// A stream's players by the media kind they take ([`FanOut`]), each list built on the
+/// first message of its kind after a change.
+#[derive(Debug, Default)]
+struct FanOutLists {
+    /// `(LiveStreams::players_version, App::wants_version)` the lists were built at.
+    versions: Option<(u64, u64)>,
+    by_kind: [Option<Arc<[StreamRef]>>; 3],
+}
+
+/// Whether `player` takes media of `kind` (plays the stream, and has not turned the kind
+/// off).
+fn takes(conns: &HashMap<ConnId, Connection>, player: &StreamRef, kind: MediaKind) -> bool {
+    match conns
+        .get(&player.conn)
+        .and_then(|c| c.streams.get(&player.stream_id))
+    {
+        Some(Role::Playing { audio, video, .. }) => match kind {
+            MediaKind::Audio => *audio,
+            MediaKind::Video => *video,
+            MediaKind::Data => true,
+        },
+        _ => false,
+    }
 }
 
 /// How much a publisher sent since `start` (media time, milliseconds).
@@ -312,6 +361,8 @@ impl App {
             // Connection ids are unique across shards: the shard is in the top bits.
             next_conn: (u64::from(shard) << 48) + 1,
             outgoing: VecDeque::new(),
+            fan_out_lists: HashMap::default(),
+            wants_version: 0,
             events: VecDeque::new(),
             publish_rates: HashMap::default(),
             server_peer: None,
@@ -443,7 +494,7 @@ impl App {
                 let reason = format!("{refusal}{RELOADED}");
                 self.status(conn, 0, Level::Error, GROUP_REJECTED, &reason);
                 self.outgoing
-                    .push_back((conn, Outgoing::LeaveGroup { group }));
+                    .push_back(Output::To(conn, Outgoing::LeaveGroup { group }));
                 self.events.push_back(AppEvent::Revoked {
                     conn,
                     code: GROUP_REJECTED,
@@ -460,7 +511,7 @@ impl App {
     fn revoke_connection(&mut self, conn: ConnId, status: &'static str, reason: String) {
         let reason = format!("{reason}{RELOADED}");
         self.status(conn, 0, Level::Error, status, &reason);
-        self.outgoing.push_back((conn, Outgoing::Close));
+        self.outgoing.push_back(Output::To(conn, Outgoing::Close));
         self.events.push_back(AppEvent::Revoked {
             conn,
             code: status,
@@ -593,7 +644,7 @@ impl App {
         }
         if self.conns.contains_key(&member) {
             self.outgoing
-                .push_back((member, Outgoing::GroupMember { group, peer }));
+                .push_back(Output::To(member, Outgoing::GroupMember { group, peer }));
         } else if self.relaying {
             self.relays.push_back(Relay::GroupMember {
                 to: member,
@@ -603,8 +654,29 @@ impl App {
         }
     }
 
-    pub fn poll_outgoing(&mut self) -> Option<(ConnId, Outgoing)> {
+    /// What the transports must do next, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
         self.outgoing.pop_front()
+    }
+
+    /// [`Self::poll_output`] with each fan-out spelled out as one `Outgoing::Media` per
+    /// player, in list order.
+    pub fn poll_outgoing(&mut self) -> Option<(ConnId, Outgoing)> {
+        match self.outgoing.pop_front()? {
+            Output::To(conn, out) => Some((conn, out)),
+            Output::FanOut(FanOut { message, players }) => {
+                for p in players.iter().rev() {
+                    self.outgoing.push_front(Output::To(
+                        p.conn,
+                        Outgoing::Media {
+                            stream_id: p.stream_id,
+                            message: message.clone(),
+                        },
+                    ));
+                }
+                self.poll_outgoing()
+            }
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<AppEvent> {
@@ -636,7 +708,7 @@ impl App {
             Relay::GroupMember { to, group, peer } => {
                 if self.conns.contains_key(&to) {
                     self.outgoing
-                        .push_back((to, Outgoing::GroupMember { group, peer }));
+                        .push_back(Output::To(to, Outgoing::GroupMember { group, peer }));
                 }
             }
         }
@@ -702,7 +774,7 @@ impl App {
     }
 
     fn send_command(&mut self, conn: ConnId, stream_id: u32, cmd: &Command) {
-        self.outgoing.push_back((
+        self.outgoing.push_back(Output::To(
             conn,
             Outgoing::Message {
                 stream_id,
@@ -714,7 +786,7 @@ impl App {
     }
 
     fn user_control(&mut self, conn: ConnId, stream_id: u32, event: Vec<u8>) {
-        self.outgoing.push_back((
+        self.outgoing.push_back(Output::To(
             conn,
             Outgoing::Message {
                 stream_id,
@@ -784,6 +856,7 @@ impl App {
                     .get_mut(&conn)
                     .and_then(|c| c.streams.get_mut(&stream_id))
                 {
+                    self.wants_version += 1;
                     if cmd.name == "receiveAudio" {
                         *audio = on;
                     } else {
@@ -802,7 +875,7 @@ impl App {
                     .filter(|a| !a.ip().is_unspecified() && a.port() != 0)
                     .collect();
                 self.outgoing
-                    .push_back((conn, Outgoing::PeerAddresses(addresses)));
+                    .push_back(Output::To(conn, Outgoing::PeerAddresses(addresses)));
             }
             // ffmpeg and OBS announce a publish this way; they wait for a result.
             "releaseStream" | "FCPublish" | "FCUnpublish" => {
@@ -903,7 +976,7 @@ impl App {
                     vec![info(Level::Error, status, &reason, vec![])],
                 );
                 self.send_command(conn, 0, &error);
-                self.outgoing.push_back((conn, Outgoing::Close));
+                self.outgoing.push_back(Output::To(conn, Outgoing::Close));
                 self.events.push_back(AppEvent::Refused {
                     conn,
                     code: status,
@@ -1082,7 +1155,7 @@ impl App {
         );
         for message in join.catch_up {
             self.outgoing
-                .push_back((conn, Outgoing::Media { stream_id, message }));
+                .push_back(Output::To(conn, Outgoing::Media { stream_id, message }));
         }
         self.events
             .push_back(AppEvent::Playing { conn, stream: name });
@@ -1245,31 +1318,39 @@ impl App {
                 });
             }
         }
+        let versions = (self.live.players_version(), self.wants_version);
         let Some(players) = self.live.forward(key, from, message) else {
             return;
         };
-        for p in players {
-            let wanted = match self
-                .conns
-                .get(&p.conn)
-                .and_then(|c| c.streams.get(&p.stream_id))
-            {
-                Some(Role::Playing { audio, video, .. }) => match kind {
-                    MediaKind::Audio => *audio,
-                    MediaKind::Video => *video,
-                    MediaKind::Data => true,
-                },
-                _ => false,
+        if players.is_empty() {
+            return;
+        }
+        let conns = &self.conns;
+        let lists = match self.fan_out_lists.get_mut(key) {
+            Some(lists) => lists,
+            None => self.fan_out_lists.entry(key.to_owned()).or_default(),
+        };
+        if lists.versions != Some(versions) {
+            *lists = FanOutLists {
+                versions: Some(versions),
+                ..FanOutLists::default()
             };
-            if wanted {
-                self.outgoing.push_back((
-                    p.conn,
-                    Outgoing::Media {
-                        stream_id: p.stream_id,
-                        message: message.clone(),
-                    },
-                ));
-            }
+        }
+        let slot = &mut lists.by_kind[kind as usize];
+        let players = slot
+            .get_or_insert_with(|| {
+                players
+                    .iter()
+                    .filter(|p| takes(conns, p, kind))
+                    .copied()
+                    .collect()
+            })
+            .clone();
+        if !players.is_empty() {
+            self.outgoing.push_back(Output::FanOut(FanOut {
+                message: message.clone(),
+                players,
+            }));
         }
     }
 

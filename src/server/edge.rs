@@ -14,9 +14,12 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::app::{App, AppEvent, ConnId, GroupFeed, Outgoing, Relay, ReloadOutcome};
+use super::app::{
+    App, AppEvent, ConnId, FanOut, GroupFeed, Outgoing, Output, Relay, ReloadOutcome,
+};
 use super::config::ServerConfig;
 use super::directory::Directory;
+use super::outbound_flows::OutboundFlows;
 use super::republish::ServerGroups;
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
@@ -87,9 +90,8 @@ struct RtmfpClient {
     /// with its NetConnection flow (stream 0), as RFC 7425 clients (rtmfp-cpp) accept
     /// server flows only there.
     client_flow: HashMap<u32, u64>,
-    /// Our flow per (stream id, lane): a handful, searched in one small vector on every
-    /// message (a map would cost a probe into memory of its own per player).
-    outbound: Vec<((u32, Lane), u64)>,
+    /// Our flow per (stream id, lane).
+    outbound: OutboundFlows,
     /// RFC 7425 §5.2 barriers across the client's flows of a stream.
     flow_sync: FlowSyncReceiver,
     sync_ids: FlowSyncSender,
@@ -403,9 +405,12 @@ impl EdgeServer {
                 progressed = true;
                 self.on_endpoint_event(now, event);
             }
-            while let Some((conn, out)) = self.app.poll_outgoing() {
+            while let Some(output) = self.app.poll_output() {
                 progressed = true;
-                self.deliver(now, conn, out);
+                match output {
+                    Output::To(conn, out) => self.deliver(now, conn, out),
+                    Output::FanOut(fan_out) => self.deliver_fan_out(now, fan_out),
+                }
             }
             while let Some(feed) = self.app.poll_group_feed() {
                 progressed = true;
@@ -731,6 +736,46 @@ impl EdgeServer {
         }
     }
 
+    /// One media message to every player on a list: framed once, then for each RTMFP
+    /// player only what must be done per player (its flow, the lag check, a reference to
+    /// the framed message on its queue).
+    fn deliver_fan_out(&mut self, now: Instant, fan_out: FanOut) {
+        let FanOut { message, players } = fan_out;
+        let class = MediaClass::of(&message);
+        let (lane, kind) = Lane::for_media(message.kind);
+        let deadline = (lane != Lane::Data).then_some(now + MEDIA_DEADLINE);
+        let framed = framed(
+            &mut self.last_framed,
+            kind,
+            message.timestamp,
+            &message.payload,
+        );
+        for player in players.iter() {
+            let Some(&session) = self.session_of.get(&player.conn) else {
+                if self.rtmp.contains_key(&player.conn) {
+                    let out = Outgoing::Media {
+                        stream_id: player.stream_id,
+                        message: message.clone(),
+                    };
+                    self.deliver_rtmp(player.conn, out);
+                }
+                continue;
+            };
+            let (Some(client), Some(s)) = (
+                self.rtmfp.get_mut(&session),
+                self.endpoint.session_to_queue_on(session),
+            ) else {
+                continue;
+            };
+            let flow = lane_flow(client, s, player.stream_id, lane);
+            if !admit_to_rtmfp_player(client, s, now, player.stream_id, class) {
+                self.frames_skipped_for_lag += 1;
+                continue;
+            }
+            s.send_shared(flow, &framed, deadline);
+        }
+    }
+
     /// Media frames RTMFP players did not get because they lagged by more than
     /// [`RTMFP_LAG_LIMIT`] (they resumed at the next keyframe).
     /// Starts shutting down (SIGTERM): no new sessions (IHellos go unanswered), every
@@ -825,7 +870,7 @@ impl EdgeServer {
                 .outbound
                 .iter()
                 .filter(|((sid, _), _)| *sid == stream_id)
-                .map(|&((_, lane), f)| (lane, f))
+                .map(|((_, lane), f)| (lane, f))
                 .collect();
             if lanes.len() > 1 {
                 let sync = client.sync_ids.next(lanes.len() as u32);
@@ -833,26 +878,12 @@ impl EdgeServer {
                     s.send(f, &sync, None);
                     if lane != Lane::Control {
                         s.close_flow(f);
-                        client.outbound.retain(|(key, _)| *key != (stream_id, lane));
+                        client.outbound.remove((stream_id, lane));
                     }
                 }
             }
         }
-        let key = (stream_id, lane);
-        let flow = match client.outbound.iter().find(|(k, _)| *k == key) {
-            Some(&(_, f)) => f,
-            None => {
-                let return_flow = client
-                    .client_flow
-                    .get(&0)
-                    .or_else(|| client.client_flow.get(&stream_id))
-                    .copied();
-                let f = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
-                s.set_priority(f, lane.priority());
-                client.outbound.push((key, f));
-                f
-            }
-        };
+        let flow = lane_flow(client, s, stream_id, lane);
         if let Some(class) = media_class {
             if !admit_to_rtmfp_player(client, s, now, stream_id, class) {
                 self.frames_skipped_for_lag += 1;
@@ -915,6 +946,29 @@ impl EdgeServer {
     }
 }
 
+/// Our flow for `stream_id`'s `lane` to this client, opened on first use (in return
+/// association with the client's NetConnection flow, or else the stream's).
+fn lane_flow(
+    client: &mut RtmfpClient,
+    s: &mut crate::proto::session::Session,
+    stream_id: u32,
+    lane: Lane,
+) -> u64 {
+    let key = (stream_id, lane);
+    if let Some(flow) = client.outbound.get(key) {
+        return flow;
+    }
+    let return_flow = client
+        .client_flow
+        .get(&0)
+        .or_else(|| client.client_flow.get(&stream_id))
+        .copied();
+    let flow = s.open_flow(FlowMetadata::net_stream(stream_id).encode(), return_flow);
+    s.set_priority(flow, lane.priority());
+    client.outbound.insert(key, flow);
+    flow
+}
+
 /// `payload` behind its RFC 7425 message header, reusing the last framing when it is
 /// the same message (same buffer, kind and timestamp).
 fn framed(
@@ -975,14 +1029,13 @@ fn admit_to_rtmfp_player(
     if class.always {
         return true;
     }
-    let lag = client
-        .outbound
-        .iter()
-        .filter(|((sid, lane), _)| *sid == stream_id && *lane != Lane::Control)
-        .filter_map(|&(_, flow)| session.oldest_pending_deadline(flow))
-        .map(|d| (now + MEDIA_DEADLINE).saturating_since(d))
-        .max()
-        .unwrap_or(Duration::ZERO)
+    // The oldest media still unacknowledged on any of the session's flows (every media
+    // flow carries the same deadline for its age): the path is shared.
+    let lag = session
+        .earliest_pending_deadline()
+        .map_or(Duration::ZERO, |d| {
+            (now + MEDIA_DEADLINE).saturating_since(d)
+        })
         // Stale messages abandoned unacknowledged leave no deadline behind: a player whose
         // path went dark shows by its silence.
         .max(session.unanswered_for(now));

@@ -70,6 +70,9 @@ impl<S> LiveStream<S> {
 pub struct LiveStreams<S> {
     streams: HashMap<String, LiveStream<S>>,
     gop_cache_bytes: usize,
+    /// Counts changes to any stream's players, so a list derived from them can tell it
+    /// is stale.
+    players_version: u64,
 }
 
 impl<S: Copy + Eq + Hash> Default for LiveStreams<S> {
@@ -83,6 +86,7 @@ impl<S: Copy + Eq + Hash> LiveStreams<S> {
         LiveStreams {
             streams: HashMap::new(),
             gop_cache_bytes,
+            players_version: 0,
         }
     }
 
@@ -119,6 +123,7 @@ impl<S: Copy + Eq + Hash> LiveStreams<S> {
         let stream = self.streams.entry(name.to_owned()).or_default();
         if !stream.players.contains(&player) {
             stream.players.push(player);
+            self.players_version += 1;
         }
         let mut catch_up = Vec::new();
         catch_up.extend(stream.metadata.iter().cloned());
@@ -134,6 +139,7 @@ impl<S: Copy + Eq + Hash> LiveStreams<S> {
     pub fn stop_playing(&mut self, name: &str, player: S) {
         if let Some(stream) = self.streams.get_mut(name) {
             stream.players.retain(|p| *p != player);
+            self.players_version += 1;
             if stream.is_unused() {
                 self.streams.remove(name);
             }
@@ -171,6 +177,11 @@ impl<S: Copy + Eq + Hash> LiveStreams<S> {
             }
         }
         Some(&stream.players)
+    }
+
+    /// Changes whenever a player joins or leaves any stream.
+    pub fn players_version(&self) -> u64 {
+        self.players_version
     }
 
     pub fn publisher(&self, name: &str) -> Option<S> {

@@ -5,4 +5,5 @@ pub mod config;
 pub mod directory;
 pub mod edge;
 pub mod live;
+pub mod outbound_flows;
 pub mod republish;
