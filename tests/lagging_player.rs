@@ -37,6 +37,8 @@ struct Peer {
     playing: bool,
     /// Frame indexes received, in order, with whether the frame was a keyframe.
     frames: Vec<(u32, bool)>,
+    /// Audio frame indexes received, in order.
+    audio: Vec<u32>,
 }
 
 impl Peer {
@@ -56,6 +58,7 @@ impl Peer {
             stream: None,
             playing: false,
             frames: Vec::new(),
+            audio: Vec::new(),
         }
     }
 }
@@ -67,6 +70,14 @@ fn video_frame(index: u32) -> MediaMessage {
     payload.extend_from_slice(&index.to_be_bytes());
     payload.resize(900, 0xab);
     MediaMessage::new(MediaKind::Video, index * 40, payload)
+}
+
+/// An AAC frame carrying the index of the video frame it follows.
+fn audio_frame(index: u32) -> MediaMessage {
+    let mut payload = vec![0xaf, 1];
+    payload.extend_from_slice(&index.to_be_bytes());
+    payload.resize(200, 0xcd);
+    MediaMessage::new(MediaKind::Audio, index * 40 + 20, payload)
 }
 
 fn avc_sequence_header() -> MediaMessage {
@@ -117,6 +128,10 @@ impl World {
                     {
                         let index = u32::from_be_bytes(message.payload[5..9].try_into().unwrap());
                         peer.frames.push((index, message.is_keyframe()));
+                    }
+                    ClientEvent::Media { message, .. } if message.kind == MediaKind::Audio => {
+                        let index = u32::from_be_bytes(message.payload[2..6].try_into().unwrap());
+                        peer.audio.push(index);
                     }
                     _ => {}
                 }
@@ -170,7 +185,8 @@ fn a_player_that_fell_behind_resumes_at_a_keyframe_and_catches_up() {
             .send_media(world.now, publish_stream, &avc_sequence_header());
     assert!(sent_header);
 
-    // 12 s of video at 25 frames/s; the slow player's path is dark from 2 s to 5.5 s.
+    // 12 s of video at 25 frames/s, an audio frame after each; the slow player's path is
+    // dark from 2 s to 5.5 s.
     let total_frames = 300u32;
     let dark = (50u32, 137u32);
     for index in 0..total_frames {
@@ -179,7 +195,12 @@ fn a_player_that_fell_behind_resumes_at_a_keyframe_and_catches_up() {
         assert!(world.peers[0]
             .client
             .send_media(now, publish_stream, &video_frame(index)));
-        world.run_for(FRAME_INTERVAL);
+        world.run_for(FRAME_INTERVAL / 2);
+        let now = world.now;
+        assert!(world.peers[0]
+            .client
+            .send_media(now, publish_stream, &audio_frame(index)));
+        world.run_for(FRAME_INTERVAL / 2);
     }
     world.run_for(Duration::from_secs(3));
 
@@ -188,6 +209,11 @@ fn a_player_that_fell_behind_resumes_at_a_keyframe_and_catches_up() {
         healthy,
         (0..total_frames).collect::<Vec<_>>(),
         "the healthy player gets every frame, in order"
+    );
+    assert_eq!(
+        world.peers[1].audio,
+        (0..total_frames).collect::<Vec<_>>(),
+        "the healthy player gets every audio frame, in order"
     );
 
     let slow = &world.peers[2].frames;
@@ -239,5 +265,18 @@ fn a_player_that_fell_behind_resumes_at_a_keyframe_and_catches_up() {
         tail,
         (first_after_dark.0..total_frames).collect::<Vec<_>>(),
         "after resuming it gets every frame to the live edge"
+    );
+    // Audio resumes with the video (an audio frame skipped while lagging must not keep
+    // the player's audio skipped once its video resumed).
+    let audio_tail: Vec<u32> = world.peers[2]
+        .audio
+        .iter()
+        .copied()
+        .filter(|&i| i >= first_after_dark.0)
+        .collect();
+    assert_eq!(
+        audio_tail,
+        (first_after_dark.0..total_frames).collect::<Vec<_>>(),
+        "after resuming it gets every audio frame to the live edge"
     );
 }

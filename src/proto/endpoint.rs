@@ -385,22 +385,30 @@ impl Endpoint {
         Some(s)
     }
 
-    /// [`Self::session_mut`] for a caller that only queues messages whose deadline is no
-    /// earlier than any the session already holds (live media, `now` + a fixed time, in a
-    /// fan-out): the session is put in line to send, but its timer is refiled only if it
-    /// had no pending deadline, since such a message cannot bring an existing one
-    /// forward. This spares the timer wheel a visit per player per message.
-    pub fn session_to_queue_on(&mut self, id: SessionId) -> Option<&mut Session> {
-        let s = self.sessions.get_mut(&id)?;
+    /// A session to look at, and maybe queue live media on, in a fan-out: unlike
+    /// [`Self::session_mut`] it is not put in line to send. A caller that queued a
+    /// message through it calls [`Self::media_queued`] next.
+    pub fn session_for_media(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(&id)
+    }
+
+    /// Puts a session in line to send after [`Self::session_for_media`] queued a message
+    /// whose deadline is no earlier than any the session already holds (live media:
+    /// `now` + a fixed time). Its timer is refiled only if it had no pending deadline
+    /// before, since such a message cannot bring an existing one forward: this spares
+    /// the timer wheel a visit per player per message.
+    pub fn media_queued(&mut self, id: SessionId, had_deadline: bool) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         if !s.marks.ready {
             s.marks.ready = true;
             self.ready.push_back(id);
         }
-        if !s.marks.touched && s.earliest_pending_deadline().is_none() {
+        if !s.marks.touched && !had_deadline {
             s.marks.touched = true;
             self.touched.push(id);
         }
-        Some(s)
     }
 
     /// Notes that a session's or initiator's deadline may have changed.

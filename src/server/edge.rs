@@ -146,6 +146,8 @@ pub struct EdgeServer {
     groups: ServerGroups,
     /// IP multicast datagrams to send.
     multicast_out: VecDeque<Transmit>,
+    /// Which players of recent fan-out lists are skipping to a keyframe.
+    skip_marks: SkipMarks,
 }
 
 /// A message with its RFC 7425 header in front, and what it was made from (kept, so its
@@ -219,6 +221,7 @@ impl EdgeServer {
             draining: false,
             last_framed: None,
             frames_skipped_for_lag: 0,
+            skip_marks: SkipMarks::default(),
         }
     }
 
@@ -750,7 +753,20 @@ impl EdgeServer {
             message.timestamp,
             &message.payload,
         );
-        for player in players.iter() {
+        // Keyframes and what every player needs go through the whole check; other
+        // frames pass over the players the last check left skipping without a look at
+        // their sessions.
+        let check_all = class.always || class.keyframe;
+        if check_all {
+            // Players may leave the skipping state here: every list's marks are stale.
+            self.skip_marks.clear();
+        }
+        let mut skipping = self.skip_marks.take(&players);
+        for (i, player) in players.iter().enumerate() {
+            if !check_all && skipping[i] {
+                self.frames_skipped_for_lag += 1;
+                continue;
+            }
             let Some(&session) = self.session_of.get(&player.conn) else {
                 if self.rtmp.contains_key(&player.conn) {
                     let out = Outgoing::Media {
@@ -763,17 +779,22 @@ impl EdgeServer {
             };
             let (Some(client), Some(s)) = (
                 self.rtmfp.get_mut(&session),
-                self.endpoint.session_to_queue_on(session),
+                self.endpoint.session_for_media(session),
             ) else {
                 continue;
             };
             let flow = lane_flow(client, s, player.stream_id, lane);
-            if !admit_to_rtmfp_player(client, s, now, player.stream_id, class) {
+            let admitted = admit_to_rtmfp_player(client, s, now, player.stream_id, class);
+            skipping[i] = client.skipping_to_keyframe.contains(&player.stream_id);
+            if !admitted {
                 self.frames_skipped_for_lag += 1;
                 continue;
             }
+            let had_deadline = s.earliest_pending_deadline().is_some();
             s.send_shared(flow, &framed, deadline);
+            self.endpoint.media_queued(session, had_deadline);
         }
+        self.skip_marks.put_back(players, skipping);
     }
 
     /// Media frames RTMFP players did not get because they lagged by more than
@@ -885,6 +906,10 @@ impl EdgeServer {
         }
         let flow = lane_flow(client, s, stream_id, lane);
         if let Some(class) = media_class {
+            if class.keyframe {
+                // It may end this player's skipping: the fan-out's marks are stale.
+                self.skip_marks.clear();
+            }
             if !admit_to_rtmfp_player(client, s, now, stream_id, class) {
                 self.frames_skipped_for_lag += 1;
                 return;
@@ -997,6 +1022,46 @@ fn framed(
         framed: framed.clone(),
     });
     framed
+}
+
+/// For the last few fan-out lists (one per stream and media kind in use), a mark per
+/// player: skipping to the next keyframe when last checked. A player only leaves that
+/// state at a keyframe, which is checked in full and clears every mark (an audio list's
+/// too), so between keyframes a marked player
+/// costs the fan-out a look at one bit instead of its client and session (with
+/// thousands of lagging players, most of a fan-out's time went there).
+#[derive(Default)]
+struct SkipMarks {
+    lists: VecDeque<(Arc<[crate::server::app::StreamRef]>, Vec<bool>)>,
+}
+
+impl SkipMarks {
+    /// Lists kept: more than streams times media kinds on a busy shard.
+    const LISTS: usize = 16;
+
+    /// The marks of `players` (all clear for a list not seen before), taken out while
+    /// the fan-out updates them.
+    fn take(&mut self, players: &Arc<[crate::server::app::StreamRef]>) -> Vec<bool> {
+        match self
+            .lists
+            .iter()
+            .position(|(list, _)| Arc::ptr_eq(list, players))
+        {
+            Some(i) => self.lists.remove(i).map(|(_, m)| m).unwrap_or_default(),
+            None => vec![false; players.len()],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.lists.clear();
+    }
+
+    fn put_back(&mut self, players: Arc<[crate::server::app::StreamRef]>, marks: Vec<bool>) {
+        if self.lists.len() >= Self::LISTS {
+            self.lists.pop_back();
+        }
+        self.lists.push_front((players, marks));
+    }
 }
 
 /// What the lag policy needs to know of a media message.
