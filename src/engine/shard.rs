@@ -451,8 +451,8 @@ impl Shard {
             sent += n as u64;
         }
         loop {
-            let endpoint = &mut self.server.endpoint;
-            let n = xdp.fill(&self.udp, |batch| endpoint.poll_transmit_batch(now, batch));
+            let server = &mut self.server;
+            let n = xdp.fill(&self.udp, |batch| server.poll_transmit_batch(now, batch));
             if n == 0 {
                 break;
             }
@@ -586,8 +586,8 @@ impl Shard {
         let server = &mut self.server;
         let mut sent = multicast.queue(uring, || server.poll_multicast());
         loop {
-            let endpoint = &mut self.server.endpoint;
-            let n = uring.fill(|batch| endpoint.poll_transmit_batch(now, batch));
+            let server = &mut self.server;
+            let n = uring.fill(|batch| server.poll_transmit_batch(now, batch));
             if n == 0 {
                 break;
             }

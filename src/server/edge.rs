@@ -25,6 +25,7 @@ use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
 use crate::group::{self, server_flow::GROUP_FLOW_METADATA, GroupId};
 use crate::media::{MediaKind, MediaMessage};
+use crate::proto::batch::TransmitBatch;
 use crate::proto::endpoint::{EndpointConfig, Event, SessionId, Transmit};
 use crate::proto::epd::PeerId;
 use crate::proto::session::{CloseReason, SessionEvent};
@@ -148,6 +149,32 @@ pub struct EdgeServer {
     multicast_out: VecDeque<Transmit>,
     /// Which players of recent fan-out lists are skipping to a keyframe.
     skip_marks: SkipMarks,
+    /// The application's outputs, with when they were taken from it, in order: a
+    /// fan-out goes a slice of players at a time (see [`FAN_OUT_SLICE`]) and what
+    /// follows waits behind it.
+    outputs: VecDeque<(Instant, Output)>,
+    /// The fan-out under way, taken from the front of `outputs`.
+    fan_out: Option<FanOutProgress>,
+}
+
+/// Players a fan-out queues media for before their datagrams are sealed and sent: few
+/// enough that their sessions are still in the core's cache when the transmit side
+/// reads them again (10,000 sessions are not), many enough for big send batches.
+pub const FAN_OUT_SLICE: usize = 256;
+
+/// A fan-out under way: the message framed once, and how far down the list it is.
+struct FanOutProgress {
+    fan_out: FanOut,
+    framed: bytes::Bytes,
+    class: MediaClass,
+    lane: Lane,
+    deadline: Option<Instant>,
+    /// When the message was taken from the application: how long it has waited counts
+    /// in the players' lag.
+    since: Instant,
+    next: usize,
+    /// The list's [`SkipMarks`], taken out while the fan-out updates them.
+    skipping: Vec<bool>,
 }
 
 /// A message with its RFC 7425 header in front, and what it was made from (kept, so its
@@ -222,6 +249,8 @@ impl EdgeServer {
             last_framed: None,
             frames_skipped_for_lag: 0,
             skip_marks: SkipMarks::default(),
+            outputs: VecDeque::new(),
+            fan_out: None,
         }
     }
 
@@ -257,6 +286,7 @@ impl EdgeServer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.continue_outputs(now);
         self.endpoint.handle_timeout(now);
         self.groups
             .handle_timeout(now, &mut self.endpoint, &mut self.multicast_out);
@@ -269,6 +299,12 @@ impl EdgeServer {
             self.endpoint.poll_timeout(),
             closing,
             self.groups.poll_timeout(),
+            // Outputs waiting behind a fan-out are due now (normally the transmit side
+            // pulls them on).
+            self.fan_out
+                .as_ref()
+                .map(|f| f.since)
+                .or_else(|| self.outputs.front().map(|(since, _)| *since)),
         ]
         .into_iter()
         .flatten()
@@ -281,10 +317,33 @@ impl EdgeServer {
         self.multicast_out.pop_front()
     }
 
+    /// The next datagram to send. When the sessions have nothing more, the fan-out under
+    /// way queues its next slice of players, so their datagrams follow.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        self.multicast_out
-            .pop_front()
-            .or_else(|| self.endpoint.poll_transmit(now))
+        if let Some(t) = self.multicast_out.pop_front() {
+            return Some(t);
+        }
+        loop {
+            if let Some(t) = self.endpoint.poll_transmit(now) {
+                return Some(t);
+            }
+            if !self.continue_outputs(now) {
+                return None;
+            }
+        }
+    }
+
+    /// [`Endpoint::poll_transmit_batch`], continuing the fan-out under way a slice at a
+    /// time while the batch has room (as [`Self::poll_transmit`] does). IP multicast
+    /// datagrams are not included: [`Self::poll_multicast`] gives them.
+    pub fn poll_transmit_batch(&mut self, now: Instant, batch: &mut TransmitBatch) -> usize {
+        let mut n = 0;
+        loop {
+            n += self.endpoint.poll_transmit_batch(now, batch);
+            if batch.is_full() || !self.continue_outputs(now) {
+                return n;
+            }
+        }
     }
 
     // ---------------- RTMP ----------------
@@ -410,11 +469,9 @@ impl EdgeServer {
             }
             while let Some(output) = self.app.poll_output() {
                 progressed = true;
-                match output {
-                    Output::To(conn, out) => self.deliver(now, conn, out),
-                    Output::FanOut(fan_out) => self.deliver_fan_out(now, fan_out),
-                }
+                self.outputs.push_back((now, output));
             }
+            self.run_outputs(now);
             while let Some(feed) = self.app.poll_group_feed() {
                 progressed = true;
                 if let GroupFeed::Stop { group, name } = &feed {
@@ -441,16 +498,14 @@ impl EdgeServer {
                 if let AppEvent::Connected { conn, .. } = &event {
                     if self.session_of.contains_key(conn) {
                         let payload = tc::set_keepalive(KEEPALIVE_MS.0, KEEPALIVE_MS.1);
-                        self.deliver(
-                            now,
-                            *conn,
-                            Outgoing::Message {
-                                stream_id: 0,
-                                kind: kind::USER_CONTROL,
-                                timestamp: 0,
-                                payload: payload.into(),
-                            },
-                        );
+                        let out = Outgoing::Message {
+                            stream_id: 0,
+                            kind: kind::USER_CONTROL,
+                            timestamp: 0,
+                            payload: payload.into(),
+                        };
+                        // After what the application queued for it (its connect reply).
+                        self.outputs.push_back((now, Output::To(*conn, out)));
                     }
                 }
                 self.events.push_back(ServerEvent::App(event));
@@ -731,39 +786,92 @@ impl EdgeServer {
         }
     }
 
-    fn deliver(&mut self, now: Instant, conn: ConnId, out: Outgoing) {
+    fn deliver(&mut self, now: Instant, since: Instant, conn: ConnId, out: Outgoing) {
         if let Some(&session) = self.session_of.get(&conn) {
-            self.deliver_rtmfp(now, session, out);
+            self.deliver_rtmfp(now, since, session, out);
         } else if self.rtmp.contains_key(&conn) {
             self.deliver_rtmp(conn, out);
         }
     }
 
-    /// One media message to every player on a list: framed once, then for each RTMFP
-    /// player only what must be done per player (its flow, the lag check, a reference to
-    /// the framed message on its queue).
-    fn deliver_fan_out(&mut self, now: Instant, fan_out: FanOut) {
-        let FanOut { message, players } = fan_out;
-        let class = MediaClass::of(&message);
-        let (lane, kind) = Lane::for_media(message.kind);
-        let deadline = (lane != Lane::Data).then_some(now + MEDIA_DEADLINE);
+    /// Starts sending one media message to every player on a list: framed once, then
+    /// for each RTMFP player only what must be done per player (its flow, the lag check,
+    /// a reference to the framed message on its queue), a slice of players at a time
+    /// ([`FAN_OUT_SLICE`]): the first slice now, the next ones as the transmit side asks
+    /// for more ([`Self::poll_transmit`], [`Self::poll_transmit_batch`]) or at the next
+    /// timeout.
+    fn deliver_fan_out(&mut self, now: Instant, since: Instant, fan_out: FanOut) {
+        let class = MediaClass::of(&fan_out.message);
+        let (lane, kind) = Lane::for_media(fan_out.message.kind);
         let framed = framed(
             &mut self.last_framed,
             kind,
-            message.timestamp,
-            &message.payload,
+            fan_out.message.timestamp,
+            &fan_out.message.payload,
         );
-        // Keyframes and what every player needs go through the whole check; other
-        // frames pass over the players the last check left skipping without a look at
-        // their sessions.
-        let check_all = class.always || class.keyframe;
-        if check_all {
+        if class.always || class.keyframe {
             // Players may leave the skipping state here: every list's marks are stale.
             self.skip_marks.clear();
         }
-        let mut skipping = self.skip_marks.take(&players);
-        for (i, player) in players.iter().enumerate() {
-            if !check_all && skipping[i] {
+        let skipping = self.skip_marks.take(&fan_out.players);
+        self.fan_out = Some(FanOutProgress {
+            fan_out,
+            framed,
+            class,
+            lane,
+            deadline: (lane != Lane::Data).then_some(since + MEDIA_DEADLINE),
+            since,
+            next: 0,
+            skipping,
+        });
+        self.fan_out_slice(now);
+    }
+
+    /// Whether a fan-out is under way: players on its list still wait for the message.
+    pub fn fan_out_under_way(&self) -> bool {
+        self.fan_out.is_some()
+    }
+
+    /// Carries out the application's outputs in order, up to the end of the first slice
+    /// of a fan-out.
+    fn run_outputs(&mut self, now: Instant) {
+        while self.fan_out.is_none() {
+            let Some((since, output)) = self.outputs.pop_front() else {
+                return;
+            };
+            match output {
+                Output::To(conn, out) => self.deliver(now, since, conn, out),
+                Output::FanOut(fan_out) => self.deliver_fan_out(now, since, fan_out),
+            }
+        }
+    }
+
+    /// The next slice of the fan-out under way, or the outputs behind it once it is
+    /// done. False if nothing was waiting.
+    fn continue_outputs(&mut self, now: Instant) -> bool {
+        if self.fan_out.is_some() {
+            self.fan_out_slice(now);
+            return true;
+        }
+        if self.outputs.is_empty() {
+            return false;
+        }
+        self.run_outputs(now);
+        true
+    }
+
+    fn fan_out_slice(&mut self, now: Instant) {
+        let Some(mut progress) = self.fan_out.take() else {
+            return;
+        };
+        // Keyframes and what every player needs go through the whole check; other
+        // frames pass over the players the last check left skipping without a look at
+        // their sessions.
+        let check_all = progress.class.always || progress.class.keyframe;
+        let players = progress.fan_out.players.clone();
+        let end = (progress.next + FAN_OUT_SLICE).min(players.len());
+        for (i, player) in players.iter().enumerate().take(end).skip(progress.next) {
+            if !check_all && progress.skipping[i] {
                 self.frames_skipped_for_lag += 1;
                 continue;
             }
@@ -771,7 +879,7 @@ impl EdgeServer {
                 if self.rtmp.contains_key(&player.conn) {
                     let out = Outgoing::Media {
                         stream_id: player.stream_id,
-                        message: message.clone(),
+                        message: progress.fan_out.message.clone(),
                     };
                     self.deliver_rtmp(player.conn, out);
                 }
@@ -783,18 +891,25 @@ impl EdgeServer {
             ) else {
                 continue;
             };
-            let flow = lane_flow(client, s, player.stream_id, lane);
-            let admitted = admit_to_rtmfp_player(client, s, now, player.stream_id, class);
-            skipping[i] = client.skipping_to_keyframe.contains(&player.stream_id);
+            let flow = lane_flow(client, s, player.stream_id, progress.lane);
+            let waited = now.saturating_since(progress.since);
+            let admitted =
+                admit_to_rtmfp_player(client, s, now, waited, player.stream_id, progress.class);
+            progress.skipping[i] = client.skipping_to_keyframe.contains(&player.stream_id);
             if !admitted {
                 self.frames_skipped_for_lag += 1;
                 continue;
             }
             let had_deadline = s.earliest_pending_deadline().is_some();
-            s.send_shared(flow, &framed, deadline);
+            s.send_shared(flow, &progress.framed, progress.deadline);
             self.endpoint.media_queued(session, had_deadline);
         }
-        self.skip_marks.put_back(players, skipping);
+        progress.next = end;
+        if end < players.len() {
+            self.fan_out = Some(progress);
+        } else {
+            self.skip_marks.put_back(players, progress.skipping);
+        }
     }
 
     /// Media frames RTMFP players did not get because they lagged by more than
@@ -837,7 +952,7 @@ impl EdgeServer {
         self.frames_skipped_for_lag
     }
 
-    fn deliver_rtmfp(&mut self, now: Instant, session: SessionId, out: Outgoing) {
+    fn deliver_rtmfp(&mut self, now: Instant, since: Instant, session: SessionId, out: Outgoing) {
         let mut media_class = None;
         let (stream_id, lane, message, deadline) = match out {
             Outgoing::Message {
@@ -849,7 +964,7 @@ impl EdgeServer {
             Outgoing::Media { stream_id, message } => {
                 media_class = Some(MediaClass::of(&message));
                 let (lane, kind) = Lane::for_media(message.kind);
-                let deadline = (lane != Lane::Data).then_some(now + MEDIA_DEADLINE);
+                let deadline = (lane != Lane::Data).then_some(since + MEDIA_DEADLINE);
                 (
                     stream_id,
                     lane,
@@ -910,7 +1025,8 @@ impl EdgeServer {
                 // It may end this player's skipping: the fan-out's marks are stale.
                 self.skip_marks.clear();
             }
-            if !admit_to_rtmfp_player(client, s, now, stream_id, class) {
+            let waited = now.saturating_since(since);
+            if !admit_to_rtmfp_player(client, s, now, waited, stream_id, class) {
                 self.frames_skipped_for_lag += 1;
                 return;
             }
@@ -1081,19 +1197,23 @@ impl MediaClass {
     }
 }
 
-/// A slow RTMFP player (its oldest unacknowledged media on `stream_id` older than
-/// [`RTMFP_LAG_LIMIT`], or nothing acknowledged for that long) skips audio and video up to the next keyframe, taken once it
-/// has caught up to half the limit, so what it plays still decodes.
+/// A slow RTMFP player (its oldest unacknowledged media older than [`RTMFP_LAG_LIMIT`],
+/// nothing acknowledged for that long, or the message itself that late leaving the
+/// server) skips audio and video up to the next keyframe, taken once it has caught up to
+/// half the limit, so what it plays still decodes.
 fn admit_to_rtmfp_player(
     client: &mut RtmfpClient,
     session: &crate::proto::session::Session,
     now: Instant,
+    waited: Duration,
     stream_id: u32,
     class: MediaClass,
 ) -> bool {
     if class.always {
         return true;
     }
+    // A message that waited in the server (behind fan-outs it could not keep up with)
+    // is that much behind for every player: the server sheds load as a slow path does.
     // The oldest media still unacknowledged on any of the session's flows (every media
     // flow carries the same deadline for its age): the path is shared.
     let lag = session
@@ -1103,7 +1223,8 @@ fn admit_to_rtmfp_player(
         })
         // Stale messages abandoned unacknowledged leave no deadline behind: a player whose
         // path went dark shows by its silence.
-        .max(session.unanswered_for(now));
+        .max(session.unanswered_for(now))
+        .max(waited);
     let skipping = client
         .skipping_to_keyframe
         .iter()
