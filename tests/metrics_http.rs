@@ -1,6 +1,7 @@
 //! `serve --metrics`: a probe's handshake and a junk datagram move the counters of the
 //! page at /metrics, an open session shows in the RTT and congestion window histograms,
-//! the page is valid Prometheus text, and other requests get 404, 400 or a closed
+//! the page is valid Prometheus text, and other requests (not /metrics, nor the
+//! status page and its document: tests/status_page.rs) get 404, 400 or a closed
 //! connection without harming the endpoint.
 
 #[path = "support/server.rs"]
@@ -330,7 +331,12 @@ fn an_open_session_shows_in_the_rtt_and_congestion_window_histograms() {
 fn other_requests_get_404_or_400_or_are_closed_and_the_endpoint_lives_on() {
     let server = Server::start(&["--rtmp", "off", "--shards", "1", "--metrics", "127.0.0.1:0"]);
     let metrics = server.metrics.unwrap();
-    for path in ["/", "/metrics/x", "/favicon.ico"] {
+    for path in [
+        "/index.html",
+        "/metrics/x",
+        "/status.json/x",
+        "/favicon.ico",
+    ] {
         let answer = get(metrics, path);
         assert!(
             answer.starts_with("HTTP/1.1 404 Not Found\r\n"),

@@ -420,16 +420,28 @@ pub fn serve(
             .chain(engine.xdp.as_ref().map(|x| &x.guard))
             .cloned()
             .collect();
-        let page = move || {
-            let attached: Vec<(&str, _)> = programs
-                .iter()
-                .map(|g| (g.interface(), g.counters()))
-                .collect();
-            metrics::shards::render(&stats) + &metrics::shards::render_xdp_program(&attached)
+        let pages = move |path: &str| match path {
+            metrics::http::PATH => {
+                let attached: Vec<(&str, _)> = programs
+                    .iter()
+                    .map(|g| (g.interface(), g.counters()))
+                    .collect();
+                let text = metrics::shards::render(&stats)
+                    + &metrics::shards::render_xdp_program(&attached);
+                Some((metrics::text::CONTENT_TYPE, text))
+            }
+            metrics::http::STATUS_PAGE_PATH => {
+                Some(("text/html; charset=utf-8", metrics::status::PAGE.to_owned()))
+            }
+            metrics::http::STATUS_JSON_PATH => {
+                Some(("application/json", metrics::status::render_json(&stats)))
+            }
+            _ => None,
         };
-        let endpoint = MetricsServer::start(addr, page)
+        let endpoint = MetricsServer::start(addr, pages)
             .with_context(|| format!("metrics endpoint on {addr}"))?;
         println!("metrics on http://{}{}", endpoint.addr, metrics::http::PATH);
+        println!("status page on http://{}/", endpoint.addr);
     }
     report_shards(engine.stats.clone());
     engine.drain_on_signals()?;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::session_histograms::SessionHistograms;
+use crate::metrics::status::StatusSlot;
 use crate::proto::{DropReason, Instant};
 use crate::server::edge::EdgeServer;
 
@@ -44,6 +45,8 @@ pub struct ServerSnapshot {
     pub multicast_dropped: AtomicU64,
     /// The open sessions (those `sessions` counts) by smoothed RTT and congestion window.
     pub session_histograms: SessionHistograms,
+    /// Streams and groups for the status page, copied only while it is being read.
+    pub status: StatusSlot,
     /// When the shard last copied (its clock, microseconds); 0: never.
     taken_at: AtomicU64,
     /// When it last took the session histograms; 0: never.
@@ -96,6 +99,7 @@ impl ServerSnapshot {
         let groups = server.groups();
         set(&self.multicast_sent, groups.multicast_sent());
         set(&self.multicast_dropped, groups.multicast_dropped());
+        self.status.offer(server, now.as_micros());
     }
 
     pub fn get(value: &AtomicU64) -> u64 {

@@ -1,5 +1,6 @@
 //! The metrics endpoint: a plain HTTP/1.x server on its own thread that answers
-//! `GET /metrics` with the page and anything else with 404. One connection at a time
+//! `GET` for the paths its caller serves (`/metrics`, the status page at `/` and its
+//! document at `/status.json`) and anything else with 404. One connection at a time
 //! (a scraper or a curl, not a crowd), each bounded in size and time, so a client that
 //! sends garbage or nothing costs at most [`READ_TIMEOUT`] and a closed socket.
 
@@ -8,14 +9,18 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::text::CONTENT_TYPE;
-
 /// The longest request head read; a longer one is closed unanswered.
 pub const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take to send its request (and to take our answer).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// The path the page is served at.
+/// The path the metrics are served at.
 pub const PATH: &str = "/metrics";
+/// The status page's path, and its document's.
+pub const STATUS_PAGE_PATH: &str = "/";
+pub const STATUS_JSON_PATH: &str = "/status.json";
+
+/// A page to answer with: its content type and body.
+pub type Page = (&'static str, String);
 
 /// A running metrics endpoint.
 pub struct MetricsServer {
@@ -25,17 +30,17 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Listens on `addr` and serves `page()` (made afresh for every request) at
-    /// [`PATH`] on a thread of its own, for the life of the process.
+    /// Listens on `addr` and answers `GET PATH` with `pages(PATH)` (made afresh for
+    /// every request; `None`: 404) on a thread of its own, for the life of the process.
     pub fn start(
         addr: SocketAddr,
-        page: impl Fn() -> String + Send + 'static,
+        pages: impl Fn(&str) -> Option<Page> + Send + 'static,
     ) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let thread = std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || accept_loop(listener, page))?;
+            .spawn(move || accept_loop(listener, pages))?;
         Ok(MetricsServer {
             addr,
             _thread: thread,
@@ -43,12 +48,12 @@ impl MetricsServer {
     }
 }
 
-fn accept_loop(listener: TcpListener, page: impl Fn() -> String) {
+fn accept_loop(listener: TcpListener, pages: impl Fn(&str) -> Option<Page>) {
     loop {
         match listener.accept() {
             // A client that goes away mid-answer is its own business.
             Ok((stream, _)) => {
-                let _ = serve_one(stream, &page);
+                let _ = serve_one(stream, &pages);
             }
             // Out of descriptors or a connection reset before accept: wait, go on.
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
@@ -56,13 +61,13 @@ fn accept_loop(listener: TcpListener, page: impl Fn() -> String) {
     }
 }
 
-fn serve_one(mut stream: TcpStream, page: &impl Fn() -> String) -> std::io::Result<()> {
+fn serve_one(mut stream: TcpStream, pages: &impl Fn(&str) -> Option<Page>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
     let Some(head) = read_head(&mut stream)? else {
         return Ok(());
     };
-    let response = respond(&head, page);
+    let response = respond(&head, pages);
     stream.write_all(&response)?;
     stream.flush()
 }
@@ -99,9 +104,10 @@ fn head_end(bytes: &[u8]) -> Option<usize> {
     crlf.into_iter().chain(lf).min()
 }
 
-/// The whole answer to a request head: the page for `GET /metrics`, 404 for any other
-/// method or path, 400 for a request line that is not HTTP/1.x.
-pub fn respond(head: &[u8], page: impl FnOnce() -> String) -> Vec<u8> {
+/// The whole answer to a request head: `pages(path)` for a `GET` (the query string
+/// left out), 404 for any other method or a path it has no page for, 400 for a request
+/// line that is not HTTP/1.x.
+pub fn respond(head: &[u8], pages: impl FnOnce(&str) -> Option<Page>) -> Vec<u8> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = std::str::from_utf8(line)
         .unwrap_or("")
@@ -118,15 +124,19 @@ pub fn respond(head: &[u8], page: impl FnOnce() -> String) -> Vec<u8> {
             "bad request\n",
         );
     }
-    let path = target.map(|t| t.split('?').next().unwrap_or(t));
-    if method == Some("GET") && path == Some(PATH) {
-        answer("200 OK", CONTENT_TYPE, &page())
+    let path = target.map_or("", |t| t.split('?').next().unwrap_or(t));
+    let page = if method == Some("GET") {
+        pages(path)
     } else {
-        answer(
+        None
+    };
+    match page {
+        Some((content_type, body)) => answer("200 OK", content_type, &body),
+        None => answer(
             "404 Not Found",
             "text/plain; charset=utf-8",
-            "not found: metrics are at /metrics\n",
-        )
+            "not found: metrics are at /metrics, the status page at /\n",
+        ),
     }
 }
 
@@ -144,6 +154,13 @@ fn answer(status: &str, content_type: &str, body: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    use crate::metrics::text::CONTENT_TYPE;
+
+    /// Serves `/metrics` with `body`, nothing else.
+    fn metrics(body: &'static str) -> impl FnOnce(&str) -> Option<Page> {
+        move |path| (path == PATH).then(|| (CONTENT_TYPE, body.to_owned()))
+    }
+
     fn status(response: &[u8]) -> String {
         let text = String::from_utf8_lossy(response);
         text.lines().next().unwrap_or_default().to_owned()
@@ -151,9 +168,10 @@ mod tests {
 
     #[test]
     fn get_metrics_serves_the_page_as_prometheus_text() {
-        let r = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", || {
-            "a 1\n".into()
-        });
+        let r = respond(
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            metrics("a 1\n"),
+        );
         let text = String::from_utf8(r).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(
@@ -162,20 +180,42 @@ mod tests {
         );
         assert!(text.contains("\r\nContent-Length: 4\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\na 1\n"), "{text}");
-        let query = respond(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n", String::new);
+        let query = respond(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n", metrics(""));
         assert_eq!(status(&query), "HTTP/1.1 200 OK");
     }
 
     #[test]
     fn other_paths_and_methods_are_not_found_and_never_render_the_page() {
         for head in [
-            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            &b"GET /nothing HTTP/1.1\r\n\r\n"[..],
             b"GET /metricsx HTTP/1.1\r\n\r\n",
-            b"POST /metrics HTTP/1.1\r\n\r\n",
         ] {
-            let r = respond(head, || panic!("page rendered for {head:?}"));
+            let r = respond(head, |_| None);
             assert_eq!(status(&r), "HTTP/1.1 404 Not Found");
         }
+        for head in [
+            &b"POST /metrics HTTP/1.1\r\n\r\n"[..],
+            b"PUT / HTTP/1.1\r\n\r\n",
+        ] {
+            let r = respond(head, |_| panic!("page rendered for {head:?}"));
+            assert_eq!(status(&r), "HTTP/1.1 404 Not Found");
+        }
+    }
+
+    #[test]
+    fn each_path_gets_its_own_page_and_content_type() {
+        let pages = |path: &str| match path {
+            STATUS_PAGE_PATH => Some(("text/html; charset=utf-8", "<html>".to_owned())),
+            STATUS_JSON_PATH => Some(("application/json", "{}".to_owned())),
+            _ => None,
+        };
+        let page = String::from_utf8(respond(b"GET / HTTP/1.1\r\n\r\n", pages)).unwrap();
+        assert!(page.contains("\r\nContent-Type: text/html; charset=utf-8\r\n"));
+        assert!(page.ends_with("\r\n\r\n<html>"));
+        let doc = respond(b"GET /status.json?t=1 HTTP/1.1\r\n\r\n", pages);
+        let doc = String::from_utf8(doc).unwrap();
+        assert!(doc.contains("\r\nContent-Type: application/json\r\n"));
+        assert!(doc.ends_with("\r\n\r\n{}"));
     }
 
     #[test]
@@ -190,7 +230,7 @@ mod tests {
             b"\xff\xfe /metrics HTTP/1.1\r\n\r\n",
             b"GET /metrics HTTP/1.1 extra\r\n\r\n",
         ] {
-            let r = respond(head, || panic!("page rendered for {head:?}"));
+            let r = respond(head, |_| panic!("page rendered for {head:?}"));
             assert_eq!(status(&r), "HTTP/1.1 400 Bad Request", "{head:?}");
         }
     }

@@ -1443,4 +1443,32 @@ impl App {
             }
         }
     }
+
+    /// For the status page: every live stream this shard knows (`app/name`), its
+    /// publisher (`Ok(conn)` a client here, `Err(shard)` another shard's, mirrored
+    /// here) and its players here.
+    pub fn streams(
+        &self,
+    ) -> impl Iterator<Item = (&str, Option<Result<ConnId, u8>>, &[StreamRef])> {
+        self.live.streams().map(|(key, publisher, players)| {
+            let publisher = publisher.map(|p| match p.conn {
+                REMOTE_CONN => Err(p.stream_id as u8),
+                conn => Ok(conn),
+            });
+            (key, publisher, players)
+        })
+    }
+
+    /// For the status page: the address of a connected client.
+    pub fn client_address(&self, conn: ConnId) -> Option<IpAddr> {
+        self.conns.get(&conn).map(|c| c.client)
+    }
+
+    /// For the status page: the group memberships of this shard's clients (connection,
+    /// group, the peer id it joined as).
+    pub fn group_memberships(&self) -> impl Iterator<Item = (ConnId, GroupId, PeerId)> + '_ {
+        self.conns
+            .iter()
+            .flat_map(|(&conn, c)| c.groups.iter().map(move |&(g, p)| (conn, g, p)))
+    }
 }

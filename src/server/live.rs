@@ -207,6 +207,13 @@ impl<S: Copy + Eq + Hash> LiveStreams<S> {
             .filter(|(_, s)| s.publisher.is_some())
             .map(|(n, _)| n.as_str())
     }
+
+    /// Every stream: its name, publisher (if any) and players.
+    pub fn streams(&self) -> impl Iterator<Item = (&str, Option<S>, &[S])> {
+        self.streams
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.publisher, s.players.as_slice()))
+    }
 }
 
 #[cfg(test)]

@@ -423,6 +423,24 @@ impl ServerGroups {
             }
         }
     }
+
+    /// For the status page: the server's peer id in its groups.
+    pub fn server_peer(&self) -> PeerId {
+        self.server_peer
+    }
+
+    /// For the status page: the server's member of each group, and how its stream
+    /// goes out by IP multicast (address, Fusion, datagrams sent by this shard) if it does.
+    pub fn status_members(
+        &self,
+    ) -> impl Iterator<Item = (&GroupId, &GroupMember, Option<(SocketAddr, bool, u64)>)> {
+        self.members.iter().zip(&self.senders).map(|((g, m), s)| {
+            let ip = s
+                .as_ref()
+                .map(|s| (s.sender.address(), s.fusion, s.sender.sent()));
+            (g, m, ip)
+        })
+    }
 }
 
 /// The key of `group`'s IP multicast datagrams: the same on every shard (all share
