@@ -12,7 +12,7 @@ use rtmfp_edge::flash::command::{code, status_code, Command};
 use rtmfp_edge::flash::tc::kind;
 use rtmfp_edge::media::MediaKind;
 use rtmfp_edge::server::app::{App, AppEvent, ConnId, Outgoing, Output};
-use rtmfp_edge::server::config::ServerConfig;
+use rtmfp_edge::server::config::{Limit, RefusalKind, ServerConfig};
 use rtmfp_edge::server::directory::Directory;
 
 // ---------------------------------------------------------------------------------------
@@ -672,6 +672,7 @@ max_sessions = 2
 
 #[test]
 fn connect_beyond_max_sessions_per_address_is_rejected_naming_the_limit() {
+    let per_address = RefusalKind::LimitReached(Limit::SessionsPerAddress);
     let mut app = server(
         r#"
 [[app]]
@@ -694,12 +695,18 @@ max_sessions_per_address = 2
         "address 192.0.2.9 has its maximum of 2 sessions in application \"live\" \
          (max_sessions_per_address)"
     );
-    assert_eq!(app.connects_refused_per_address(), 1);
+    assert_eq!(app.refusals(per_address), 1);
     // Another address is let in; the first one again once one of its sessions closes.
     connected_from(&mut app, "live", "192.0.2.10");
     app.close(first);
     connected_from(&mut app, "live", "192.0.2.9");
-    assert_eq!(app.connects_refused_per_address(), 1);
+    assert_eq!(app.refusals(per_address), 1);
+    let others: u64 = RefusalKind::ALL
+        .iter()
+        .filter(|&&k| k != per_address)
+        .map(|&k| app.refusals(k))
+        .sum();
+    assert_eq!(others, 0, "only the per-address refusal is counted");
 }
 
 #[test]
@@ -1056,7 +1063,66 @@ fn publish_without_publish_token_is_denied() {
     let info = info_with(&out, conn, code::PUBLISH_DENIED);
     assert_eq!(level(&info), "error");
     assert_eq!(description(&info), "publish token required");
-    assert_eq!(events(&mut app), []);
+    assert_eq!(
+        events(&mut app),
+        [AppEvent::Refused {
+            conn,
+            code: code::PUBLISH_DENIED,
+            reason: "publish token required".into(),
+        }],
+        "logged once, with the reason"
+    );
+}
+
+#[test]
+fn every_refusal_is_counted_by_its_reason() {
+    let mut app = server(
+        r#"
+[[app]]
+name = "event"
+[app.publish]
+token = "studio-secret"
+streams = ["main", "cam-*"]
+[app.limits]
+max_players_per_stream = 1
+"#,
+    );
+    let stranger = app.open(ip(CLIENT));
+    call(&mut app, stranger, 0, connect_to("nope"));
+    let conn = connected(&mut app, "event");
+    let stream = new_stream(&mut app, conn);
+    call(&mut app, conn, stream, publish_cmd("main"));
+    call(
+        &mut app,
+        conn,
+        stream,
+        publish_cmd("other?token=studio-secret"),
+    );
+    call(
+        &mut app,
+        conn,
+        stream,
+        publish_cmd("main?token=studio-secret"),
+    );
+    playing(&mut app, "event", "main");
+    let late = connected(&mut app, "event");
+    let late_stream = new_stream(&mut app, late);
+    call(&mut app, late, late_stream, play_cmd("main"));
+    drain(&mut app);
+    let counted: Vec<(&str, u64)> = RefusalKind::ALL
+        .iter()
+        .map(|&k| (k.name(), app.refusals(k)))
+        .filter(|&(_, n)| n > 0)
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            ("unknown_app", 1),
+            ("bad_token", 1),
+            ("stream_not_allowed", 1),
+            ("max_players_per_stream", 1)
+        ]
+    );
 }
 
 #[test]
@@ -1692,7 +1758,15 @@ max_players_per_stream = 2
     let info = info_with(&out, extra, code::PLAY_FAILED);
     assert_eq!(level(&info), "error");
     assert_eq!(description(&info), "stream has its maximum of 2 players");
-    assert_eq!(events(&mut app), []);
+    assert_eq!(
+        events(&mut app),
+        [AppEvent::Refused {
+            conn: extra,
+            code: code::PLAY_FAILED,
+            reason: "stream has its maximum of 2 players".into(),
+        }],
+        "logged once, with the reason"
+    );
 
     // The refused player gets no media; the limit is per stream.
     send_media(&mut app, publisher, s, kind::VIDEO, 0, b"\x17\x01key");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::session_histograms::SessionHistograms;
 use crate::metrics::status::StatusSlot;
 use crate::proto::{DropReason, Instant};
+use crate::server::config::RefusalKind;
 use crate::server::edge::EdgeServer;
 
 /// How often a shard copies its server's numbers: often enough for a scrape every few
@@ -23,6 +24,9 @@ pub const HISTOGRAMS_EVERY: Duration = Duration::from_secs(1);
 pub struct ServerSnapshot {
     /// Datagrams the endpoint dropped, by [`DropReason::ALL`]'s order.
     pub drops: [AtomicU64; DropReason::ALL.len()],
+    /// Connects, publishes, plays and group joins refused, by [`RefusalKind::ALL`]'s
+    /// order.
+    pub refusals: [AtomicU64; RefusalKind::ALL.len()],
     /// Bytes of the datagrams the endpoint handed out to send (not IP multicast).
     pub bytes_sent: AtomicU64,
     /// IHellos answered with a cookie.
@@ -97,6 +101,9 @@ impl ServerSnapshot {
         set(&self.players, census.players as u64);
         set(&self.group_members, census.group_members as u64);
         let groups = server.groups();
+        for (counter, kind) in self.refusals.iter().zip(RefusalKind::ALL) {
+            set(counter, server.app().refusals(kind));
+        }
         set(&self.multicast_sent, groups.multicast_sent());
         set(&self.multicast_dropped, groups.multicast_dropped());
         self.status.offer(server, now.as_micros());

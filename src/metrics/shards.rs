@@ -9,6 +9,7 @@ use crate::engine::session_histograms::{SessionHistograms, SnapshotHistogram};
 use crate::engine::shard::ShardStats;
 use crate::engine::xdp_guard::GuardCounters;
 use crate::proto::DropReason;
+use crate::server::config::RefusalKind;
 
 /// A metric with one value per shard.
 struct PerShard {
@@ -224,6 +225,7 @@ pub fn render_xdp_program(attached: &[(&str, GuardCounters)]) -> String {
 /// Metric families with more labels than `shard`.
 const SESSIONS_OPENED: &str = "rtmfp_edge_sessions_opened_total";
 const DATAGRAMS_DROPPED: &str = "rtmfp_edge_datagrams_dropped_total";
+const REFUSALS: &str = "rtmfp_edge_refusals_total";
 
 /// Histograms of the sessions open at the last snapshot (label `shard`).
 const SESSION_RTT: &str = "rtmfp_edge_session_rtt_seconds";
@@ -232,7 +234,7 @@ const SESSION_CWND: &str = "rtmfp_edge_session_cwnd_bytes";
 /// Every metric family's name but the histograms', for the docs' test.
 pub fn family_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = PER_SHARD.iter().map(|m| m.name).collect();
-    names.extend([SESSIONS_OPENED, DATAGRAMS_DROPPED]);
+    names.extend([SESSIONS_OPENED, DATAGRAMS_DROPPED, REFUSALS]);
     names
 }
 
@@ -310,6 +312,20 @@ pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
             );
         }
     }
+    let mut family = page.family(
+        REFUSALS,
+        Kind::Counter,
+        "Connects, publishes, plays and group joins the server refused, by reason (the config key of a limit).",
+    );
+    for (shard, stats) in labels.iter().zip(shards) {
+        let refusals = &stats.as_ref().server.refusals;
+        for (kind, value) in RefusalKind::ALL.iter().zip(refusals) {
+            family.sample(
+                &[("shard", shard), ("reason", kind.name())],
+                ServerSnapshot::get(value),
+            );
+        }
+    }
     session_histogram(
         &mut page,
         shards,
@@ -343,7 +359,14 @@ mod tests {
         ];
         shards[1].received.store(7, Ordering::Relaxed);
         shards[1].server.drops[0].store(2, Ordering::Relaxed);
+        let per_address =
+            RefusalKind::LimitReached(crate::server::config::Limit::SessionsPerAddress);
+        shards[0].server.refusals[per_address.index()].store(3, Ordering::Relaxed);
         let text = render(&shards);
+        assert!(text.contains(
+            "rtmfp_edge_refusals_total{shard=\"0\",reason=\"max_sessions_per_address\"} 3\n"
+        ));
+        assert!(text.contains("rtmfp_edge_refusals_total{shard=\"1\",reason=\"unknown_app\"} 0\n"));
         assert!(text.contains("rtmfp_edge_datagrams_received_total{shard=\"1\"} 7\n"));
         assert!(text.contains("rtmfp_edge_datagrams_received_total{shard=\"0\"} 0\n"));
         assert!(text.contains(&format!(

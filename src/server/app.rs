@@ -148,6 +148,8 @@ pub enum AppEvent {
         conn: ConnId,
         app: String,
     },
+    /// A connect, publish, play or group join refused: the status `code` it was answered
+    /// with and the reason it was given (counted by kind, `App::refusals`).
     Refused {
         conn: ConnId,
         code: &'static str,
@@ -297,8 +299,9 @@ pub struct App {
     /// Streams being republished (by key), and into which groups.
     republishing: HashMap<String, Vec<GroupId>>,
     group_feed: VecDeque<GroupFeed>,
-    /// Connects refused for `max_sessions_per_address`, since this shard started.
-    refused_per_address: u64,
+    /// Connects, publishes, plays and group joins refused since this shard started, by
+    /// [`RefusalKind::ALL`]'s order.
+    refusals: [u64; RefusalKind::ALL.len()],
 }
 
 /// A stream's players by the media kind they take ([`FanOut`]), each list built on the
@@ -366,7 +369,7 @@ impl App {
             events: VecDeque::new(),
             publish_rates: HashMap::default(),
             server_peer: None,
-            refused_per_address: 0,
+            refusals: [0; RefusalKind::ALL.len()],
             republishing: HashMap::default(),
             group_feed: VecDeque::new(),
         }
@@ -601,6 +604,7 @@ impl App {
                 Ok(())
             }
             Err(refusal) => {
+                self.refusals[refusal.kind.index()] += 1;
                 self.status(conn, 0, Level::Error, GROUP_REJECTED, &refusal.reason);
                 self.events.push_back(AppEvent::Refused {
                     conn,
@@ -725,10 +729,9 @@ impl App {
         }
     }
 
-    /// Connects this shard refused because their address had `max_sessions_per_address`
-    /// sessions in the app already.
-    pub fn connects_refused_per_address(&self) -> u64 {
-        self.refused_per_address
+    /// Connects, publishes, plays and group joins this shard refused, of `kind`.
+    pub fn refusals(&self, kind: RefusalKind) -> u64 {
+        self.refusals[kind.index()]
     }
 
     /// Connected clients (after a successful `connect`) of `app`.
@@ -916,10 +919,13 @@ impl App {
         };
         let directory = &self.directory;
         let verdict = match self.config.app(&app_name) {
-            None => Err((
-                code::CONNECT_INVALID_APP,
-                format!("no application {app_name:?} on this server"),
-            )),
+            None => {
+                self.refusals[RefusalKind::UnknownApp.index()] += 1;
+                Err((
+                    code::CONNECT_INVALID_APP,
+                    format!("no application {app_name:?} on this server"),
+                ))
+            }
             Some(app) => app
                 .authorize_connect(client, token.as_deref())
                 .and_then(|()| {
@@ -929,9 +935,7 @@ impl App {
                     })
                 })
                 .map_err(|r| {
-                    if r.kind == RefusalKind::LimitReached(Limit::SessionsPerAddress) {
-                        self.refused_per_address += 1;
-                    }
+                    self.refusals[r.kind.index()] += 1;
                     (code::CONNECT_REJECTED, r.to_string())
                 }),
         };
@@ -1030,11 +1034,19 @@ impl App {
                     Some(r) => app.authorize_group(&r.group.group_id()),
                     None => Ok(()),
                 })
-                .map_err(|r| r.to_string()),
+                .map_err(|r| {
+                    self.refusals[r.kind.index()] += 1;
+                    r.to_string()
+                }),
             None => Err("application is gone".to_owned()),
         };
         if let Err(reason) = verdict {
-            return self.status(conn, stream_id, Level::Error, code::PUBLISH_DENIED, &reason);
+            self.status(conn, stream_id, Level::Error, code::PUBLISH_DENIED, &reason);
+            return self.events.push_back(AppEvent::Refused {
+                conn,
+                code: code::PUBLISH_DENIED,
+                reason,
+            });
         }
         self.end_stream_role(conn, stream_id);
         let me = StreamRef { conn, stream_id };
@@ -1118,13 +1130,14 @@ impl App {
             None => Ok(()),
         };
         if let Err(limit_error) = admitted {
-            return self.status(
+            self.refusals[limit_error.kind.index()] += 1;
+            let reason = limit_error.to_string();
+            self.status(conn, stream_id, Level::Error, code::PLAY_FAILED, &reason);
+            return self.events.push_back(AppEvent::Refused {
                 conn,
-                stream_id,
-                Level::Error,
-                code::PLAY_FAILED,
-                &limit_error.to_string(),
-            );
+                code: code::PLAY_FAILED,
+                reason,
+            });
         }
         self.end_stream_role(conn, stream_id);
         let join = self.live.play(&key, StreamRef { conn, stream_id });
@@ -1179,14 +1192,20 @@ impl App {
         let key = stream_key(&app, name);
         let me = StreamRef { conn, stream_id };
         if let Some(refusal) = self.publish_rate_exceeded(&app, me, timestamp, payload.len()) {
+            self.refusals[RefusalKind::LimitReached(Limit::PublishKbps).index()] += 1;
             self.end_stream_role(conn, stream_id);
-            return self.status(
+            self.status(
                 conn,
                 stream_id,
                 Level::Error,
                 code::PUBLISH_DENIED,
                 &refusal,
             );
+            return self.events.push_back(AppEvent::Refused {
+                conn,
+                code: code::PUBLISH_DENIED,
+                reason: refusal,
+            });
         }
         let message = MediaMessage::new(kind, timestamp, payload);
         let message = if message.is_metadata() {

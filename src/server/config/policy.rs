@@ -27,6 +27,48 @@ pub enum RefusalKind {
     LimitReached(Limit),
 }
 
+impl RefusalKind {
+    /// Every kind, in the order counters keep them.
+    pub const ALL: [RefusalKind; 11] = [
+        RefusalKind::UnknownApp,
+        RefusalKind::BadToken,
+        RefusalKind::AddressDenied,
+        RefusalKind::StreamNotAllowed,
+        RefusalKind::GroupNotAllowed,
+        RefusalKind::LimitReached(Limit::Sessions),
+        RefusalKind::LimitReached(Limit::SessionsPerAddress),
+        RefusalKind::LimitReached(Limit::Streams),
+        RefusalKind::LimitReached(Limit::PlayersPerStream),
+        RefusalKind::LimitReached(Limit::PublishKbps),
+        RefusalKind::LimitReached(Limit::GroupMembers),
+    ];
+
+    /// Its place in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|&k| k == self)
+            .expect("ALL lists every kind")
+    }
+
+    /// The `reason` label of the refusal counters: the limit's config key for a limit.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalKind::UnknownApp => "unknown_app",
+            RefusalKind::BadToken => "bad_token",
+            RefusalKind::AddressDenied => "address_denied",
+            RefusalKind::StreamNotAllowed => "stream_not_allowed",
+            RefusalKind::GroupNotAllowed => "group_not_allowed",
+            RefusalKind::LimitReached(Limit::Sessions) => "max_sessions",
+            RefusalKind::LimitReached(Limit::SessionsPerAddress) => "max_sessions_per_address",
+            RefusalKind::LimitReached(Limit::Streams) => "max_streams",
+            RefusalKind::LimitReached(Limit::PlayersPerStream) => "max_players_per_stream",
+            RefusalKind::LimitReached(Limit::PublishKbps) => "max_publish_kbps",
+            RefusalKind::LimitReached(Limit::GroupMembers) => "max_members",
+        }
+    }
+}
+
 /// Which of `[app.limits]` was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
