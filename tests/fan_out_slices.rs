@@ -189,10 +189,12 @@ fn every_player_of_a_fan_out_longer_than_a_slice_gets_every_frame_in_order() {
             );
             // Three fan-outs of two slices each, and the sessions' own timers: a few
             // timeouts at the same instant finish them all.
+            // A millisecond passes between timeouts: these fan-outs take milliseconds.
             for _ in 0..20 {
                 if world.server.poll_timeout().is_some_and(|t| t <= world.now) {
                     world.server.handle_timeout(world.now);
                 }
+                world.now = world.now + Duration::from_millis(1);
             }
             assert!(
                 !world.server.fan_out_under_way(),
@@ -202,6 +204,19 @@ fn every_player_of_a_fan_out_longer_than_a_slice_gets_every_frame_in_order() {
         world.run_for(Duration::from_millis(120));
     }
     world.run_for(Duration::from_secs(1));
+
+    // One observation per message. Pulled on at once, a fan-out takes no time on the
+    // virtual clock; driven by timeouts a millisecond apart, the second and third of a
+    // round wait for the ones before them and take milliseconds.
+    let counts = world.server.fan_out_latency().counts();
+    let (rounds, per_round) = (20, 3);
+    assert_eq!(counts.iter().sum::<u64>(), rounds * per_round, "{counts:?}");
+    assert_eq!(counts[0], rounds / 2 * per_round + rounds / 2, "{counts:?}");
+    assert_eq!(
+        counts[3..].iter().sum::<u64>(),
+        rounds / 2 * (per_round - 1),
+        "timeout-driven fan-outs took a millisecond or more: {counts:?}"
+    );
 
     let want: Vec<u32> = (0..index).collect();
     for (i, peer) in world.peers[1..].iter().enumerate() {

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::session_histograms::SessionHistograms;
+use super::session_histograms::{SessionHistograms, SnapshotHistogram, FAN_OUT_BOUNDS_MICROS};
 use crate::metrics::status::StatusSlot;
 use crate::proto::{DropReason, Instant};
 use crate::server::config::RefusalKind;
@@ -49,12 +49,24 @@ pub struct ServerSnapshot {
     pub multicast_dropped: AtomicU64,
     /// The open sessions (those `sessions` counts) by smoothed RTT and congestion window.
     pub session_histograms: SessionHistograms,
+    /// Every fan-out so far by its latency ([`EdgeServer::fan_out_latency`]).
+    pub fan_out_latency: FanOutLatency,
     /// Streams and groups for the status page, copied only while it is being read.
     pub status: StatusSlot,
     /// When the shard last copied (its clock, microseconds); 0: never.
     taken_at: AtomicU64,
     /// When it last took the session histograms; 0: never.
     histograms_taken_at: AtomicU64,
+}
+
+/// The fan-out latency histogram (cumulative over the shard's life, not a snapshot of now).
+#[derive(Debug)]
+pub struct FanOutLatency(pub SnapshotHistogram<{ FAN_OUT_BOUNDS_MICROS.len() }>);
+
+impl Default for FanOutLatency {
+    fn default() -> Self {
+        FanOutLatency(SnapshotHistogram::new(FAN_OUT_BOUNDS_MICROS))
+    }
 }
 
 impl ServerSnapshot {
@@ -101,6 +113,7 @@ impl ServerSnapshot {
         set(&self.players, census.players as u64);
         set(&self.group_members, census.group_members as u64);
         let groups = server.groups();
+        self.fan_out_latency.0.store(server.fan_out_latency());
         for (counter, kind) in self.refusals.iter().zip(RefusalKind::ALL) {
             set(counter, server.app().refusals(kind));
         }

@@ -45,6 +45,13 @@ pub const CWND_BOUNDS_BYTES: [u64; 12] = {
     ]
 };
 
+/// Fan-out latency bucket bounds, in microseconds: 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50,
+/// 100, 250, 500 ms, 1, 2.5 s.
+pub const FAN_OUT_BOUNDS_MICROS: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000,
+];
+
 /// A distribution with fixed bucket bounds, written whole by one thread (the shard) and
 /// read by others (a scrape). Each bucket holds its own count, not a running total, so
 /// a reader that catches a rewrite halfway still sees cumulative counts that never go

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicU64;
 
 use super::text::{Exposition, HistogramSeries, Kind};
 use crate::engine::server_snapshot::ServerSnapshot;
-use crate::engine::session_histograms::{SessionHistograms, SnapshotHistogram};
+use crate::engine::session_histograms::SnapshotHistogram;
 use crate::engine::shard::ShardStats;
 use crate::engine::xdp_guard::GuardCounters;
 use crate::proto::DropReason;
@@ -230,6 +230,8 @@ const REFUSALS: &str = "rtmfp_edge_refusals_total";
 /// Histograms of the sessions open at the last snapshot (label `shard`).
 const SESSION_RTT: &str = "rtmfp_edge_session_rtt_seconds";
 const SESSION_CWND: &str = "rtmfp_edge_session_cwnd_bytes";
+/// Histogram of fan-outs by latency, over the shard's life (label `shard`).
+const FAN_OUT_LATENCY: &str = "rtmfp_edge_fan_out_seconds";
 
 /// Every metric family's name but the histograms', for the docs' test.
 pub fn family_names() -> Vec<&'static str> {
@@ -240,23 +242,23 @@ pub fn family_names() -> Vec<&'static str> {
 
 /// The histogram families' names, for the docs' test: their samples carry the suffixes
 /// `_bucket`, `_sum` and `_count`.
-pub fn histogram_family_names() -> [&'static str; 2] {
-    [SESSION_RTT, SESSION_CWND]
+pub fn histogram_family_names() -> [&'static str; 3] {
+    [SESSION_RTT, SESSION_CWND, FAN_OUT_LATENCY]
 }
 
 /// One of the session histograms as a family, a series per shard; `per_unit` stored
 /// units make one exposed unit.
-fn session_histogram<S: AsRef<ShardStats>, const BOUNDS: usize>(
+fn shard_histogram<S: AsRef<ShardStats>, const BOUNDS: usize>(
     page: &mut Exposition,
     shards: &[S],
     name: &'static str,
     help: &str,
-    which: fn(&SessionHistograms) -> &SnapshotHistogram<BOUNDS>,
+    which: fn(&ServerSnapshot) -> &SnapshotHistogram<BOUNDS>,
     per_unit: u64,
 ) {
     let mut family = page.family(name, Kind::Histogram, help);
     for (shard, stats) in shards.iter().enumerate() {
-        let histogram = which(&stats.as_ref().server.session_histograms);
+        let histogram = which(&stats.as_ref().server);
         let tally = histogram.load();
         family.histogram(
             &[("shard", &shard.to_string())],
@@ -326,21 +328,29 @@ pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
             );
         }
     }
-    session_histogram(
+    shard_histogram(
         &mut page,
         shards,
         SESSION_RTT,
         "Open sessions by smoothed round-trip time, those with a sample: a snapshot of the sessions now (a gauge histogram), not observations over time.",
-        |h| &h.rtt_nanos,
+        |s| &s.session_histograms.rtt_nanos,
         1_000_000_000,
     );
-    session_histogram(
+    shard_histogram(
         &mut page,
         shards,
         SESSION_CWND,
         "Open sessions by congestion window: a snapshot of the sessions now (a gauge histogram), not observations over time.",
-        |h| &h.cwnd_bytes,
+        |s| &s.session_histograms.cwnd_bytes,
         1,
+    );
+    shard_histogram(
+        &mut page,
+        shards,
+        FAN_OUT_LATENCY,
+        "Media messages fanned out to this shard's players, by the time from the message reaching the fan-out (with any wait behind earlier ones) to the last player's copy queued to send (its datagram leaves in the same turn).",
+        |s| &s.fan_out_latency.0,
+        1_000_000,
     );
     page.into_text()
 }

@@ -21,6 +21,7 @@ use super::config::ServerConfig;
 use super::directory::Directory;
 use super::outbound_flows::OutboundFlows;
 use super::republish::ServerGroups;
+use crate::engine::session_histograms::{Tally, FAN_OUT_BOUNDS_MICROS};
 use crate::flash::flow_sync::{FlowSyncReceiver, FlowSyncSender};
 use crate::flash::tc::{self, kind, message_header, user_control, FlowMetadata, Lane, TcMessage};
 use crate::group::{self, server_flow::GROUP_FLOW_METADATA, GroupId};
@@ -155,6 +156,9 @@ pub struct EdgeServer {
     outputs: VecDeque<(Instant, Output)>,
     /// The fan-out under way, taken from the front of `outputs`.
     fan_out: Option<FanOutProgress>,
+    /// Every fan-out finished so far, by how long it took from its message reaching the
+    /// edge to the last player's copy queued to send.
+    fan_out_latency: Tally<{ FAN_OUT_BOUNDS_MICROS.len() }>,
 }
 
 /// Players a fan-out queues media for before their datagrams are sealed and sent: few
@@ -251,6 +255,7 @@ impl EdgeServer {
             skip_marks: SkipMarks::default(),
             outputs: VecDeque::new(),
             fan_out: None,
+            fan_out_latency: Tally::default(),
         }
     }
 
@@ -827,6 +832,14 @@ impl EdgeServer {
         self.fan_out_slice(now);
     }
 
+    /// Fan-outs finished so far, by the time from their message reaching the edge
+    /// (taken from the application) to the last player's copy queued to send, in
+    /// microseconds ([`FAN_OUT_BOUNDS_MICROS`]). The slice a copy is in is sealed and
+    /// handed to the socket right after, in the same turn.
+    pub fn fan_out_latency(&self) -> &Tally<{ FAN_OUT_BOUNDS_MICROS.len() }> {
+        &self.fan_out_latency
+    }
+
     /// Whether a fan-out is under way: players on its list still wait for the message.
     pub fn fan_out_under_way(&self) -> bool {
         self.fan_out.is_some()
@@ -909,6 +922,9 @@ impl EdgeServer {
             self.fan_out = Some(progress);
         } else {
             self.skip_marks.put_back(players, progress.skipping);
+            let took = now.saturating_since(progress.since);
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            self.fan_out_latency.add(&FAN_OUT_BOUNDS_MICROS, micros);
         }
     }
 
