@@ -46,6 +46,25 @@ fn tick_for(deadline: Instant) -> u64 {
     deadline.as_micros().div_ceil(TIMER_TICK_MICROS)
 }
 
+/// Puts session `id` in the ready queue unless it is there, and with `refile` in the
+/// list of sessions whose deadline is recomputed.
+fn put_in_line(
+    id: SessionId,
+    s: &mut Session,
+    ready: &mut VecDeque<SessionId>,
+    touched: &mut Vec<SessionId>,
+    refile: bool,
+) {
+    if !s.marks.ready {
+        s.marks.ready = true;
+        ready.push_back(id);
+    }
+    if refile && !s.marks.touched {
+        s.marks.touched = true;
+        touched.push(id);
+    }
+}
+
 /// RHellos one endpoint (one shard) answers per second by default: a 180-byte RHello at
 /// this rate is 14.4 Mbit/s, a ceiling on what spoofed IHellos can make a shard send.
 pub const DEFAULT_MAX_HANDSHAKES_PER_SEC: u32 = 10_000;
@@ -372,43 +391,30 @@ impl Endpoint {
     /// The caller may queue messages through the session, so it is put in line to send.
     /// Its deadlines may change too, so they are recomputed before timers are next asked.
     pub fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
-        // One lookup: this runs per player per media message in a fan-out.
         let s = self.sessions.get_mut(&id)?;
-        if !s.marks.ready {
-            s.marks.ready = true;
-            self.ready.push_back(id);
-        }
-        if !s.marks.touched {
-            s.marks.touched = true;
-            self.touched.push(id);
-        }
+        put_in_line(id, s, &mut self.ready, &mut self.touched, true);
         Some(s)
     }
 
-    /// A session to look at, and maybe queue live media on, in a fan-out: unlike
-    /// [`Self::session_mut`] it is not put in line to send. A caller that queued a
-    /// message through it calls [`Self::media_queued`] next.
-    pub fn session_for_media(&mut self, id: SessionId) -> Option<&mut Session> {
-        self.sessions.get_mut(&id)
-    }
-
-    /// Puts a session in line to send after [`Self::session_for_media`] queued a message
-    /// whose deadline is no earlier than any the session already holds (live media:
-    /// `now` + a fixed time). Its timer is refiled only if it had no pending deadline
-    /// before, since such a message cannot bring an existing one forward: this spares
-    /// the timer wheel a visit per player per message.
-    pub fn media_queued(&mut self, id: SessionId, had_deadline: bool) {
-        let Some(s) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        if !s.marks.ready {
-            s.marks.ready = true;
-            self.ready.push_back(id);
+    /// Lets `queue` look at a session and maybe queue a message on it (true if it did),
+    /// one lookup per call: this runs per player per media message in a fan-out. The
+    /// message's deadline must be no earlier than any the session already holds (live
+    /// media: its arrival + a fixed time). A session `queue` queued on is put in line to
+    /// send; its timer is refiled only if it had no pending deadline before, since such
+    /// a message cannot bring an existing one forward, which spares the timer wheel a
+    /// visit per player per message. None if there is no such session.
+    pub fn queue_media_on(
+        &mut self,
+        id: SessionId,
+        queue: impl FnOnce(&mut Session) -> bool,
+    ) -> Option<bool> {
+        let s = self.sessions.get_mut(&id)?;
+        let had_deadline = s.earliest_pending_deadline().is_some();
+        let queued = queue(s);
+        if queued {
+            put_in_line(id, s, &mut self.ready, &mut self.touched, !had_deadline);
         }
-        if !s.marks.touched && !had_deadline {
-            s.marks.touched = true;
-            self.touched.push(id);
-        }
+        Some(queued)
     }
 
     /// Notes that a session's or initiator's deadline may have changed.

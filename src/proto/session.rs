@@ -406,13 +406,6 @@ impl Session {
         }
     }
 
-    /// The deadline of the oldest message on `flow_id` not yet wholly acknowledged or
-    /// abandoned: how far behind the receiver is, for a sender that gives every message
-    /// the same lifetime.
-    pub fn oldest_pending_deadline(&self, flow_id: u64) -> Option<Instant> {
-        self.send_flows.get(&flow_id)?.next_deadline()
-    }
-
     /// The deadline of the oldest message not yet wholly acknowledged or abandoned, on
     /// any flow: how far behind the peer is on everything we send with a deadline.
     pub fn earliest_pending_deadline(&self) -> Option<Instant> {

@@ -287,8 +287,11 @@ pub struct App {
     next_conn: ConnId,
     outgoing: VecDeque<Output>,
     /// Per stream key, its players that take each media kind (audio, video, data), for
-    /// [`FanOut`]s: rebuilt when the versions they were built at change.
-    fan_out_lists: HashMap<String, FanOutLists>,
+    /// [`FanOut`]s: all forgotten when a player joins, leaves or changes what it
+    /// receives, and each rebuilt at its stream's next message of that kind.
+    fan_out_lists: HashMap<String, [Option<Arc<[StreamRef]>>; 3]>,
+    /// `(LiveStreams::players_version, wants_version)` the lists were built at.
+    fan_out_versions: (u64, u64),
     /// Counts changes to what players receive (`receiveAudio`, `receiveVideo`).
     wants_version: u64,
     events: VecDeque<AppEvent>,
@@ -302,15 +305,6 @@ pub struct App {
     /// Connects, publishes, plays and group joins refused since this shard started, by
     /// [`RefusalKind::ALL`]'s order.
     refusals: [u64; RefusalKind::ALL.len()],
-}
-
-/// A stream's players by the media kind they take ([`FanOut`]), each list built on the
-/// first message of its kind after a change.
-#[derive(Debug, Default)]
-struct FanOutLists {
-    /// `(LiveStreams::players_version, App::wants_version)` the lists were built at.
-    versions: Option<(u64, u64)>,
-    by_kind: [Option<Arc<[StreamRef]>>; 3],
 }
 
 /// Whether `player` takes media of `kind` (plays the stream, and has not turned the kind
@@ -365,6 +359,7 @@ impl App {
             next_conn: (u64::from(shard) << 48) + 1,
             outgoing: VecDeque::new(),
             fan_out_lists: HashMap::default(),
+            fan_out_versions: (0, 0),
             wants_version: 0,
             events: VecDeque::new(),
             publish_rates: HashMap::default(),
@@ -1344,18 +1339,16 @@ impl App {
         if players.is_empty() {
             return;
         }
+        if self.fan_out_versions != versions {
+            self.fan_out_versions = versions;
+            self.fan_out_lists.clear();
+        }
         let conns = &self.conns;
         let lists = match self.fan_out_lists.get_mut(key) {
             Some(lists) => lists,
             None => self.fan_out_lists.entry(key.to_owned()).or_default(),
         };
-        if lists.versions != Some(versions) {
-            *lists = FanOutLists {
-                versions: Some(versions),
-                ..FanOutLists::default()
-            };
-        }
-        let slot = &mut lists.by_kind[kind as usize];
+        let slot = &mut lists[kind as usize];
         let players = slot
             .get_or_insert_with(|| {
                 players

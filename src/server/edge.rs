@@ -884,7 +884,7 @@ impl EdgeServer {
         let players = progress.fan_out.players.clone();
         let end = (progress.next + FAN_OUT_SLICE).min(players.len());
         for (i, player) in players.iter().enumerate().take(end).skip(progress.next) {
-            if !check_all && progress.skipping[i] {
+            if !check_all && progress.skipping.get(i) == Some(&true) {
                 self.frames_skipped_for_lag += 1;
                 continue;
             }
@@ -898,24 +898,28 @@ impl EdgeServer {
                 }
                 continue;
             };
-            let (Some(client), Some(s)) = (
-                self.rtmfp.get_mut(&session),
-                self.endpoint.session_for_media(session),
-            ) else {
+            let Some(client) = self.rtmfp.get_mut(&session) else {
                 continue;
             };
-            let flow = lane_flow(client, s, player.stream_id, progress.lane);
+            let skipped_for_lag = &mut self.frames_skipped_for_lag;
+            let mut skipping = false;
+            let (lane, class) = (progress.lane, progress.class);
+            let (framed, deadline) = (&progress.framed, progress.deadline);
             let waited = now.saturating_since(progress.since);
-            let admitted =
-                admit_to_rtmfp_player(client, s, now, waited, player.stream_id, progress.class);
-            progress.skipping[i] = client.skipping_to_keyframe.contains(&player.stream_id);
-            if !admitted {
-                self.frames_skipped_for_lag += 1;
-                continue;
+            self.endpoint.queue_media_on(session, |s| {
+                let flow = lane_flow(client, s, player.stream_id, lane);
+                let admitted =
+                    admit_to_rtmfp_player(client, s, now, waited, player.stream_id, class);
+                skipping = client.skipping_to_keyframe.contains(&player.stream_id);
+                if !admitted {
+                    *skipped_for_lag += 1;
+                    return false;
+                }
+                s.send_shared(flow, framed, deadline)
+            });
+            if let Some(mark) = progress.skipping.get_mut(i) {
+                *mark = skipping;
             }
-            let had_deadline = s.earliest_pending_deadline().is_some();
-            s.send_shared(flow, &progress.framed, progress.deadline);
-            self.endpoint.media_queued(session, had_deadline);
         }
         progress.next = end;
         if end < players.len() {

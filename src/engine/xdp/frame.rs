@@ -338,4 +338,32 @@ mod tests {
         fragment[20] = 0x20;
         assert!(parse_udp(&fragment).is_none());
     }
+
+    proptest::proptest! {
+        /// Frames off the wire are anything: arbitrary bytes, or a good frame with bytes
+        /// changed, never panic the parser, and a payload it finds lies inside the frame.
+        #[test]
+        fn any_frame_parses_or_is_refused_without_panicking(
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..128),
+            edits in proptest::collection::vec((0usize..80, proptest::num::u8::ANY), 0..6),
+            v6 in proptest::bool::ANY,
+        ) {
+            let _ = parse_udp(&junk);
+            let (from, to): (SocketAddr, SocketAddr) = if v6 {
+                ("[fd00::1]:1935".parse().unwrap(), "[fd00::2]:5000".parse().unwrap())
+            } else {
+                ("10.0.0.1:1935".parse().unwrap(), "10.0.0.2:5000".parse().unwrap())
+            };
+            let mut frame = frame_for(from, to, b"a datagram of some length");
+            for (at, byte) in edits {
+                if let Some(b) = frame.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            if let Some(got) = parse_udp(&frame) {
+                let start = got.payload.as_ptr() as usize - frame.as_ptr() as usize;
+                proptest::prop_assert!(start + got.payload.len() <= frame.len());
+            }
+        }
+    }
 }

@@ -43,12 +43,21 @@ impl RefusalKind {
         RefusalKind::LimitReached(Limit::GroupMembers),
     ];
 
-    /// Its place in [`Self::ALL`].
+    /// Its place in [`Self::ALL`] (checked by a test).
     pub fn index(self) -> usize {
-        Self::ALL
-            .iter()
-            .position(|&k| k == self)
-            .expect("ALL lists every kind")
+        match self {
+            RefusalKind::UnknownApp => 0,
+            RefusalKind::BadToken => 1,
+            RefusalKind::AddressDenied => 2,
+            RefusalKind::StreamNotAllowed => 3,
+            RefusalKind::GroupNotAllowed => 4,
+            RefusalKind::LimitReached(Limit::Sessions) => 5,
+            RefusalKind::LimitReached(Limit::SessionsPerAddress) => 6,
+            RefusalKind::LimitReached(Limit::Streams) => 7,
+            RefusalKind::LimitReached(Limit::PlayersPerStream) => 8,
+            RefusalKind::LimitReached(Limit::PublishKbps) => 9,
+            RefusalKind::LimitReached(Limit::GroupMembers) => 10,
+        }
     }
 
     /// The `reason` label of the refusal counters: the limit's config key for a limit.
@@ -237,5 +246,21 @@ impl Limits {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_kind_has_its_own_place_and_name() {
+        for (i, kind) in RefusalKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind:?}");
+        }
+        let mut names: Vec<&str> = RefusalKind::ALL.iter().map(|k| k.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), RefusalKind::ALL.len());
     }
 }
