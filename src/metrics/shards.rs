@@ -272,6 +272,28 @@ fn shard_histogram<S: AsRef<ShardStats>, const BOUNDS: usize>(
     }
 }
 
+/// A counter family with a sample per shard and reason: `reasons[i]` labels `counters`'
+/// i-th value.
+fn counters_by_reason<S: AsRef<ShardStats>>(
+    page: &mut Exposition,
+    shards: &[S],
+    name: &'static str,
+    help: &str,
+    reasons: &[&str],
+    counters: fn(&ServerSnapshot) -> &[AtomicU64],
+) {
+    let mut family = page.family(name, Kind::Counter, help);
+    for (shard, stats) in shards.iter().enumerate() {
+        let shard = shard.to_string();
+        for (reason, value) in reasons.iter().zip(counters(&stats.as_ref().server)) {
+            family.sample(
+                &[("shard", &shard), ("reason", reason)],
+                ServerSnapshot::get(value),
+            );
+        }
+    }
+}
+
 /// The page `/metrics` serves: every family, a sample per shard (by index).
 pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
     let mut page = Exposition::new();
@@ -300,34 +322,24 @@ pub fn render<S: AsRef<ShardStats>>(shards: &[S]) -> String {
             );
         }
     }
-    let mut family = page.family(
+    let drop_reasons = DropReason::ALL.map(DropReason::name);
+    counters_by_reason(
+        &mut page,
+        shards,
         DATAGRAMS_DROPPED,
-        Kind::Counter,
         "Datagrams the endpoint dropped, by reason.",
+        &drop_reasons,
+        |s| &s.drops,
     );
-    for (shard, stats) in labels.iter().zip(shards) {
-        let drops = &stats.as_ref().server.drops;
-        for (reason, value) in DropReason::ALL.iter().zip(drops) {
-            family.sample(
-                &[("shard", shard), ("reason", reason.name())],
-                ServerSnapshot::get(value),
-            );
-        }
-    }
-    let mut family = page.family(
+    let refusal_reasons = RefusalKind::ALL.map(RefusalKind::name);
+    counters_by_reason(
+        &mut page,
+        shards,
         REFUSALS,
-        Kind::Counter,
         "Connects, publishes, plays and group joins the server refused, by reason (the config key of a limit).",
+        &refusal_reasons,
+        |s| &s.refusals,
     );
-    for (shard, stats) in labels.iter().zip(shards) {
-        let refusals = &stats.as_ref().server.refusals;
-        for (kind, value) in RefusalKind::ALL.iter().zip(refusals) {
-            family.sample(
-                &[("shard", shard), ("reason", kind.name())],
-                ServerSnapshot::get(value),
-            );
-        }
-    }
     shard_histogram(
         &mut page,
         shards,
